@@ -1,0 +1,45 @@
+# kithost — the two commands of the README:
+#   make demo   a real agent session with the bundled extensions, offline
+#   make test   lint (ruff), types (mypy), then the whole test suite
+# Both create .venv in the repo and install the pinned dependencies first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# litellm must never reach the network: local cost map, no Hugging Face lookups.
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test lint bench clean venv schema
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@echo "== setting up $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/kithost demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+schema: $(STAMP)
+	$(BIN)/kithost schema --write docs/protocol.schema.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,466 @@
+"""Every agent event an extension can subscribe to, defined once.
+
+This module *is* the event vocabulary: kit's 34 agent events (its 37
+``EventType`` constants minus the three TUI-only ones, ``thinking_level_change``,
+``terminal_resize`` and ``turn_state_change``; ``tool_output`` included, which
+kit forgot in ``AllEventTypes()``), plus custom events between extensions
+(``custom:<name>``).
+
+Nothing here is hand-listed twice. :data:`EVENTS` is derived by collecting
+every :class:`EventSpec` defined at module level, and each event's **mode** is
+derived from its result definition:
+
+* no result → ``notify``: observers; the agent never waits for them;
+* a :class:`Stop` rule → ``gate``: handlers run in order; the first result that
+  matches the rule stops the chain (``tool_call`` block, ``input`` handled,
+  ``before_fork``/``before_session_switch``/``before_compact`` cancel);
+* only :class:`Chain` fields → ``chain``: each handler sees the payload as the
+  previous handler left it.
+
+A gate event may also chain (``input`` transforms its ``text``;
+``before_compact`` passes a ``summary`` along) — the two rules compose: chained
+fields are applied first, then the stop rule is checked.
+
+The default failure policy is derived too: ``closed`` for gate events (a failed
+gate blocks/cancels with a reason naming the extension), ``open`` for the rest.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from .schema import Any, Bool, Enum, Field, Float, Int, List, Str, Struct, Type
+
+__all__ = [
+    "CONTEXT_MESSAGE",
+    "CUSTOM_PREFIX",
+    "EVENTS",
+    "Chain",
+    "EventSpec",
+    "Mode",
+    "Policy",
+    "Stop",
+    "custom_event_name",
+    "is_custom",
+    "spec_for",
+]
+
+Mode = Literal["notify", "gate", "chain"]
+Policy = Literal["open", "closed"]
+
+#: Prefix of custom inter-extension event names (``custom:<name>``).
+CUSTOM_PREFIX: Final = "custom:"
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A result with ``field == equals`` stops the handler chain."""
+
+    #: Result field to look at.
+    field: str
+    #: Value that means "stop".
+    equals: object
+    #: Result field carrying the human reason, if any.
+    reason_field: str | None = "reason"
+
+    def matches(self, result: dict[str, object]) -> bool:
+        """Whether ``result`` asks to stop."""
+        return result.get(self.field) == self.equals
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Result fields that replace the same-named payload fields for the next handler.
+
+    With ``when`` set to ``(field, value)``, the fields apply only when the
+    result's ``field`` equals ``value`` (``input`` applies ``text`` only for
+    ``action == "transform"``).
+    """
+
+    #: Payload fields a result may replace.
+    fields: tuple[str, ...]
+    #: Optional ``(result_field, value)`` condition.
+    when: tuple[str, object] | None = None
+
+    def apply(self, payload: dict[str, object], result: dict[str, object]) -> None:
+        """Patch ``payload`` in place with the chained fields of ``result``."""
+        if self.when is not None and result.get(self.when[0]) != self.when[1]:
+            return
+        for name in self.fields:
+            value = result.get(name)
+            if value is not None:
+                payload[name] = value
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """The definition of one event: payload, optional result, and how results combine."""
+
+    #: Wire name (kit's event name).
+    name: str
+    #: When it fires and what a result does.
+    doc: str
+    #: Shape of the payload the host sends.
+    payload: Struct
+    #: Shape of a handler's result, or ``None`` for observers.
+    result: Struct | None = None
+    #: Stop rule (gate events).
+    stop: Stop | None = None
+    #: Chained fields (chain events, and gates that also chain).
+    chain: Chain | None = None
+    #: Whether the payload carries conversation content (prompts, messages,
+    #: tool input/output); such events need the ``conversation`` permission.
+    exposes_content: bool = False
+    #: Hot-path events get the small default deadline.
+    hot: bool = False
+    #: Derived: notify / gate / chain.
+    mode: Mode = field(init=False)
+
+    def __post_init__(self) -> None:
+        mode: Mode = "notify" if self.result is None else "gate" if self.stop else "chain"
+        object.__setattr__(self, "mode", mode)
+        if self.result is None and (self.stop or self.chain):
+            raise ValueError(f"{self.name}: stop/chain rules need a result")
+        if self.result is not None and not (self.stop or self.chain):
+            raise ValueError(f"{self.name}: a result needs a stop or chain rule")
+        for name in self.chain.fields if self.chain else ():
+            if name not in self.payload.fields or name not in self.result.fields:  # type: ignore[union-attr]
+                raise ValueError(f"{self.name}: chained field {name!r} must be in payload and result")
+
+    @property
+    def default_policy(self) -> Policy:
+        """``closed`` for gate events, ``open`` otherwise."""
+        return "closed" if self.mode == "gate" else "open"
+
+
+# --------------------------------------------------------------------------- shared shapes
+
+_TOOL_CALL_INFO = Struct(
+    "A tool call inside an assistant message (read-only).",
+    id=Field(Str, "Tool call id."),
+    name=Field(Str, "Tool name."),
+    arguments=Field(Str, "Arguments as a JSON string."),
+)
+
+#: kit's ``ContextMessage`` extended: ``index >= 0`` reuses original message
+#: ``index`` (tool calls, reasoning and attachments kept) and, if ``content``
+#: differs from its text, replaces only the text; ``index == -1`` makes a new
+#: text-only message from ``role`` and ``content``.
+CONTEXT_MESSAGE: Final = Struct(
+    "One message of the context window.",
+    index=Field(Int, "Position in the original window, or -1 for a new message."),
+    role=Field(Enum("system", "user", "assistant", "tool"), "Message role."),
+    content=Field(Str, "Text content."),
+    tool_calls=Field(List(_TOOL_CALL_INFO), "Tool calls of an assistant message (read-only).", required=False),
+    tool_call_id=Field(Str, "For role 'tool': the call it answers (read-only).", required=False),
+)
+_MESSAGES = List(CONTEXT_MESSAGE)
+
+_TOOL_IDENT: dict[str, Field | Type] = {
+    "tool_call_id": Field(Str, "Id of the tool call."),
+    "tool_name": Field(Str, "Tool name."),
+    "tool_kind": Field(Enum("execute", "edit", "read", "search", "agent", "other"), "What kind of tool."),
+}
+
+_TOKENS: dict[str, Field | Type] = {
+    "input_tokens": Int,
+    "output_tokens": Int,
+    "cache_read_tokens": Int,
+    "cache_write_tokens": Int,
+}
+
+_CANCEL_RESULT = Struct(
+    cancel=Field(Bool, "True cancels the operation.", required=False),
+    reason=Field(Str, "Why (shown to the user).", required=False),
+)
+
+# --------------------------------------------------------------------------- tool events
+
+TOOL_CALL = EventSpec(
+    "tool_call",
+    "Before any tool runs (built-in or extension). A handler can block it; the model then "
+    "gets 'Error: <reason>' instead of the tool's output.",
+    Struct(
+        **_TOOL_IDENT,
+        input=Field(Str, "Arguments as a JSON string."),
+        parsed_args=Field(Any, "Arguments parsed, or null if they are not valid JSON.", required=False),
+        source=Field(Str, "Who asked for the call ('llm')."),
+    ),
+    result=Struct(
+        block=Field(Bool, "True blocks the call.", required=False),
+        reason=Field(Str, "Why it was blocked.", required=False),
+    ),
+    stop=Stop("block", True),
+    exposes_content=True,
+    hot=True,
+)
+TOOL_CALL_INPUT_START = EventSpec(
+    "tool_call_input_start", "The model starts streaming a tool call's arguments.", Struct(**_TOOL_IDENT), hot=True
+)
+TOOL_CALL_INPUT_DELTA = EventSpec(
+    "tool_call_input_delta",
+    "One streamed fragment of a tool call's arguments.",
+    Struct(tool_call_id=Str, delta=Field(Str, "Argument fragment.")),
+    exposes_content=True,
+    hot=True,
+)
+TOOL_CALL_INPUT_END = EventSpec(
+    "tool_call_input_end", "Argument streaming of a tool call finished.", Struct(tool_call_id=Str), hot=True
+)
+TOOL_EXECUTION_START = EventSpec(
+    "tool_execution_start", "Just before a tool runs (after tool_call allowed it).", Struct(**_TOOL_IDENT), hot=True
+)
+TOOL_EXECUTION_END = EventSpec(
+    "tool_execution_end",
+    "Just after a tool ran.",
+    Struct(**_TOOL_IDENT, is_error=Bool, duration_ms=Int),
+    hot=True,
+)
+TOOL_OUTPUT = EventSpec(
+    "tool_output",
+    "A chunk of streamed tool output (e.g. bash stdout/stderr).",
+    Struct(**_TOOL_IDENT, chunk=Str, is_stderr=Bool),
+    exposes_content=True,
+    hot=True,
+)
+TOOL_RESULT = EventSpec(
+    "tool_result",
+    "After a tool ran, before its result reaches the model. Each handler sees the result as the "
+    "previous one left it and may replace content and/or is_error.",
+    Struct(
+        **_TOOL_IDENT,
+        input=Field(Str, "Arguments as a JSON string."),
+        content=Field(Str, "The tool's output text."),
+        is_error=Bool,
+        metadata=Field(Str, "Tool metadata as a JSON string."),
+    ),
+    result=Struct(content=Field(Str, required=False), is_error=Field(Bool, required=False)),
+    chain=Chain(("content", "is_error")),
+    exposes_content=True,
+    hot=True,
+)
+
+# --------------------------------------------------------------------------- input and turn
+
+INPUT = EventSpec(
+    "input",
+    "A user prompt, before the turn starts. 'transform' replaces the text for the next handler "
+    "and the model; 'handled' stops the turn (the prompt never reaches the model).",
+    Struct(text=Str, source=Field(Enum("interactive", "cli", "script", "queue", "extension"), "Where it came from.")),
+    result=Struct(
+        action=Field(Enum("continue", "transform", "handled"), "What to do with the prompt."),
+        text=Field(Str, "New text (with action 'transform').", required=False),
+        reason=Field(Str, "Why it was handled (with action 'handled').", required=False),
+    ),
+    stop=Stop("action", "handled"),
+    chain=Chain(("text",), when=("action", "transform")),
+    exposes_content=True,
+)
+BEFORE_AGENT_START = EventSpec(
+    "before_agent_start",
+    "Before the model is called for a turn. A handler may replace the system prompt and the text "
+    "injected before the prompt; each handler sees the values the previous one left.",
+    Struct(
+        prompt=Str,
+        system_prompt=Field(Str, "System prompt for this turn."),
+        inject_text=Field(Str, "Text injected as a user message before the prompt ('' = none)."),
+    ),
+    result=Struct(inject_text=Field(Str, required=False), system_prompt=Field(Str, required=False)),
+    chain=Chain(("inject_text", "system_prompt")),
+    exposes_content=True,
+)
+AGENT_START = EventSpec("agent_start", "A turn started.", Struct(prompt=Str), exposes_content=True)
+AGENT_END = EventSpec(
+    "agent_end",
+    "A turn ended, with kit's per-turn aggregates.",
+    Struct(
+        response=Str,
+        stop_reason=Enum("completed", "cancelled", "error", "handled"),
+        tool_call_count=Int,
+        tool_names=List(Str),
+        llm_call_count=Int,
+        input_tokens_delta=Int,
+        output_tokens_delta=Int,
+        cache_read_tokens_delta=Int,
+        cache_write_tokens_delta=Int,
+        cost_delta=Field(Float, "USD; null when the cost of some call is unknown.", required=False),
+        duration_ms=Int,
+    ),
+    exposes_content=True,
+)
+
+# --------------------------------------------------------------------------- messages
+
+MESSAGE_START = EventSpec("message_start", "The assistant message starts streaming.", Struct(), hot=True)
+MESSAGE_UPDATE = EventSpec(
+    "message_update", "One streamed text chunk.", Struct(chunk=Str), exposes_content=True, hot=True
+)
+MESSAGE_END = EventSpec(
+    "message_end", "The assistant message is complete.", Struct(content=Str), exposes_content=True, hot=True
+)
+
+# --------------------------------------------------------------------------- session
+
+SESSION_START = EventSpec("session_start", "A session started or was resumed.", Struct(session_id=Str))
+SESSION_SHUTDOWN = EventSpec("session_shutdown", "The session is closing.", Struct(reason=Str))
+MODEL_CHANGE = EventSpec(
+    "model_change",
+    "The model was switched.",
+    Struct(new_model=Str, previous_model=Str, source=Enum("user", "extension", "config")),
+)
+CONTEXT_PREPARE = EventSpec(
+    "context_prepare",
+    "Once per turn, before the model is called: the whole context window. A result replaces it.",
+    Struct(messages=_MESSAGES),
+    result=Struct(messages=Field(_MESSAGES, required=False)),
+    chain=Chain(("messages",)),
+    exposes_content=True,
+    hot=True,
+)
+BEFORE_FORK = EventSpec(
+    "before_fork",
+    "Before the session tree is branched at an entry. A handler can cancel the fork.",
+    Struct(target_id=Str, is_user_message=Bool, user_text=Str),
+    result=_CANCEL_RESULT,
+    stop=Stop("cancel", True),
+    exposes_content=True,
+)
+BEFORE_SESSION_SWITCH = EventSpec(
+    "before_session_switch",
+    "Before a new session is started or another one switched to. A handler can cancel it.",
+    Struct(reason=Enum("new", "clear", "switch"), initial_prompt=Str),
+    result=_CANCEL_RESULT,
+    stop=Stop("cancel", True),
+)
+BEFORE_COMPACT = EventSpec(
+    "before_compact",
+    "Before compaction, manual or automatic. A handler can cancel it, or supply the summary "
+    "(passed on to later handlers; a non-empty summary replaces the model's).",
+    Struct(
+        estimated_tokens=Int,
+        context_limit=Int,
+        usage_percent=Float,
+        message_count=Int,
+        is_automatic=Bool,
+        summary=Field(Str, "Summary supplied by an earlier handler ('' = none)."),
+    ),
+    result=Struct(
+        cancel=Field(Bool, required=False),
+        reason=Field(Str, required=False),
+        summary=Field(Str, required=False),
+    ),
+    stop=Stop("cancel", True),
+    chain=Chain(("summary",)),
+)
+
+# --------------------------------------------------------------------------- subagents
+
+SUBAGENT_START = EventSpec(
+    "subagent_start", "A subagent started.", Struct(tool_call_id=Str, task=Str), exposes_content=True
+)
+SUBAGENT_CHUNK = EventSpec(
+    "subagent_chunk",
+    "One event from a running subagent.",
+    Struct(
+        tool_call_id=Str,
+        task=Str,
+        chunk_type=Enum(
+            "text", "reasoning", "tool_call", "tool_result", "tool_execution_start", "tool_execution_end",
+            "turn_start", "turn_end",
+        ),
+        content=Str,
+        tool_name=Str,
+        tool_args=Str,
+        tool_result=Str,
+        is_error=Bool,
+    ),
+    exposes_content=True,
+    hot=True,
+)
+SUBAGENT_END = EventSpec(
+    "subagent_end",
+    "A subagent finished.",
+    Struct(tool_call_id=Str, task=Str, response=Str, error=Field(Str, "'' when it succeeded.")),
+    exposes_content=True,
+)
+
+# --------------------------------------------------------------------------- steps and stream
+
+STEP_START = EventSpec("step_start", "One model call inside a turn starts.", Struct(step_number=Int), hot=True)
+STEP_FINISH = EventSpec(
+    "step_finish",
+    "One model call finished.",
+    Struct(step_number=Int, has_tool_calls=Bool, finish_reason=Str, **_TOKENS),
+    hot=True,
+)
+REASONING_START = EventSpec("reasoning_start", "The model starts reasoning.", Struct(id=Str), hot=True)
+WARNINGS = EventSpec("warnings", "The provider returned warnings.", Struct(warnings=List(Str)))
+SOURCE = EventSpec(
+    "source", "The model cited a source.", Struct(source_type=Str, id=Str, url=Str, title=Str)
+)
+ERROR = EventSpec("error", "An agent-level error (as a string).", Struct(error=Str))
+RETRY = EventSpec("retry", "A provider call is retried.", Struct(attempt=Int, error=Str))
+PREPARE_STEP = EventSpec(
+    "prepare_step",
+    "Between model calls of one turn: the window for the next call. A result replaces it for "
+    "that call.",
+    Struct(step_number=Int, messages=_MESSAGES),
+    result=Struct(messages=Field(_MESSAGES, required=False)),
+    chain=Chain(("messages",)),
+    exposes_content=True,
+    hot=True,
+)
+LLM_USAGE = EventSpec(
+    "llm_usage",
+    "After each provider call: tokens and cost (USD; null when the model's price is unknown).",
+    Struct(
+        **_TOKENS,
+        cost=Field(Float, required=False),
+        model=Str,
+        provider=Str,
+        request_id=Str,
+        step_number=Int,
+        finish_reason=Str,
+    ),
+)
+
+# --------------------------------------------------------------------------- custom events
+
+#: Payload of every ``custom:<name>`` event.
+CUSTOM_PAYLOAD: Final = Struct(
+    "A custom event emitted by an extension (ctx.emit) or the host.",
+    name=Field(Str, "Custom event name, without the 'custom:' prefix."),
+    data=Field(Any, "Any safe value.", required=False),
+    source=Field(Str, "Name of the emitting extension, or 'host'."),
+)
+_CUSTOM_SPEC: Final = EventSpec("custom", "Custom event between extensions.", CUSTOM_PAYLOAD)
+
+
+def is_custom(name: str) -> bool:
+    """Whether ``name`` is a custom event name (``custom:<name>``)."""
+    return name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX)
+
+
+def custom_event_name(name: str) -> str:
+    """The wire event name for custom event ``name``."""
+    return name if name.startswith(CUSTOM_PREFIX) else CUSTOM_PREFIX + name
+
+
+def _collect() -> dict[str, EventSpec]:
+    module = sys.modules[__name__]
+    found = {v.name: v for k, v in vars(module).items() if isinstance(v, EventSpec) and not k.startswith("_")}
+    return dict(sorted(found.items()))
+
+
+#: Every agent event by name, derived from the definitions above.
+EVENTS: Final[dict[str, EventSpec]] = _collect()
+
+
+def spec_for(name: str) -> EventSpec | None:
+    """The spec for an agent event or a ``custom:<name>`` event; ``None`` if unknown."""
+    spec = EVENTS.get(name)
+    if spec is None and is_custom(name):
+        return _CUSTOM_SPEC
+    return spec

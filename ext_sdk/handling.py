@@ -1,0 +1,108 @@
+"""Running an extension's handlers for one request; shared by the process runtime and ``testing``.
+
+Contract of :meth:`HandlerRunner.run_item` (one event item of an ``event`` or
+``batch`` request):
+
+* ``handler`` set → run that subscription only; ``handler`` null → run every
+  subscription of the extension for that event, in priority then
+  registration order (notify items), and report the first failure.
+* The return value is the wire result item ``{ok: true, result}`` or
+  ``{ok: false, error}``; exceptions never escape. A handler's traceback is
+  written to stderr (the host keeps it in the extension's log).
+* A result is normalised with :func:`ext_sdk.results.to_plain` and checked
+  against the event's result schema here, so a wrong result is reported with
+  the handler's name.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from .context import Caller, Context, EventData
+from .events import spec_for
+from .extension import Extension, Subscription
+from .results import to_plain
+from .schema import SchemaError
+
+__all__ = ["HandlerRunner"]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class HandlerRunner:
+    """Runs one extension's handlers, tools and commands."""
+
+    def __init__(self, extension: Extension, caller: Caller) -> None:
+        self.extension = extension
+        self._caller = caller
+        self._by_event: dict[str, list[Subscription]] = {}
+        for sub in sorted(extension.subscriptions, key=lambda s: s.priority):  # stable: registration order
+            self._by_event.setdefault(sub.event, []).append(sub)
+        #: Name of the event currently being handled (read by the heartbeat thread).
+        self.current: str | None = None
+
+    def run_item(self, event: str, handler: int | None, data: dict[str, Any]) -> dict[str, Any]:
+        """Run one event item; never raises."""
+        subs = self.extension.subscriptions
+        if handler is not None:
+            if not 0 <= handler < len(subs) or subs[handler].event != event:
+                return {"ok": False, "error": f"no handler #{handler} for {event!r}"}
+            return self._run(subs[handler], data)
+        first_error: dict[str, Any] | None = None
+        for sub in self._by_event.get(event, ()):
+            out = self._run(sub, data)
+            if not out["ok"] and first_error is None:
+                first_error = out
+        return first_error or {"ok": True, "result": None}
+
+    def _run(self, sub: Subscription, data: dict[str, Any]) -> dict[str, Any]:
+        spec = spec_for(sub.event)
+        self.current = sub.event
+        try:
+            value = sub.fn(EventData(data), Context(self._caller, sub.event))
+            result = to_plain(sub.event, value)
+            if result is not None:
+                if spec is None or spec.result is None:
+                    return {"ok": False, "error": f"{sub.event!r} takes no result (returned {result!r})"}
+                spec.result.check(result, "result")
+            return {"ok": True, "result": result}
+        except SchemaError as exc:
+            return {"ok": False, "error": f"{_name(sub.fn)} returned a bad result for {sub.event!r}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - a handler's failure is reported, not raised
+            traceback.print_exc(file=sys.stderr)
+            return {"ok": False, "error": f"{_name(sub.fn)} raised {_describe(exc)}"}
+        finally:
+            self.current = None
+
+    def invoke(self, target: str, name: str, args: Any) -> dict[str, Any]:
+        """Run a tool (``args``: map) or a command (``args``: string); never raises."""
+        self.current = f"{target}:{name}"
+        try:
+            if target == "tool":
+                tool = next((t for t in self.extension.tools if t.name == name), None)
+                if tool is None:
+                    return {"ok": False, "error": f"no tool {name!r}"}
+                out = tool.fn(dict(args or {}), Context(self._caller, f"tool:{name}"))
+                if isinstance(out, dict):
+                    return {"ok": True, "result": {"content": str(out.get("content", "")),
+                                                   "is_error": bool(out.get("is_error", False))}}
+                return {"ok": True, "result": {"content": "" if out is None else str(out), "is_error": False}}
+            command = next((c for c in self.extension.commands if c.name == name), None)
+            if command is None:
+                return {"ok": False, "error": f"no command {name!r}"}
+            out = command.fn(str(args or ""), Context(self._caller, f"command:{name}"))
+            return {"ok": True, "result": {"content": "" if out is None else str(out), "is_error": False}}
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc(file=sys.stderr)
+            return {"ok": True, "result": {"content": f"Error: {_describe(exc)}", "is_error": True}}
+        finally:
+            self.current = None
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

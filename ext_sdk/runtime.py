@@ -1,0 +1,283 @@
+"""The extension process: connect, handshake, serve events; heartbeat from a thread.
+
+``python -m ext_sdk run path/to/ext.py`` ends up in :func:`serve`. Order of
+work, and the exit status at each failure (the host does not retry 3 and 4):
+
+1. Without the host's environment (``KITHOST_EVENTS`` …) print how to run an
+   extension and exit 2 — running an extension file by hand is a usage error.
+2. Arrange to die with the host (``PR_SET_PDEATHSIG``) before anything else.
+3. Load the file and find its :class:`~ext_sdk.extension.Extension`; any
+   error → traceback on stderr, exit 3.
+4. Read the per-launch secret, connect the three sockets, send ``hello`` on
+   the calls channel; ``reject`` → reason on stderr, exit 4.
+5. Start the control thread (answers ``ping`` while handlers run; on
+   ``shutdown`` replies ``bye`` and wakes the main loop; if a handler does not
+   return within :data:`SHUTDOWN_GRACE_S` it exits the process).
+6. Serve the events channel until shutdown: one request at a time, strictly in
+   order, each answered with exactly one ``reply``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import itertools
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import zmq
+
+from . import __version__
+from .context import HostCallError
+from .extension import Extension
+from .handling import HandlerRunner
+from .wire import (
+    DEFAULT_MAX_FRAME,
+    ENV_CALLS,
+    ENV_CONTROL,
+    ENV_EVENTS,
+    ENV_SECRET_FILE,
+    ENV_VERSIONS,
+    EXIT_BAD_EXTENSION,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    PROTOCOL_VERSIONS,
+    FrameError,
+    Opener,
+    Sealer,
+)
+
+__all__ = ["SHUTDOWN_GRACE_S", "load_extension", "serve"]
+
+#: How long a handler may keep running after ``shutdown`` before the process exits anyway.
+SHUTDOWN_GRACE_S = 2.0
+#: How long the handshake may take.
+HELLO_TIMEOUT_MS = 10_000
+#: How long a ``ctx`` call waits for the host's answer.
+CALL_TIMEOUT_MS = int(os.environ.get("KITHOST_CALL_TIMEOUT_MS", "30000"))
+
+_NOT_UNDER_HOST = """\
+This is a kithost extension; it runs inside kithost, not on its own.
+  try:  kithost ext check {path}
+  or:   kithost run -e {dir} "your prompt"
+"""
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when the host process dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
+def load_extension(path: str | Path) -> Extension:
+    """Import the extension file at ``path`` and return its single :class:`Extension`.
+
+    Raises ``ValueError`` if the file defines none or more than one.
+    """
+    path = Path(path).resolve()
+    spec = importlib.util.spec_from_file_location(f"kithost_ext_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path}: not a Python file")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(path.parent))
+    spec.loader.exec_module(module)
+    found = [v for v in vars(module).values() if isinstance(v, Extension)]
+    if len(found) != 1:
+        raise ValueError(f"{path}: expected exactly one ext_sdk.Extension at module level, found {len(found)}")
+    return found[0]
+
+
+class _Link:
+    """The extension's three sockets and their codecs."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], secret: bytes) -> None:
+        self.ctx = ctx
+        self.secret = secret
+        self.events = ctx.socket(zmq.REP)
+        self.events.linger = 0
+        self.events.connect(os.environ[ENV_EVENTS])
+        self.calls = ctx.socket(zmq.REQ)
+        self.calls.linger = 0
+        self.calls.setsockopt(zmq.REQ_RELAXED, 1)
+        self.calls.setsockopt(zmq.REQ_CORRELATE, 1)
+        self.calls.connect(os.environ[ENV_CALLS])
+        self.events_out = Sealer(secret)
+        self.events_in = Opener(secret, frozenset({"event", "batch", "invoke"}), DEFAULT_MAX_FRAME)
+        self.calls_out = Sealer(secret)
+        self.calls_in = Opener(secret, frozenset({"welcome", "reject", "answer"}), DEFAULT_MAX_FRAME)
+        self._call_ids = itertools.count(1)
+        #: Id of the events-channel request being handled (sent with every call).
+        self.event_id: int | None = None
+
+    def call(self, method: str, args: dict[str, Any]) -> Any:
+        """One host call; raises :class:`HostCallError`."""
+        if self.event_id is None:
+            raise HostCallError("ctx is only usable while a handler runs")
+        call_id = next(self._call_ids)
+        self.calls.send(
+            self.calls_out.seal("call", {"id": call_id, "event_id": self.event_id, "method": method, "args": args})
+        )
+        deadline = time.monotonic() + CALL_TIMEOUT_MS / 1000
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.calls.poll(max(1, int(left * 1000))):
+                raise HostCallError(f"host did not answer {method!r} within {CALL_TIMEOUT_MS} ms")
+            try:
+                msg = self.calls_in.open(self.calls.recv())
+            except FrameError as exc:
+                print(f"kithost-sdk: dropped frame from host: {exc}", file=sys.stderr)
+                continue
+            if msg.get("id") != call_id:
+                continue
+            if msg["ok"]:
+                return msg.get("value")
+            raise HostCallError(str(msg.get("error") or "host call failed"))
+
+    def handshake(self, extension: Extension) -> dict[str, Any]:
+        versions = [int(v) for v in os.environ.get(ENV_VERSIONS, "1").split(",") if v.strip().isdigit()]
+        offered = sorted(set(versions).intersection(PROTOCOL_VERSIONS)) or list(PROTOCOL_VERSIONS)
+        hello = {"versions": offered, "sdk": f"python/{__version__}", **extension.hello_fields()}
+        self.calls.send(self.calls_out.seal("hello", hello))
+        if not self.calls.poll(HELLO_TIMEOUT_MS):
+            raise TimeoutError("host did not answer the handshake")
+        return self.calls_in.open(self.calls.recv())
+
+
+class _Control(threading.Thread):
+    """Answers ``ping``/``shutdown`` on the control channel, independent of handlers."""
+
+    def __init__(self, link: _Link, runner: HandlerRunner, wake_endpoint: str) -> None:
+        super().__init__(name="kithost-control", daemon=True)
+        self.link = link
+        self.runner = runner
+        self.wake_endpoint = wake_endpoint
+        self.busy_since = 0.0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        sock = self.link.ctx.socket(zmq.REP)
+        sock.linger = 0
+        sock.connect(os.environ[ENV_CONTROL])
+        wake = self.link.ctx.socket(zmq.PAIR)
+        wake.linger = 0
+        wake.connect(self.wake_endpoint)
+        sealer = Sealer(self.link.secret)
+        opener = Opener(self.link.secret, frozenset({"ping", "shutdown"}), 64 * 1024)
+        while True:
+            frame = sock.recv()
+            try:
+                msg = opener.open(frame)
+            except FrameError as exc:
+                print(f"kithost-sdk: dropped control frame: {exc}", file=sys.stderr)
+                sock.send(b"")  # REP must answer; the host drops an empty frame
+                continue
+            if msg["k"] == "ping":
+                current = self.runner.current
+                busy_ms = int((time.monotonic() - self.busy_since) * 1000) if current else 0
+                sock.send(sealer.seal("pong", {"id": msg["id"], "busy": current is not None,
+                                               "current": current, "busy_ms": busy_ms}))
+                continue
+            sock.send(sealer.seal("bye", {"id": msg["id"]}))
+            self.stopping.set()
+            wake.send(b"stop")
+            if not self._wait_idle(SHUTDOWN_GRACE_S):
+                os._exit(0)
+            return
+
+    def _wait_idle(self, grace: float) -> bool:
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            if self.runner.current is None:
+                return True
+            time.sleep(0.01)
+        return False
+
+
+def serve(path: str) -> int:
+    """Run the extension at ``path`` under the host; returns the exit status."""
+    if ENV_EVENTS not in os.environ:
+        print(_NOT_UNDER_HOST.format(path=path, dir=os.path.dirname(path) or "."), file=sys.stderr)
+        return EXIT_USAGE
+    _die_with_parent()
+    try:
+        extension = load_extension(path)
+    except Exception:  # noqa: BLE001 - the author's code failed to load
+        traceback.print_exc(file=sys.stderr)
+        return EXIT_BAD_EXTENSION
+    try:
+        secret_file = Path(os.environ[ENV_SECRET_FILE])
+        secret = secret_file.read_bytes()
+    except (KeyError, OSError) as exc:
+        print(f"kithost-sdk: cannot read the launch secret: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        return _serve(zctx, extension, secret)
+    finally:
+        zctx.destroy(linger=0)
+
+
+def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: bytes) -> int:
+    link = _Link(zctx, secret)
+    try:
+        answer = link.handshake(extension)
+    except (TimeoutError, FrameError) as exc:
+        print(f"kithost-sdk: handshake failed: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    if answer["k"] == "reject":
+        print(f"kithost-sdk: host refused {extension.name!r}: {answer['reason']}", file=sys.stderr)
+        return EXIT_REJECTED
+    runner = HandlerRunner(extension, link.call)
+    wake_endpoint = f"inproc://kithost-wake-{id(link)}"
+    wake = zctx.socket(zmq.PAIR)
+    wake.linger = 0
+    wake.bind(wake_endpoint)
+    control = _Control(link, runner, wake_endpoint)
+    control.start()
+    poller = zmq.Poller()
+    poller.register(link.events, zmq.POLLIN)
+    poller.register(wake, zmq.POLLIN)
+    events = link.events
+    while not control.stopping.is_set():
+        ready = dict(poller.poll())
+        if wake in ready:
+            break
+        frame = events.recv()
+        try:
+            msg = link.events_in.open(frame)
+        except FrameError as exc:
+            print(f"kithost-sdk: dropped frame from host: {exc}", file=sys.stderr)
+            events.send(link.events_out.seal("reply", {"id": 0, "results": []}))
+            continue
+        link.event_id = msg["id"]  # type: ignore[assignment]
+        control.busy_since = time.monotonic()
+        try:
+            results = _handle(runner, msg)
+        finally:
+            link.event_id = None
+        events.send(link.events_out.seal("reply", {"id": msg["id"], "results": results}))
+    return 0
+
+
+def _handle(runner: HandlerRunner, msg: dict[str, Any]) -> list[dict[str, Any]]:
+    kind = msg["k"]
+    if kind == "event":
+        return [runner.run_item(msg["event"], msg.get("handler"), msg["data"])]
+    if kind == "batch":
+        if msg.get("dropped"):
+            print(f"kithost-sdk: host dropped {msg['dropped']} notify event(s) (queue full)", file=sys.stderr)
+        return [runner.run_item(i["event"], i.get("handler"), i["data"]) for i in msg["events"]]
+    return [runner.invoke(msg["target"], msg["name"], msg["args"])]

@@ -1,0 +1,306 @@
+"""The kithost wire protocol: frames, envelopes, message kinds. Both ends import this.
+
+Frame layout (one ZeroMQ message part, every socket, both directions)::
+
+    +-------------------------------+------------------------------------+
+    | MAC: 32 bytes                 | body: msgpack map (the envelope)   |
+    | HMAC-SHA256(secret, body)     | {"k": kind, "seq": n, ...fields}   |
+    +-------------------------------+------------------------------------+
+
+* ``secret`` is a per-launch random key the host hands the extension outside
+  argv (a 0600 file named by ``KITHOST_SECRET_FILE``, deleted after the
+  handshake).
+* ``seq`` is a per-socket, per-direction counter starting at 1. A receiver
+  accepts a frame only if its ``seq`` is greater than the last one it
+  accepted on that socket: replayed and out-of-order frames are dropped.
+  Gaps are fine (a reply dropped after a deadline consumes a number).
+* Limits on every inbound frame: at most ``max_frame`` bytes; msgpack strings,
+  binaries, arrays and maps bounded; nesting at most :data:`MAX_DEPTH`; map
+  keys strings; then the envelope is checked against its kind's schema
+  (:data:`MESSAGES`).
+
+Channels (ipc sockets the host binds in a private 0700 directory; the
+extension connects):
+
+=========  ==================  =============================================
+channel    sockets             kinds (request → reply)
+=========  ==================  =============================================
+events     host REQ → ext REP  ``event`` | ``batch`` | ``invoke`` → ``reply``
+calls      ext REQ → host REP  ``hello`` → ``welcome`` | ``reject``;
+                               ``call`` → ``answer``
+control    host REQ → ext REP  ``ping`` → ``pong``; ``shutdown`` → ``bye``
+=========  ==================  =============================================
+
+Every request carries an ``id``; its reply echoes it and the receiver drops a
+reply whose ``id`` is not the one it waits for. :func:`open_frame` raises
+:class:`FrameError` with a short machine ``reason`` (one of
+:data:`FRAME_ERRORS`), which the host counts per extension.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Final
+
+import msgpack
+
+from .schema import Any, Bool, Enum, Field, Int, List, Map, SchemaError, Str, Struct
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "ENV_CONTROL",
+    "ENV_CALLS",
+    "ENV_EVENTS",
+    "ENV_NAME",
+    "ENV_SECRET_FILE",
+    "ENV_VERSIONS",
+    "EXIT_BAD_EXTENSION",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "FRAME_ERRORS",
+    "MAC_SIZE",
+    "MESSAGES",
+    "PROTOCOL_VERSIONS",
+    "FrameError",
+    "Opener",
+    "Sealer",
+    "choose_version",
+]
+
+#: Protocol versions this implementation speaks, oldest first.
+PROTOCOL_VERSIONS: Final = (1,)
+#: Size of the MAC prefix of every frame.
+MAC_SIZE: Final = 32
+#: Default maximum frame size (bytes) accepted by either side.
+DEFAULT_MAX_FRAME: Final = 8 * 1024 * 1024
+
+#: Environment variables the host sets for an extension process.
+ENV_EVENTS: Final = "KITHOST_EVENTS"
+ENV_CALLS: Final = "KITHOST_CALLS"
+ENV_CONTROL: Final = "KITHOST_CONTROL"
+ENV_SECRET_FILE: Final = "KITHOST_SECRET_FILE"
+ENV_VERSIONS: Final = "KITHOST_PROTOCOL_VERSIONS"
+ENV_NAME: Final = "KITHOST_EXTENSION"
+
+#: Exit status: started without a host, or bad command line.
+EXIT_USAGE: Final = 2
+#: Exit status: the extension's own code or declaration is broken (do not retry).
+EXIT_BAD_EXTENSION: Final = 3
+#: Exit status: the host refused the handshake, e.g. no common version (do not retry).
+EXIT_REJECTED: Final = 4
+
+#: Every reason :class:`FrameError` can carry.
+FRAME_ERRORS: Final = (
+    "too_large",
+    "short",
+    "bad_mac",
+    "decode",
+    "too_deep",
+    "not_a_map",
+    "unknown_kind",
+    "replay",
+    "schema",
+)
+
+
+class FrameError(ValueError):
+    """An inbound frame was rejected. ``reason`` is one of :data:`FRAME_ERRORS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        #: Machine-readable reason, one of :data:`FRAME_ERRORS`.
+        self.reason = reason
+        #: Human detail.
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------- message kinds
+
+_SUBSCRIPTION = Struct(
+    "One handler an extension registers.",
+    event=Field(Str, "Event name, or 'custom:<name>'."),
+    priority=Field(Int, "Lower runs first; default 50."),
+    deadline_ms=Field(Int, "Requested deadline (clamped to the operator's bounds).", required=False),
+    policy=Field(Enum("open", "closed"), "Failure policy; default derived from the event.", required=False),
+)
+_TOOL_DECL = Struct(
+    "A tool the extension provides to the model.",
+    name=Str,
+    description=Str,
+    parameters=Field(Map(Any), "JSON Schema of the arguments."),
+)
+_COMMAND_DECL = Struct("A slash command the extension provides.", name=Str, description=Str)
+_RESULT_ITEM = Struct(
+    "Outcome of one handler (or one notify item).",
+    ok=Bool,
+    result=Field(Any, "The handler's result map, or null for 'no result'.", required=False),
+    error=Field(Str, "Why the handler failed (ok = false).", required=False),
+)
+_EVENT_ITEM = Struct(
+    "One event to deliver.",
+    event=Str,
+    handler=Field(Int, "Index of the subscription to run; null runs every subscription for the event.",
+                  required=False),
+    data=Map(Any),
+)
+_HEAD = {"k": Str, "seq": Int}
+_ID = Field(Int, "Request id; a reply echoes it.")
+
+#: Schema of every message kind, by kind. The envelope fields ``k`` and
+#: ``seq`` are part of each.
+MESSAGES: Final[dict[str, Struct]] = {
+    "hello": Struct(
+        "First message of an extension (calls channel): who it is and what it wants.",
+        **_HEAD,
+        versions=Field(List(Int), "Protocol versions the extension speaks."),
+        name=Str,
+        version=Str,
+        sdk=Field(Str, "SDK name/version, e.g. 'python/0.1.0'."),
+        subscriptions=List(_SUBSCRIPTION),
+        tools=List(_TOOL_DECL),
+        commands=List(_COMMAND_DECL),
+        permissions=Field(List(Str), "Permissions asked for."),
+    ),
+    "welcome": Struct(
+        "The host accepts the handshake.",
+        **_HEAD,
+        version=Field(Int, "Chosen protocol version."),
+        granted=Field(List(Str), "Permissions granted."),
+        deadlines_ms=Field(List(Int), "Effective deadline of each subscription, in order."),
+    ),
+    "reject": Struct("The host refuses the handshake.", **_HEAD, reason=Str),
+    "call": Struct(
+        "A host call from a handler (ctx.*).",
+        **_HEAD,
+        id=_ID,
+        event_id=Field(Int, "Id of the events-channel request being handled.", required=False),
+        method=Str,
+        args=Map(Any),
+    ),
+    "answer": Struct(
+        "The host's answer to a call.",
+        **_HEAD,
+        id=_ID,
+        ok=Bool,
+        value=Field(Any, required=False),
+        error=Field(Str, required=False),
+    ),
+    "event": Struct("One event for one handler (or all, for notify).", **_HEAD, id=_ID,
+                    event=Str, handler=Field(Int, required=False), data=Map(Any)),
+    "batch": Struct(
+        "Several events in order, e.g. a notify backlog followed by a gate event.",
+        **_HEAD,
+        id=_ID,
+        events=List(_EVENT_ITEM),
+        dropped=Field(Int, "Notify events dropped for this extension since the last batch (queue full)."),
+    ),
+    "invoke": Struct(
+        "Run an extension-provided tool or command.",
+        **_HEAD,
+        id=_ID,
+        target=Enum("tool", "command"),
+        name=Str,
+        args=Any,
+    ),
+    "reply": Struct("Results, one per event of the request, in order.", **_HEAD, id=_ID,
+                    results=List(_RESULT_ITEM)),
+    "ping": Struct("Heartbeat request (control channel).", **_HEAD, id=_ID),
+    "pong": Struct(
+        "Heartbeat reply, sent from a thread independent of handlers.",
+        **_HEAD,
+        id=_ID,
+        busy=Field(Bool, "A handler is running."),
+        current=Field(Str, "Event being handled, if busy.", required=False),
+        busy_ms=Field(Int, "How long the current handler has run."),
+    ),
+    "shutdown": Struct("Please exit (control channel).", **_HEAD, id=_ID, reason=Str),
+    "bye": Struct("Acknowledges shutdown; the process exits next.", **_HEAD, id=_ID),
+}
+
+
+def choose_version(offered: list[int], supported: tuple[int, ...] = PROTOCOL_VERSIONS) -> int | None:
+    """Highest version both sides speak, or ``None``."""
+    common = set(offered).intersection(supported)
+    return max(common) if common else None
+
+
+# --------------------------------------------------------------------------- sealing / opening
+
+_PACK = msgpack.Packer(use_bin_type=True).pack
+
+
+class Sealer:
+    """Packs and signs outbound envelopes for one socket; owns its ``seq`` counter.
+
+    Not thread-safe: one sealer per socket, used by whoever holds that socket.
+    """
+
+    __slots__ = ("_key", "_seq")
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._seq = 0
+
+    def seal(self, kind: str, fields: dict[str, object]) -> bytes:
+        """One frame for message ``kind`` with ``fields`` (``k``/``seq`` are added)."""
+        self._seq += 1
+        body = _PACK({"k": kind, "seq": self._seq, **fields})
+        return hmac.digest(self._key, body, "sha256") + body
+
+    def seal_raw(self, body: bytes) -> bytes:
+        """Sign an already packed body as is (tests and conformance tools only)."""
+        return hmac.digest(self._key, body, "sha256") + body
+
+
+class Opener:
+    """Verifies and decodes inbound frames for one socket; tracks the last ``seq``.
+
+    ``accept`` is the set of kinds valid on this socket in this direction.
+    Not thread-safe: one opener per socket.
+    """
+
+    __slots__ = ("_key", "_accept", "_max_frame", "_last_seq", "_limits")
+
+    def __init__(self, key: bytes, accept: frozenset[str], max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._key = key
+        self._accept = accept
+        self._max_frame = max_frame
+        self._last_seq = 0
+        self._limits = {
+            "max_str_len": max_frame,
+            "max_bin_len": max_frame,
+            "max_array_len": 1_000_000,
+            "max_map_len": 100_000,
+            "max_ext_len": 0,
+        }
+
+    def open(self, frame: bytes) -> dict[str, object]:
+        """The verified envelope of ``frame``; raises :class:`FrameError`."""
+        if len(frame) > self._max_frame + MAC_SIZE:
+            raise FrameError("too_large", f"{len(frame)} bytes > limit {self._max_frame}")
+        if len(frame) <= MAC_SIZE:
+            raise FrameError("short", f"{len(frame)} bytes")
+        body = frame[MAC_SIZE:]
+        if not hmac.compare_digest(frame[:MAC_SIZE], hmac.digest(self._key, body, "sha256")):
+            raise FrameError("bad_mac", "signature does not match")
+        try:
+            msg = msgpack.unpackb(body, raw=False, strict_map_key=True, **self._limits)
+        except msgpack.StackError as exc:  # C unpacker's own nesting limit
+            raise FrameError("too_deep", "nesting exceeds the unpacker stack") from exc
+        except Exception as exc:  # noqa: BLE001 - any decode failure is a bad frame
+            raise FrameError("decode", f"{type(exc).__name__}: {exc}") from exc
+        if type(msg) is not dict:
+            raise FrameError("not_a_map", f"envelope is {type(msg).__name__}")
+        kind = msg.get("k")
+        if kind not in self._accept:
+            raise FrameError("unknown_kind", f"kind {kind!r} not accepted here")
+        seq = msg.get("seq")
+        if type(seq) is not int or seq <= self._last_seq:
+            raise FrameError("replay", f"seq {seq!r} not after {self._last_seq}")
+        try:
+            MESSAGES[kind].check(msg)  # type: ignore[index]
+        except SchemaError as exc:
+            reason = "too_deep" if "deeper" in exc.problem else "schema"
+            raise FrameError(reason, str(exc)) from exc
+        self._last_seq = seq
+        return msg

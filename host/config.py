@@ -1,0 +1,197 @@
+"""Operator configuration: frozen records with sane defaults, loadable from TOML.
+
+Precedence for a handler's **deadline**: the handler's requested
+``deadline_ms`` (or the default for its event: ``hot_ms`` for hot-path
+events, else ``default_ms`` by mode) is clamped to ``[min_ms, max_ms]``; an
+operator override for ``"<extension>"`` or ``"<extension>:<event>"`` replaces
+it (the more specific one wins).
+
+Precedence for a handler's **failure policy**: operator override
+(``"<extension>:<event>"``, then ``"<extension>"``) > the handler's declared
+policy > the event's default (``closed`` for gate events, ``open`` otherwise).
+
+The config file (``--config FILE``, default ``~/.config/kithost/config.toml``)
+mirrors these records::
+
+    [deadlines]
+    gate_ms = 1000
+    event_budget_ms = 5000
+
+    [policy]
+    "permission-gate" = "closed"
+    "tool-logger:tool_call" = "open"
+
+    [deadline_overrides]
+    "slow-approver:tool_call" = 30000
+
+    [permissions]
+    "usage-budget" = ["session"]        # grant exactly these (plus ui/state/events)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+__all__ = ["Deadlines", "HostConfig", "Limits", "load_config"]
+
+Policy = Literal["open", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Handler deadlines and per-event budgets, in milliseconds."""
+
+    #: Default for gate handlers (they usually decide quickly, but may ask a person).
+    gate_ms: int = 1000
+    #: Default for chain handlers.
+    chain_ms: int = 1000
+    #: Default for notify handlers.
+    notify_ms: int = 1000
+    #: Default for hot-path events (tool_call, tool_result, context_prepare, streaming).
+    hot_ms: int = 250
+    #: Smallest deadline a handler may ask for.
+    min_ms: int = 1
+    #: Largest deadline a handler may ask for (without an operator override).
+    max_ms: int = 30_000
+    #: Total time all handlers of one gate/chain event may take together.
+    event_budget_ms: int = 10_000
+    #: Largest extra wait for a notify backlog delivered in one batch.
+    notify_batch_ms: int = 5_000
+    #: How long an extension has from spawn to a finished handshake.
+    start_ms: int = 10_000
+    #: Shutdown ladder: time for the polite request, then the same for SIGTERM.
+    shutdown_ms: int = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what an extension can send or queue."""
+
+    #: Largest frame accepted from an extension (bytes).
+    max_frame: int = 8 * 1024 * 1024
+    #: Notify events queued per extension before new ones are dropped (and counted).
+    notify_queue: int = 10_000
+    #: Most notify events delivered in one batch.
+    notify_batch: int = 256
+    #: Lines of stderr/stdout kept per extension.
+    log_lines: int = 2_000
+    #: Longest kept log line (bytes); longer lines are cut and marked.
+    log_line_bytes: int = 4_096
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Everything the operator decides. Immutable; use :func:`dataclasses.replace` to vary."""
+
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    limits: Limits = field(default_factory=Limits)
+    #: Failure policy overrides by ``"<ext>"`` or ``"<ext>:<event>"``.
+    policy: dict[str, Policy] = field(default_factory=dict)
+    #: Deadline overrides (ms) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
+    deadline_overrides: dict[str, int] = field(default_factory=dict)
+    #: Permissions granted per extension; an extension not listed gets what it asks for.
+    permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The state sidecar file (``<session>.ext-state.json``); ``None`` keeps state in memory.
+    state_path: Path | None = None
+    #: Where private socket directories are made; ``None`` picks a short runtime dir.
+    runtime_dir: Path | None = None
+    #: Check every payload the application emits against its event schema.
+    validate_payloads: bool = True
+    #: Extension search directories, in load order (``-e`` paths come after these).
+    search_dirs: tuple[Path, ...] = field(default_factory=lambda: default_search_dirs())
+
+    def with_state_path(self, path: Path | None) -> HostConfig:
+        """A copy with another state sidecar."""
+        return replace(self, state_path=path)
+
+
+def default_search_dirs() -> tuple[Path, ...]:
+    """``$XDG_CONFIG_HOME/kithost/extensions`` (default ``~/.config/...``), then ``./.kithost/extensions``."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return (base / "kithost" / "extensions", Path(".kithost") / "extensions")
+
+
+def default_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/kithost/config.toml``."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "kithost" / "config.toml"
+
+
+class _DeadlinesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gate_ms: int = Field(Deadlines.gate_ms, gt=0)
+    chain_ms: int = Field(Deadlines.chain_ms, gt=0)
+    notify_ms: int = Field(Deadlines.notify_ms, gt=0)
+    hot_ms: int = Field(Deadlines.hot_ms, gt=0)
+    min_ms: int = Field(Deadlines.min_ms, gt=0)
+    max_ms: int = Field(Deadlines.max_ms, gt=0)
+    event_budget_ms: int = Field(Deadlines.event_budget_ms, gt=0)
+    notify_batch_ms: int = Field(Deadlines.notify_batch_ms, gt=0)
+    start_ms: int = Field(Deadlines.start_ms, gt=0)
+    shutdown_ms: int = Field(Deadlines.shutdown_ms, gt=0)
+
+
+class _LimitsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_frame: int = Field(Limits.max_frame, ge=1024)
+    notify_queue: int = Field(Limits.notify_queue, gt=0)
+    notify_batch: int = Field(Limits.notify_batch, gt=0)
+    log_lines: int = Field(Limits.log_lines, gt=0)
+    log_line_bytes: int = Field(Limits.log_line_bytes, ge=80)
+
+
+class _ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deadlines: _DeadlinesFile = _DeadlinesFile()
+    limits: _LimitsFile = _LimitsFile()
+    policy: dict[str, Policy] = {}
+    deadline_overrides: dict[str, int] = {}
+    permissions: dict[str, list[str]] = {}
+    search_dirs: list[str] | None = None
+
+
+def load_config(path: Path | None = None) -> HostConfig:
+    """Read the operator config; a missing default file gives the defaults.
+
+    Raises :class:`ConfigError` naming the file and the bad key.
+    """
+    explicit = path is not None
+    path = path or default_config_path()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"{path}: no such config file")
+        return HostConfig()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        parsed = _ConfigFile.model_validate(raw)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    from ext_sdk.hostcalls import PERMISSIONS
+
+    for name, perms in parsed.permissions.items():
+        bad = [p for p in perms if p not in PERMISSIONS]
+        if bad:
+            raise ConfigError(f"{path}: permissions.{name}: unknown {bad}; known: {', '.join(PERMISSIONS)}")
+    dirs = tuple(Path(d).expanduser() for d in parsed.search_dirs) if parsed.search_dirs is not None else None
+    return HostConfig(
+        deadlines=Deadlines(**parsed.deadlines.model_dump()),
+        limits=Limits(**parsed.limits.model_dump()),
+        policy=dict(parsed.policy),
+        deadline_overrides=dict(parsed.deadline_overrides),
+        permissions={k: tuple(v) for k, v in parsed.permissions.items()},
+        **({"search_dirs": dirs} if dirs is not None else {}),
+    )

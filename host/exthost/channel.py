@@ -1,0 +1,267 @@
+"""The host end of one extension's three channels (see :mod:`ext_sdk.wire`).
+
+Sockets, all bound by the host inside the extension's private 0700 directory:
+
+* ``events``  — REQ with ``REQ_RELAXED`` + ``REQ_CORRELATE``: after a deadline
+  the next request can be sent at once and libzmq drops the late reply;
+  the envelope ``id`` is checked as well, so a stale reply can never be read
+  as the answer to a newer request.
+* ``calls``   — REP: the extension's ``hello`` and its ``ctx`` calls. Calls are
+  answered *while* the host waits for that extension's event reply.
+* ``control`` — REQ (relaxed, correlated): ``ping``/``shutdown``, used by the
+  supervisor from its own thread (guarded by ``control_lock``).
+* a monitor on ``events``: a dropped connection (peer exited, or libzmq cut
+  it for a frame over ``ZMQ_MAXMSGSIZE``) ends a wait at once instead of at
+  the deadline.
+
+Failure contract: :meth:`Channel.request` returns the verified reply envelope
+or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
+``disconnected``, ``bad_frame``, ``not_connected``). Every rejected inbound
+frame is counted in :attr:`Channel.frame_errors` by reason. Nothing else
+escapes: a misbehaving extension can make its own events fail, never the host.
+
+Thread-safety: ``events``/``calls`` are used only by the holder of the owning
+extension's lock; ``control`` only under ``control_lock``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
+
+from .launch import Endpoints
+
+__all__ = ["CallHandler", "Channel", "ChannelFailure"]
+
+#: ``handler(method, args, event_id) -> value``; raises ``HostCallRefused`` (see hostcalls).
+CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
+
+_EVENT_KINDS = frozenset({"reply"})
+_CALL_KINDS = frozenset({"hello", "call"})
+_CONTROL_KINDS = frozenset({"pong", "bye"})
+
+
+class ChannelFailure(Exception):
+    """A request got no valid reply. ``kind`` says why."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        #: ``timeout`` | ``disconnected`` | ``bad_frame`` | ``not_connected``.
+        self.kind = kind
+        self.detail = detail
+
+
+class Channel:
+    """Sockets, codecs and counters for one extension launch."""
+
+    def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], endpoints: Endpoints, secret: bytes,
+                 max_frame: int) -> None:
+        self.endpoints = endpoints
+        self.max_frame = max_frame
+        #: Rejected inbound frames by reason (see ``ext_sdk.wire.FRAME_ERRORS``).
+        self.frame_errors: Counter[str] = Counter()
+        #: Host calls answered with an error (refused, stale, malformed).
+        self.call_errors = 0
+        #: Host calls answered successfully.
+        self.calls_answered = 0
+        limit = max_frame + MAC_SIZE
+        self.events = self._socket(zctx, zmq.REQ, endpoints.events, limit, relaxed=True)
+        self.calls = self._socket(zctx, zmq.REP, endpoints.calls, limit)
+        self.control = self._socket(zctx, zmq.REQ, endpoints.control, 64 * 1024, relaxed=True)
+        self.monitor = self.events.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
+        #: Whether the extension's events socket is connected (from the monitor).
+        self.connected = False
+        self._events_out = Sealer(secret)
+        self._events_in = Opener(secret, _EVENT_KINDS, max_frame)
+        self._calls_out = Sealer(secret)
+        self._calls_in = Opener(secret, _CALL_KINDS, max_frame)
+        self._control_out = Sealer(secret)
+        self._control_in = Opener(secret, _CONTROL_KINDS, 64 * 1024)
+        self._ids = itertools.count(1)
+        self._poller = zmq.Poller()
+        for sock in (self.events, self.calls, self.monitor):
+            self._poller.register(sock, zmq.POLLIN)
+        #: Id of the request in flight on ``events`` (``None`` when idle).
+        self.in_flight: int | None = None
+
+    @staticmethod
+    def _socket(zctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str, limit: int,
+                relaxed: bool = False) -> zmq.Socket[bytes]:
+        sock = zctx.socket(kind)
+        sock.linger = 0
+        sock.setsockopt(zmq.MAXMSGSIZE, limit)
+        if relaxed:
+            sock.setsockopt(zmq.REQ_RELAXED, 1)
+            sock.setsockopt(zmq.REQ_CORRELATE, 1)
+        sock.bind(endpoint)
+        os.chmod(endpoint.removeprefix("ipc://"), 0o600)
+        return sock
+
+    def close(self) -> None:
+        """Close every socket (idempotent)."""
+        for sock in (self.monitor, self.events, self.calls, self.control):
+            if not sock.closed:
+                if sock is self.events:
+                    try:
+                        sock.disable_monitor()
+                    except zmq.ZMQError:
+                        pass
+                sock.close(linger=0)
+
+    # ------------------------------------------------------------------ handshake
+
+    def wait_hello(self, timeout_s: float, alive: Callable[[], bool]) -> dict[str, Any]:
+        """The extension's verified ``hello``; raises :class:`ChannelFailure`.
+
+        Polls in short slices so an extension that exits early is noticed at once.
+        """
+        end = time.monotonic() + timeout_s
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise ChannelFailure("timeout", f"no handshake within {timeout_s:.1f} s")
+            if not alive():
+                raise ChannelFailure("disconnected", "exited before the handshake")
+            if self.calls.poll(min(50, max(1, int(left * 1000)))):
+                frame = self.calls.recv()
+                try:
+                    msg = self._calls_in.open(frame)
+                except FrameError as exc:
+                    self.frame_errors[exc.reason] += 1
+                    self.calls.send(self._calls_out.seal("reject", {"reason": f"bad handshake frame: {exc}"}))
+                    raise ChannelFailure("bad_frame", f"bad handshake frame: {exc}") from exc
+                if msg["k"] != "hello":
+                    self.calls.send(self._calls_out.seal("reject", {"reason": "expected hello first"}))
+                    raise ChannelFailure("bad_frame", f"expected hello, got {msg['k']!r}")
+                return msg
+
+    def answer_hello(self, kind: str, fields: dict[str, Any]) -> None:
+        """Send ``welcome`` or ``reject``."""
+        self.calls.send(self._calls_out.seal(kind, fields))
+
+    # ------------------------------------------------------------------ events
+
+    def send_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> int:
+        """Seal and send one events-channel request; returns its id."""
+        req_id = next(self._ids)
+        frame = self._events_out.seal(kind, {"id": req_id, **fields})
+        try:
+            self.events.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            # No pipe yet (the extension is still connecting): wait for one, bounded.
+            if not self.events.poll(max(1, int(timeout_s * 1000)), zmq.POLLOUT):
+                raise ChannelFailure("not_connected", "extension is not connected") from None
+            self.events.send(frame, zmq.NOBLOCK)
+        self.in_flight = req_id
+        return req_id
+
+    def service(self, sock: zmq.Socket[bytes], on_call: CallHandler) -> dict[str, Any] | None:
+        """Handle one readable socket of this channel.
+
+        Returns the reply envelope when it is the awaited reply; ``None`` for a
+        host call answered or a monitor event; raises :class:`ChannelFailure`
+        for a bad reply or a dropped connection.
+        """
+        if sock is self.calls:
+            self._serve_call(on_call)
+            return None
+        if sock is self.monitor:
+            event = parse_monitor_message(self.monitor.recv_multipart())
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self.connected = True
+                return None
+            self.connected = False
+            if self.in_flight is not None:
+                self.in_flight = None
+                raise ChannelFailure("disconnected", "the extension dropped its connection "
+                                     "(it exited, or sent a frame over the size limit)")
+            return None
+        frame = self.events.recv()
+        try:
+            msg = self._events_in.open(frame)
+        except FrameError as exc:
+            self.frame_errors[exc.reason] += 1
+            self.in_flight = None
+            raise ChannelFailure("bad_frame", f"rejected reply ({exc})") from exc
+        if msg["id"] != self.in_flight:
+            self.frame_errors["wrong_id"] += 1
+            self.in_flight = None
+            raise ChannelFailure("bad_frame", f"reply id {msg['id']} does not match request {self.in_flight}")
+        self.in_flight = None
+        return msg
+
+    def request(self, kind: str, fields: dict[str, Any], timeout_s: float, on_call: CallHandler) -> dict[str, Any]:
+        """Send one request and wait for its reply, answering host calls meanwhile."""
+        end = time.monotonic() + timeout_s
+        self.send_request(kind, fields, timeout_s)
+        poll = self._poller.poll
+        while True:
+            left_ms = (end - time.monotonic()) * 1000
+            ready = poll(math.ceil(left_ms)) if left_ms > 0 else []
+            if not ready:
+                self.in_flight = None
+                raise ChannelFailure("timeout", f"no reply within {timeout_s * 1000:.0f} ms")
+            for sock, _ in ready:
+                reply = self.service(sock, on_call)
+                if reply is not None:
+                    return reply
+
+    def drain_calls(self, on_call: CallHandler) -> None:
+        """Answer every host call already queued (non-blocking)."""
+        while self.calls.poll(0):
+            self._serve_call(on_call)
+
+    def _serve_call(self, on_call: CallHandler) -> None:
+        frame = self.calls.recv()
+        try:
+            msg = self._calls_in.open(frame)
+        except FrameError as exc:
+            self.frame_errors[exc.reason] += 1
+            self.call_errors += 1
+            self.calls.send(self._calls_out.seal("answer", {"id": 0, "ok": False, "error": f"rejected: {exc}"}))
+            return
+        if msg["k"] != "call":
+            self.call_errors += 1
+            self.calls.send(self._calls_out.seal("answer", {"id": 0, "ok": False, "error": "already greeted"}))
+            return
+        try:
+            value = on_call(msg["method"], msg["args"], msg.get("event_id"))
+        except Exception as exc:  # noqa: BLE001 - every refusal becomes an error answer
+            self.call_errors += 1
+            self.calls.send(self._calls_out.seal("answer", {"id": msg["id"], "ok": False, "error": str(exc)}))
+            return
+        self.calls_answered += 1
+        self.calls.send(self._calls_out.seal("answer", {"id": msg["id"], "ok": True, "value": value}))
+
+    # ------------------------------------------------------------------ control
+
+    def control_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        """One ``ping``/``shutdown`` round trip; ``None`` if no valid answer in time."""
+        req_id = next(self._ids)
+        try:
+            self.control.send(self._control_out.seal(kind, {"id": req_id, **fields}), zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        end = time.monotonic() + timeout_s
+        while (left := end - time.monotonic()) > 0:
+            if not self.control.poll(max(1, int(left * 1000))):
+                return None
+            frame = self.control.recv()
+            try:
+                msg = self._control_in.open(frame)
+            except FrameError as exc:
+                self.frame_errors[exc.reason] += 1
+                continue
+            if msg.get("id") == req_id:
+                return msg
+        return None

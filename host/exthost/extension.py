@@ -1,0 +1,464 @@
+"""One loaded extension: its process, channel, handshake, notify queue and counters.
+
+Lifecycle states (every transition is recorded with its reason)::
+
+    starting → ready → (degraded) → restarting → ready | dead
+                    └──────────────────────────────────→ stopped
+
+Ordering rule: everything sent to one extension — gate and chain requests
+from the dispatching thread, notify batches from the delivery thread — goes
+through ``lock``; a request first takes any queued notify events with it
+(one ``batch``, in the order they happened), so the extension sees its
+events in order whatever their mode.
+
+Failure policy hooks: :meth:`call_handler` raises
+:class:`~.outcome.HandlerFailure`; it never lets a channel or schema error
+escape.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from ext_sdk.events import EventSpec, spec_for
+from ext_sdk.hostcalls import ALWAYS_GRANTED
+from ext_sdk.schema import SchemaError
+from ext_sdk.wire import choose_version
+
+from ..config import HostConfig
+from ..errors import ExtensionStartError
+from .channel import Channel, ChannelFailure
+from .launch import Endpoints, build_launch
+from .manifest import Manifest
+from .outcome import HandlerFailure
+from .policy import effective_deadline_ms, effective_policy
+from .process import ExtensionProcess, LogBuffer, ShutdownRung, describe_exit
+from .stats import ExtensionStats
+
+if TYPE_CHECKING:
+    from .hostcalls import HostCallRouter
+
+__all__ = ["ExtState", "HandlerDecl", "RunningExtension"]
+
+
+class ExtState(enum.Enum):
+    """Lifecycle state of an extension."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DEGRADED = "degraded"
+    RESTARTING = "restarting"
+    DEAD = "dead"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerDecl:
+    """One subscription after the handshake, with its effective deadline and policy."""
+
+    index: int
+    event: str
+    priority: int
+    deadline_s: float
+    policy: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: str
+    data: dict[str, Any]
+    deadline_s: float
+
+
+@dataclass
+class Transition:
+    """One state change."""
+
+    at: float
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass
+class _Declared:
+    version: str = ""
+    sdk: str = ""
+    protocol: int = 0
+    handlers: list[HandlerDecl] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RunningExtension:
+    """Host-side handle of one extension."""
+
+    def __init__(self, manifest: Manifest, load_order: int, config: HostConfig, router: HostCallRouter,
+                 zctx: zmq.Context[zmq.Socket[bytes]], runtime_dir: Path) -> None:
+        self.manifest = manifest
+        self.name = manifest.name
+        self.load_order = load_order
+        self.config = config
+        self.router = router
+        self._zctx = zctx
+        self._runtime_dir = runtime_dir
+        #: Serialises every use of the events/calls sockets (see module doc).
+        self.lock = threading.Lock()
+        self.stats = ExtensionStats()
+        self.log = LogBuffer(config.limits.log_lines, config.limits.log_line_bytes)
+        self.state = ExtState.STARTING
+        self.transitions: list[Transition] = []
+        #: Permissions granted in the handshake.
+        self.granted: frozenset[str] = frozenset()
+        self.declared = _Declared()
+        self.process: ExtensionProcess | None = None
+        self.channel: Channel | None = None
+        #: Exit description of the last process that ended, e.g. "killed by SIGKILL".
+        self.last_exit = ""
+        #: Rung of the shutdown ladder used by the last stop.
+        self.last_shutdown: ShutdownRung | None = None
+        self._queue: deque[_Pending] = deque()
+        self._queue_lock = threading.Lock()
+        self._dropped_unreported = 0
+        self._endpoints: Endpoints | None = None
+        self._in_batch: list[_Pending] = []
+        #: Called when notify events wait for delivery (set by the host to wake its delivery thread).
+        self.wake_delivery: Callable[[], None] = lambda: None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _set_state(self, new: ExtState, reason: str) -> None:
+        if new is self.state and not reason:
+            return
+        self.transitions.append(Transition(time.time(), self.state.value, new.value, reason))
+        del self.transitions[:-100]
+        self.state = new
+
+    def spawn(self) -> None:
+        """Make the private directory, bind the channel, start the process (no waiting)."""
+        directory = Path(os.path.join(self._runtime_dir, f"x{self.load_order}"))
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        endpoints = Endpoints(directory)
+        endpoints.work_dir.mkdir(mode=0o700, exist_ok=True)
+        secret = secrets.token_bytes(32)
+        fd = os.open(endpoints.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
+        self._endpoints = endpoints
+        try:
+            self.channel = Channel(self._zctx, endpoints, secret, self.config.limits.max_frame)
+            spec = build_launch(self.manifest, endpoints)
+            self.process = ExtensionProcess(spec, self.log)
+        except (OSError, zmq.ZMQError) as exc:
+            self._cleanup_launch()
+            self._set_state(ExtState.DEAD, f"could not start: {exc}")
+            raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
+        self._set_state(ExtState.STARTING, f"spawned pid {self.process.pid}")
+
+    def finish_start(self) -> None:
+        """Wait for the handshake and answer it; raises :class:`ExtensionStartError`."""
+        assert self.channel is not None and self.process is not None
+        proc = self.process
+        try:
+            hello = self.channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
+        except ChannelFailure as exc:
+            reason = exc.detail
+            if not proc.alive() or exc.kind == "disconnected":
+                proc.popen.wait(2) if proc.alive() else None
+                reason = f"{describe_exit(proc.returncode)} before the handshake"
+            self._fail_start(reason)
+            raise AssertionError("unreachable") from exc
+        finally:
+            if self._endpoints is not None:
+                self._endpoints.secret_file.unlink(missing_ok=True)
+        refusal = self._accept(hello)
+        if refusal is not None:
+            self.channel.answer_hello("reject", {"reason": refusal})
+            self._fail_start(f"handshake refused: {refusal}")
+        deadlines = [int(h.deadline_s * 1000) for h in self.declared.handlers]
+        self.channel.answer_hello("welcome", {"version": self.declared.protocol, "granted": sorted(self.granted),
+                                              "deadlines_ms": deadlines})
+        self._set_state(ExtState.READY, f"handshake done (protocol {self.declared.protocol})")
+
+    def _fail_start(self, reason: str) -> None:
+        time.sleep(0.05)  # let the last stderr lines arrive
+        if self.process is not None:
+            self.process.kill()
+            self.last_exit = describe_exit(self.process.returncode)
+        tail = self.log.tail(12)
+        self._cleanup_launch()
+        self._set_state(ExtState.DEAD, reason)
+        raise ExtensionStartError(self.name, reason, tail)
+
+    def _accept(self, hello: dict[str, Any]) -> str | None:
+        """Validate the hello against the manifest and config; ``None`` = accepted."""
+        from ext_sdk.wire import PROTOCOL_VERSIONS
+
+        version = choose_version(hello["versions"])
+        if version is None:
+            return f"no common protocol version (extension speaks {hello['versions']}, host speaks " \
+                   f"{list(PROTOCOL_VERSIONS)})"
+        if hello["name"] != self.name:
+            return f"extension calls itself {hello['name']!r} but its manifest says {self.name!r}"
+        allowed = set(self.config.permissions.get(self.name, self.manifest.permissions))
+        asked = set(hello["permissions"])
+        not_in_manifest = asked - set(self.manifest.permissions) - ALWAYS_GRANTED
+        if not_in_manifest:
+            return f"asks for permission(s) {sorted(not_in_manifest)} that its manifest does not declare"
+        granted = frozenset((asked & allowed) | ALWAYS_GRANTED)
+        handlers: list[HandlerDecl] = []
+        for index, sub in enumerate(hello["subscriptions"]):
+            event = sub["event"]
+            spec = spec_for(event)
+            if spec is None:
+                return f"subscribes to unknown event {event!r}"
+            if event not in self.manifest.events:
+                return f"subscribes to {event!r}, which its manifest does not list in events"
+            if spec.exposes_content and "conversation" not in granted:
+                return (f"subscribes to {event!r}, which exposes conversation content, but 'conversation' "
+                        "was not granted")
+            deadline = effective_deadline_ms(self.config, self.name, spec, event, sub.get("deadline_ms"))
+            policy = effective_policy(self.config, self.name, spec, event, sub.get("policy"))
+            handlers.append(HandlerDecl(index, event, sub["priority"], deadline / 1000, policy))
+        self.granted = granted
+        self.declared = _Declared(hello["version"], hello["sdk"], version, handlers, list(hello["tools"]),
+                                  list(hello["commands"]))
+        return None
+
+    def stop(self, reason: str = "host shutting down") -> ShutdownRung:
+        """Shutdown ladder; the extension ends ``stopped``."""
+        rung = ShutdownRung.ALREADY_EXITED
+        if self.process is not None:
+            channel = self.channel
+
+            def polite(timeout: float) -> object:
+                if channel is None:
+                    return None
+                return channel.control_request("shutdown", {"reason": reason}, timeout)
+
+            with self.lock:
+                rung = self.process.stop(polite, self.config.deadlines.shutdown_ms / 1000)
+                self.last_exit = describe_exit(self.process.returncode)
+        self.last_shutdown = rung
+        self._cleanup_launch()
+        self._set_state(ExtState.STOPPED, f"{reason} ({rung.value})")
+        return rung
+
+    def _cleanup_launch(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self._endpoints is not None:
+            for name in ("e", "c", "k", "secret"):
+                (self._endpoints.directory / name).unlink(missing_ok=True)
+
+    def alive(self) -> bool:
+        """Whether the process is running."""
+        return self.process is not None and self.process.alive()
+
+    def channel_in_flight(self) -> int | None:
+        """Id of the events request being waited on (host calls must carry it)."""
+        return self.channel.in_flight if self.channel is not None else None
+
+    def spec_of(self, event: str) -> EventSpec:
+        spec = spec_for(event)
+        assert spec is not None
+        return spec
+
+    # ------------------------------------------------------------------ calls
+
+    def _on_call(self, method: str, args: dict[str, Any], event_id: int | None) -> Any:
+        return self.router.handle(self, method, args, event_id)
+
+    def _check_ready(self) -> None:
+        if self.state is not ExtState.READY and self.state is not ExtState.DEGRADED:
+            raise HandlerFailure("not_running", f"{self.name} is {self.state.value}")
+        if self.channel is None or (not self.channel.connected and not self.alive()):
+            if self.process is not None:
+                self.last_exit = describe_exit(self.process.returncode)
+            self._set_state(ExtState.DEAD, self.last_exit or "process gone")
+            raise HandlerFailure("not_running", f"{self.name} is not running ({self.last_exit})")
+
+    def call_handler(self, decl: HandlerDecl, payload: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        """Run one gate/chain handler; returns its result map or ``None``; raises HandlerFailure."""
+        start = time.monotonic()
+        if not self.lock.acquire(timeout=timeout_s):
+            raise HandlerFailure("busy", f"{self.name} stayed busy for {timeout_s * 1000:.0f} ms")
+        try:
+            self._check_ready()
+            assert self.channel is not None
+            item = {"event": decl.event, "handler": decl.index, "data": payload}
+            pending, dropped = self._take_pending()
+            if pending:
+                extra = min(sum(p.deadline_s for p in pending), self.config.deadlines.notify_batch_ms / 1000)
+                items = [{"event": p.event, "data": p.data} for p in pending] + [item]
+                kind, fields = "batch", {"events": items, "dropped": dropped}
+            else:
+                extra, kind, fields = 0.0, "event", item
+            left = timeout_s - (time.monotonic() - start)
+            try:
+                reply = self.channel.request(kind, fields, max(left, 0.0) + extra, self._on_call)
+            except ChannelFailure as exc:
+                if pending:
+                    self._count_notify_failure(len(pending), exc.kind)
+                self._after_failure(exc)
+                raise HandlerFailure(exc.kind, exc.detail) from None
+            results = reply["results"]
+            if len(results) != len(pending) + 1:
+                raise HandlerFailure("bad_frame", f"reply has {len(results)} results for {len(pending) + 1} events")
+            if pending:
+                self._count_notify_results(results[:-1])
+            out = results[-1]
+            if not out["ok"]:
+                raise HandlerFailure("error", str(out.get("error") or "handler failed"))
+            result = out.get("result")
+            if result is not None:
+                spec = self.spec_of(decl.event)
+                try:
+                    if spec.result is None:
+                        raise SchemaError("result", "this event takes no result")
+                    spec.result.check(result, "result")
+                except SchemaError as exc:
+                    raise HandlerFailure("bad_result", f"bad result for {decl.event}: {exc}") from None
+            self.stats.record_ok(f"{self.name}:{decl.event}", (time.monotonic() - start) * 1e6)
+            return result  # type: ignore[no-any-return]
+        finally:
+            self.lock.release()
+            if self._queue:  # queued while we held the lock: hand them to the delivery thread
+                self.wake_delivery()
+
+    def _after_failure(self, exc: ChannelFailure) -> None:
+        if exc.kind == "disconnected" and not self.alive() and self.process is not None:
+            self.last_exit = describe_exit(self.process.returncode)
+            self._set_state(ExtState.DEAD, f"process {self.last_exit}")
+
+    # ------------------------------------------------------------------ notify queue
+
+    def enqueue(self, event: str, data: dict[str, Any], deadline_s: float) -> bool:
+        """Queue a notify event; ``False`` (and counted) when the queue is full."""
+        with self._queue_lock:
+            if len(self._queue) >= self.config.limits.notify_queue:
+                self._dropped_unreported += 1
+                self.stats.record_dropped()
+                return False
+            self._queue.append(_Pending(event, data, deadline_s))
+            return True
+
+    def queued(self) -> int:
+        """Notify events waiting for delivery."""
+        return len(self._queue)
+
+    def _take_pending(self, limit: int | None = None) -> tuple[list[_Pending], int]:
+        with self._queue_lock:
+            count = len(self._queue) if limit is None else min(limit, len(self._queue))
+            items = [self._queue.popleft() for _ in range(count)]
+            dropped, self._dropped_unreported = self._dropped_unreported, 0
+        return items, dropped
+
+    def begin_notify_batch(self) -> tuple[int, float] | None:
+        """Send a batch of queued notify events (caller holds ``lock``).
+
+        Returns ``(request id, deadline seconds)`` or ``None`` when nothing was sent.
+        """
+        pending, dropped = self._take_pending(self.config.limits.notify_batch)
+        if not pending:
+            return None
+        self._in_batch = pending
+        try:
+            self._check_ready()
+            assert self.channel is not None
+            deadline = min(sum(p.deadline_s for p in pending), self.config.deadlines.notify_batch_ms / 1000)
+            deadline = max(deadline, max(p.deadline_s for p in pending))
+            items = [{"event": p.event, "data": p.data} for p in pending]
+            req = self.channel.send_request("batch", {"events": items, "dropped": dropped}, deadline)
+        except HandlerFailure as exc:
+            self._count_notify_failure(len(pending), exc.kind)
+            self._in_batch = []
+            return None
+        except ChannelFailure as exc:
+            self._count_notify_failure(len(pending), exc.kind)
+            self._in_batch = []
+            return None
+        return req, deadline
+
+    def service_notify(self, sock: zmq.Socket[bytes]) -> bool:
+        """Handle one readable socket during a notify batch; ``True`` when the batch is finished."""
+        assert self.channel is not None
+        try:
+            reply = self.channel.service(sock, self._on_call)
+        except ChannelFailure as exc:
+            self._count_notify_failure(len(self._in_batch), exc.kind)
+            self._after_failure(exc)
+            self._in_batch = []
+            return True
+        if reply is None:
+            return False
+        results = reply["results"]
+        if len(results) != len(self._in_batch):
+            self._count_notify_failure(len(self._in_batch), "bad_frame")
+        else:
+            self._count_notify_results(results)
+        self._in_batch = []
+        return True
+
+    def expire_notify(self) -> None:
+        """The in-flight notify batch passed its deadline."""
+        if self.channel is not None:
+            self.channel.in_flight = None
+        self._count_notify_failure(len(self._in_batch), "timeout")
+        self._in_batch = []
+
+    def _count_notify_results(self, results: list[dict[str, Any]]) -> None:
+        ok = 0
+        for item in results:
+            if item.get("ok"):
+                ok += 1
+            else:
+                self.stats.record_failure("error", "open")
+        self.stats.record_notified(ok)
+
+    def _count_notify_failure(self, count: int, kind: str) -> None:
+        for _ in range(count):
+            self.stats.record_failure(kind, "open")
+
+    # ------------------------------------------------------------------ views
+
+    def handlers_for(self, event: str) -> list[HandlerDecl]:
+        return [h for h in self.declared.handlers if h.event == event]
+
+    def info(self) -> dict[str, Any]:
+        """Plain-data status (for ``--json``, tables and tests)."""
+        proc = self.process
+        return {
+            "name": self.name,
+            "version": self.declared.version or self.manifest.version,
+            "state": self.state.value,
+            "pid": proc.pid if proc is not None and proc.alive() else None,
+            "uptime_s": round(time.monotonic() - proc.started, 3) if proc is not None and proc.alive() else 0.0,
+            "last_exit": self.last_exit,
+            "last_reason": self.transitions[-1].reason if self.transitions else "",
+            "protocol": self.declared.protocol,
+            "sdk": self.declared.sdk,
+            "granted": sorted(self.granted),
+            "subscriptions": [
+                {"event": h.event, "priority": h.priority, "deadline_ms": round(h.deadline_s * 1000),
+                 "policy": h.policy} for h in self.declared.handlers
+            ],
+            "tools": [t["name"] for t in self.declared.tools],
+            "queued": self.queued(),
+            "frame_errors": dict(self.channel.frame_errors) if self.channel is not None else {},
+            "stats": self.stats.snapshot(),
+            "manifest": str(self.manifest.path),
+        }
+

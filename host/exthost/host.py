@@ -1,0 +1,245 @@
+"""``ExtensionHost``: the embedding API — load extensions, emit events, read results.
+
+A few lines are enough::
+
+    from host import ExtensionHost
+
+    with ExtensionHost() as ext_host:
+        ext_host.load("extensions/permission_gate")
+        out = ext_host.emit("tool_call", {...})
+        if out.stopped:
+            print("blocked:", out.reason)
+
+The application can add trusted in-process handlers that run in the same
+dispatch loop, order and modes as extension handlers (kit's SDK hooks)::
+
+    unregister = ext_host.on("tool_result", redact, priority=HIGH)
+
+Threads: ``emit`` may be called from any thread; gate/chain handlers run on
+the caller's thread; notify events are delivered by one background thread.
+``close()`` stops every extension (shutdown ladder) and removes the private
+socket directory; it also runs at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ext_sdk.events import custom_event_name
+
+from ..config import HostConfig
+from ..errors import ExtensionStartError, HostError, ManifestError, UnknownExtensionError
+from .discovery import discover
+from .dispatch import NORMAL, Dispatcher, InProcessHook
+from .extension import RunningExtension
+from .hostcalls import HostCallRouter
+from .manifest import Manifest, load_manifest
+from .notify import NotifyPump
+from .outcome import Outcome
+from .services import HostServices, LocalServices
+from .state_store import StateStore
+
+__all__ = ["ExtensionHost", "LoadReport", "runtime_base"]
+
+
+def runtime_base() -> Path:
+    """A short private base directory for sockets (ipc paths must stay under ~100 bytes)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.access(xdg, os.W_OK) and len(xdg) < 40:
+        return Path(xdg) / "kithost"
+    return Path(tempfile.gettempdir()) / f"kithost-{os.getuid()}"
+
+
+def _private_dir(base: Path) -> Path:
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = base.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise HostError(f"{base}: runtime directory must be owned by you with mode 0700 "
+                        f"(it is uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it or set runtime_dir")
+    return Path(tempfile.mkdtemp(prefix="h", dir=base))
+
+
+@dataclass
+class LoadReport:
+    """What :meth:`ExtensionHost.load_many` did."""
+
+    loaded: list[RunningExtension] = field(default_factory=list)
+    #: ``(name or path, error)`` of every extension that did not start.
+    failed: list[tuple[str, HostError]] = field(default_factory=list)
+
+
+class ExtensionHost:
+    """Loads extensions into sandboxable processes and dispatches events to them."""
+
+    def __init__(self, config: HostConfig | None = None, services: HostServices | None = None) -> None:
+        self.config = config or HostConfig()
+        self.services: HostServices = services or LocalServices()
+        self.state = StateStore(self.config.state_path)
+        self._zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._runtime = _private_dir(self.config.runtime_dir or runtime_base())
+        self._extensions: dict[str, RunningExtension] = {}
+        self._lock = threading.Lock()
+        self._pump = NotifyPump(self.extensions)
+        self._dispatch = Dispatcher(self.config, self._pump.wake)
+        self._router = HostCallRouter(self.state, self.services, self._emit_custom)
+        self._closed = False
+        self._pump.start()
+        # At interpreter exit, close a host the application forgot to close.
+        self._finalizer = weakref.finalize(self, ExtensionHost._atexit_close, weakref.ref(self))
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, path: str | Path | Manifest) -> RunningExtension:
+        """Start one extension (a directory with ``extension.toml``, the manifest, or a :class:`Manifest`).
+
+        Raises :class:`ManifestError` or :class:`ExtensionStartError`.
+        """
+        report = self.load_many([path])
+        if report.failed:
+            raise report.failed[0][1]
+        return report.loaded[0]
+
+    def load_many(self, paths: Iterable[str | Path | Manifest]) -> LoadReport:
+        """Start several extensions concurrently; load order is the order given."""
+        report = LoadReport()
+        started: list[RunningExtension] = []
+        for item in paths:
+            try:
+                manifest = item if isinstance(item, Manifest) else load_manifest(Path(item))
+            except ManifestError as exc:
+                report.failed.append((str(item), exc))
+                continue
+            with self._lock:
+                if manifest.name in self._extensions:
+                    report.failed.append((manifest.name, HostError(f"{manifest.name}: an extension with this "
+                                                                   "name is already loaded")))
+                    continue
+                ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
+                                       self._zctx, self._runtime)
+                ext.wake_delivery = self._pump.wake
+                self._extensions[manifest.name] = ext
+            try:
+                ext.spawn()
+                started.append(ext)
+            except ExtensionStartError as exc:
+                report.failed.append((manifest.name, exc))
+        for ext in started:
+            try:
+                ext.finish_start()
+            except ExtensionStartError as exc:
+                report.failed.append((ext.name, exc))
+                continue
+            self._dispatch.add_extension(ext)
+            report.loaded.append(ext)
+        return report
+
+    def load_discovered(self, explicit: Sequence[str | Path] = ()) -> LoadReport:
+        """Load every extension from the search directories, then ``explicit`` paths."""
+        found = discover(self.config.search_dirs, [Path(p) for p in explicit])
+        report = self.load_many(found.manifests)
+        report.failed[:0] = [(str(path), ManifestError(message)) for path, message in found.problems]
+        return report
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, event: str, payload: dict[str, Any]) -> Outcome:
+        """Dispatch ``event``; see :mod:`host.exthost.dispatch` for order, modes and policy."""
+        return self._dispatch.emit(event, payload)
+
+    def subscribed(self, event: str) -> bool:
+        """Whether any handler listens to ``event``."""
+        return self._dispatch.subscribed(event)
+
+    def emit_custom(self, name: str, data: Any = None) -> Outcome:
+        """Emit custom event ``name`` from the host (source ``"host"``)."""
+        event = custom_event_name(name)
+        return self._dispatch.emit(event, {"name": event.removeprefix("custom:"), "data": data, "source": "host"})
+
+    def _emit_custom(self, source: str, name: str, data: Any) -> int:
+        event = custom_event_name(name)
+        payload = {"name": event.removeprefix("custom:"), "data": data, "source": source}
+        return self._dispatch.emit(event, payload, exclude=source).handlers
+
+    def on(self, event: str, fn: InProcessHook | None = None, *, priority: int = NORMAL,
+           policy: str | None = None) -> Any:
+        """Add a trusted in-process handler; returns its unregister function.
+
+        As a decorator (``@ext_host.on("tool_call")``) it returns the function
+        unchanged and the unregister function is stored on it as ``.unregister``.
+        """
+        if fn is not None:
+            return self._dispatch.add_hook(event, fn, priority, policy)
+
+        def decorate(func: InProcessHook) -> InProcessHook:
+            func.unregister = self._dispatch.add_hook(event, func, priority, policy)  # type: ignore[attr-defined]
+            return func
+
+        return decorate
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued notify event was delivered (or failed); ``False`` on timeout."""
+        return self._pump.flush(timeout_s)
+
+    # ------------------------------------------------------------------ extensions
+
+    def extensions(self) -> list[RunningExtension]:
+        """Loaded extensions in load order."""
+        return list(self._extensions.values())
+
+    def extension(self, name: str) -> RunningExtension:
+        """The extension called ``name``; raises :class:`UnknownExtensionError`."""
+        try:
+            return self._extensions[name]
+        except KeyError:
+            known = ", ".join(self._extensions) or "none loaded"
+            raise UnknownExtensionError(f"no extension named {name!r} (loaded: {known})") from None
+
+    def unload(self, name: str) -> None:
+        """Stop ``name`` and stop routing to it."""
+        ext = self.extension(name)
+        self._dispatch.remove_extension(ext)
+        ext.stop("unloaded")
+        with self._lock:
+            self._extensions.pop(name, None)
+
+    # ------------------------------------------------------------------ shutdown
+
+    def close(self) -> None:
+        """Stop every extension (shutdown ladder), the delivery thread, and remove the socket dir."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pump.flush(2.0)
+        self._pump.stop()
+        exts = list(self._extensions.values())
+        threads = [threading.Thread(target=e.stop, name=f"kithost-stop-{e.name}") for e in reversed(exts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=self.config.deadlines.shutdown_ms / 1000 + 10)
+        self._zctx.destroy(linger=0)
+        shutil.rmtree(self._runtime, ignore_errors=True)
+        self._finalizer.detach()
+
+    @staticmethod
+    def _atexit_close(ref: Callable[[], ExtensionHost | None]) -> None:
+        host = ref()
+        if host is not None:
+            host.close()
+
+    def __enter__(self) -> ExtensionHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,113 @@
+"""Answering extensions' ``ctx`` calls.
+
+One method ``_call_<name>`` per entry of :data:`ext_sdk.hostcalls.HOST_CALLS`;
+the table is derived from the method names and a test checks it covers the
+definitions exactly. Before a handler runs, :meth:`HostCallRouter.handle`:
+
+1. refuses a call whose ``event_id`` is not the request the host is waiting
+   on for that extension (the event already timed out: no late side effects);
+2. refuses a method the extension was not granted (error names the permission);
+3. checks the arguments against the call's schema.
+
+A refusal raises :class:`HostCallRefused`; the channel turns it into an
+error ``answer`` and counts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ext_sdk.hostcalls import HOST_CALLS
+from ext_sdk.schema import SchemaError
+
+from .services import HostServices, NotAvailable
+from .state_store import StateStore
+
+if TYPE_CHECKING:
+    from .extension import RunningExtension
+
+__all__ = ["HostCallRefused", "HostCallRouter"]
+
+#: ``emit_custom(source_extension, name, data) -> number of extensions queued``.
+EmitCustom = Callable[[str, str, Any], int]
+
+
+class HostCallRefused(Exception):
+    """A host call was refused; the message is sent to the extension."""
+
+
+class HostCallRouter:
+    """Answers host calls for every extension of one host."""
+
+    def __init__(self, state: StateStore, services: HostServices, emit_custom: EmitCustom) -> None:
+        self.state = state
+        self.services = services
+        self._emit_custom = emit_custom
+        self.table: dict[str, Callable[[RunningExtension, dict[str, Any]], Any]] = {
+            name.removeprefix("_call_"): getattr(self, name) for name in dir(self) if name.startswith("_call_")
+        }
+
+    def handle(self, ext: RunningExtension, method: str, args: dict[str, Any], event_id: int | None) -> Any:
+        """Answer one call or raise :class:`HostCallRefused`."""
+        if event_id is None or event_id != ext.channel_in_flight():
+            raise HostCallRefused(
+                f"{method}: refused, event request {event_id} is no longer being handled (deadline passed)"
+            )
+        spec = HOST_CALLS.get(method)
+        handler = self.table.get(method)
+        if spec is None or handler is None:
+            raise HostCallRefused(f"unknown host call {method!r}")
+        if spec.permission not in ext.granted:
+            raise HostCallRefused(
+                f"{method}: permission denied — needs '{spec.permission}', which {ext.name!r} was not granted"
+            )
+        try:
+            spec.args.check(args, "args")
+        except SchemaError as exc:
+            raise HostCallRefused(f"{method}: bad arguments: {exc}") from exc
+        try:
+            return handler(ext, args)
+        except NotAvailable as exc:
+            raise HostCallRefused(str(exc)) from exc
+
+    # ------------------------------------------------------------------ ui
+    def _call_print(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+        self.services.print(ext.name, args["level"], args["text"])
+
+    def _call_get_info(self, ext: RunningExtension, args: dict[str, Any]) -> dict[str, str]:
+        return self.services.info()
+
+    # ------------------------------------------------------------------ state
+    def _call_get_state(self, ext: RunningExtension, args: dict[str, Any]) -> Any:
+        return self.state.get(ext.name, args["key"])
+
+    def _call_set_state(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+        self.state.set(ext.name, args["key"], args["value"])
+
+    def _call_delete_state(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+        self.state.delete(ext.name, args["key"])
+
+    def _call_list_state(self, ext: RunningExtension, args: dict[str, Any]) -> list[str]:
+        return self.state.keys(ext.name)
+
+    # ------------------------------------------------------------------ session
+    def _call_append_entry(self, ext: RunningExtension, args: dict[str, Any]) -> str:
+        return self.services.append_entry(ext.name, args["type"], args["data"])
+
+    def _call_get_entries(self, ext: RunningExtension, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.services.get_entries(ext.name, args["type"])
+
+    # ------------------------------------------------------------------ events
+    def _call_emit(self, ext: RunningExtension, args: dict[str, Any]) -> int:
+        return self._emit_custom(ext.name, args["name"], args["data"])
+
+    # ------------------------------------------------------------------ conversation / agent
+    def _call_get_messages(self, ext: RunningExtension, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.services.get_messages()
+
+    def _call_send_message(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+        self.services.send_message(ext.name, args["text"])
+
+    def _call_set_model(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+        self.services.set_model(ext.name, args["model"])

@@ -1,0 +1,116 @@
+"""The one place that decides how an extension process is started.
+
+:func:`build_launch` turns a manifest and the extension's private socket
+directory into a :class:`LaunchSpec` — argv, environment, working directory.
+Nothing else in the host builds a command line, so confinement (bubblewrap,
+Landlock, seccomp, rlimits) can wrap this one spec.
+
+Environment contract (the whole environment; nothing of the host's leaks in):
+
+=============================  ==============================================
+``PATH``                       ``/usr/local/bin:/usr/bin:/bin`` plus the
+                               directory of the Python interpreter
+``HOME``, ``TMPDIR``           the extension's private work directory
+``LANG``                       ``C.UTF-8``
+``KITHOST_EVENTS``             ``ipc://`` endpoint of the events channel
+``KITHOST_CALLS``              ``ipc://`` endpoint of the host-calls channel
+``KITHOST_CONTROL``            ``ipc://`` endpoint of the control channel
+``KITHOST_SECRET_FILE``        0600 file with the per-launch HMAC key (deleted
+                               after the handshake)
+``KITHOST_PROTOCOL_VERSIONS``  comma-separated versions the host speaks
+``KITHOST_EXTENSION``          the extension's name
+=============================  ==============================================
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ext_sdk.wire import (
+    ENV_CALLS,
+    ENV_CONTROL,
+    ENV_EVENTS,
+    ENV_NAME,
+    ENV_SECRET_FILE,
+    ENV_VERSIONS,
+    PROTOCOL_VERSIONS,
+)
+
+from .manifest import Manifest
+
+__all__ = ["Endpoints", "LaunchSpec", "build_launch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """The private directory of one extension and the paths inside it."""
+
+    #: 0700 directory holding the sockets and the secret file.
+    directory: Path
+
+    @property
+    def events(self) -> str:
+        return f"ipc://{self.directory}/e"
+
+    @property
+    def calls(self) -> str:
+        return f"ipc://{self.directory}/c"
+
+    @property
+    def control(self) -> str:
+        return f"ipc://{self.directory}/k"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.directory / "secret"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.directory / "w"
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """How to start one extension process."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: Path
+
+
+def _python() -> str:
+    # The venv's interpreter, never a shim (a pyenv shim adds ~65 ms per start).
+    return sys.executable
+
+
+def build_launch(manifest: Manifest, endpoints: Endpoints) -> LaunchSpec:
+    """The argv/env/cwd for ``manifest``; raises ``FileNotFoundError`` if its runtime is missing."""
+    if manifest.runtime == "python":
+        argv: tuple[str, ...] = (_python(), "-I", "-m", "ext_sdk", "run", str(manifest.main))
+    elif manifest.runtime == "node":
+        node = shutil.which("node")
+        if node is None:
+            raise FileNotFoundError("runtime 'node' is not installed (no 'node' on PATH)")
+        argv = (node, str(manifest.main))
+    else:
+        argv = manifest.command
+    path_dirs = [str(Path(_python()).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+    env = {
+        "PATH": os.pathsep.join(dict.fromkeys(path_dirs)),
+        "HOME": str(endpoints.work_dir),
+        "TMPDIR": str(endpoints.work_dir),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        ENV_EVENTS: endpoints.events,
+        ENV_CALLS: endpoints.calls,
+        ENV_CONTROL: endpoints.control,
+        ENV_SECRET_FILE: str(endpoints.secret_file),
+        ENV_VERSIONS: ",".join(str(v) for v in PROTOCOL_VERSIONS),
+        ENV_NAME: manifest.name,
+    }
+    return LaunchSpec(argv=argv, env=env, cwd=manifest.directory)

@@ -1,0 +1,211 @@
+"""Starting, watching and stopping one extension OS process; capturing its output.
+
+* Start: ``Popen`` with the :class:`~.launch.LaunchSpec`'s argv/env/cwd, stdin
+  from ``/dev/null``, stdout and stderr piped, ``close_fds``, and its own
+  session (so it has its own process group and no controlling terminal).
+* Output: each line of stderr (and stray stdout) is kept in a bounded
+  :class:`LogBuffer`, cut at ``line_bytes`` (marked ``…[cut]``), oldest lines
+  dropped first; never an unbounded read.
+* Stop (:meth:`ExtensionProcess.stop`), the ladder — each rung gets half the
+  grace period: the polite ``shutdown`` request → ``SIGTERM`` to the process
+  group → ``SIGKILL`` to the group *and* every descendant found (even those
+  that left the group). Returns which rung ended it (:class:`ShutdownRung`).
+* Reaping uses ``Popen`` only (never psutil's ``wait_procs``, which would
+  hide the exit status from ``Popen``).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import IO
+
+import psutil
+
+from .launch import LaunchSpec
+
+__all__ = ["ExtensionProcess", "LogBuffer", "ShutdownRung", "describe_exit"]
+
+
+class ShutdownRung(enum.Enum):
+    """Which step of the shutdown ladder ended the process."""
+
+    ALREADY_EXITED = "already exited"
+    POLITE = "shutdown request"
+    SIGTERM = "SIGTERM"
+    SIGKILL = "SIGKILL"
+
+
+def describe_exit(status: int | None) -> str:
+    """An exit status in words: ``exited with status 3``, ``killed by SIGKILL``."""
+    if status is None:
+        return "running"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+class LogBuffer:
+    """The last ``max_lines`` lines of an extension's output, thread-safe."""
+
+    def __init__(self, max_lines: int, line_bytes: int) -> None:
+        self._lines: deque[tuple[float, str, str]] = deque(maxlen=max_lines)
+        self._lock = threading.Lock()
+        self.line_bytes = line_bytes
+        #: Lines ever received (including those since dropped from the buffer).
+        self.total = 0
+        #: Called with ``(stream, line)`` for each line, if set.
+        self.listener: Callable[[str, str], None] | None = None
+
+    def add(self, stream: str, line: str) -> None:
+        with self._lock:
+            self._lines.append((time.time(), stream, line))
+            self.total += 1
+        if self.listener is not None:
+            self.listener(stream, line)
+
+    def lines(self, last: int | None = None) -> list[tuple[float, str, str]]:
+        """``(unix time, stream, text)``, oldest first."""
+        with self._lock:
+            items = list(self._lines)
+        return items if last is None else items[-last:]
+
+    def tail(self, last: int = 20) -> str:
+        """The last lines as text."""
+        return "\n".join(text for _, _, text in self.lines(last))
+
+
+def _pump(stream: IO[bytes], name: str, log: LogBuffer) -> None:
+    limit = log.line_bytes
+    cut = False
+    try:
+        while True:
+            chunk = stream.readline(limit)
+            if not chunk:
+                return
+            complete = chunk.endswith(b"\n")
+            if cut:  # the rest of a line already cut: skip it
+                cut = not complete
+                continue
+            text = chunk.rstrip(b"\r\n").decode("utf-8", "replace")
+            if not complete and len(chunk) >= limit:
+                text += "…[cut]"
+                cut = True
+            log.add(name, text)
+    except (OSError, ValueError):
+        return
+    finally:
+        stream.close()
+
+
+class ExtensionProcess:
+    """One running OS process of an extension."""
+
+    def __init__(self, spec: LaunchSpec, log: LogBuffer) -> None:
+        self.spec = spec
+        self.log = log
+        self.popen = subprocess.Popen(
+            list(spec.argv),
+            env=spec.env,
+            cwd=spec.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            start_new_session=True,
+        )
+        #: Process id.
+        self.pid = self.popen.pid
+        #: ``time.monotonic()`` at spawn.
+        self.started = time.monotonic()
+        self._readers = [
+            threading.Thread(target=_pump, args=(s, n, log), name=f"kithost-log-{self.pid}-{n}", daemon=True)
+            for s, n in ((self.popen.stderr, "stderr"), (self.popen.stdout, "stdout"))
+            if s is not None
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def alive(self) -> bool:
+        """Whether the process has not exited."""
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every live descendant (best effort)."""
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def stop(self, polite: Callable[[float], object], grace_s: float) -> ShutdownRung:
+        """Run the shutdown ladder; ``polite(timeout)`` sends the shutdown request."""
+        if not self.alive():
+            self._kill_leftovers(self.descendants())
+            self._join_readers()
+            return ShutdownRung.ALREADY_EXITED
+        step = grace_s / 2
+        family = self.descendants()
+        rung = ShutdownRung.POLITE
+        polite(step)
+        if not self._wait(step):
+            rung = ShutdownRung.SIGTERM
+            family = self.descendants() or family
+            self._signal_group(signal.SIGTERM)
+            if not self._wait(step):
+                rung = ShutdownRung.SIGKILL
+                family = self.descendants() or family
+                self._signal_group(signal.SIGKILL)
+                self._kill_leftovers(family)
+                self._wait(5.0)
+        self._kill_leftovers(family)
+        self._join_readers()
+        return rung
+
+    def kill(self) -> None:
+        """SIGKILL the process, its group and every descendant; reap it."""
+        family = self.descendants()
+        self._signal_group(signal.SIGKILL)
+        self._kill_leftovers(family)
+        self._wait(5.0)
+        self._join_readers()
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    @staticmethod
+    def _kill_leftovers(family: list[psutil.Process]) -> None:
+        for proc in family:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+    def _wait(self, timeout: float) -> bool:
+        try:
+            self.popen.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _join_readers(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=1.0)

@@ -1,0 +1,112 @@
+"""Per-extension counters and handler latencies.
+
+Every outcome of every handler call is counted exactly once:
+``handled`` (a valid reply), or one of the failure kinds
+(:data:`FAILURE_KINDS`), each also counted as ``fail_open`` or
+``fail_closed`` by the policy that was applied. Latencies (µs) of successful
+round trips are kept in a bounded ring for percentiles.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from typing import Final
+
+__all__ = ["FAILURE_KINDS", "ExtensionStats", "percentile"]
+
+#: Why a handler call can fail.
+FAILURE_KINDS: Final = (
+    "timeout",        # no reply within its deadline
+    "budget",         # the event's total budget ran out before or during it
+    "error",          # the handler raised / returned an error
+    "bad_result",     # the result does not match the event's result schema
+    "bad_frame",      # the reply frame was rejected (MAC, replay, size, decode, schema)
+    "disconnected",   # the extension dropped its connection mid-request
+    "not_running",    # the extension was not ready (starting, crashed, stopped)
+    "busy",           # could not get the extension's channel within the deadline
+)
+
+
+def percentile(samples: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of ``samples`` (``None`` when empty)."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+class ExtensionStats:
+    """Thread-safe counters for one extension."""
+
+    def __init__(self, window: int = 4096) -> None:
+        self._lock = threading.Lock()
+        #: Handler calls that returned a valid reply.
+        self.handled = 0
+        #: Notify events delivered (each item of a batch counts).
+        self.notified = 0
+        #: Notify events dropped because the queue was full.
+        self.notify_dropped = 0
+        #: Failures by kind.
+        self.failures: Counter[str] = Counter()
+        #: Failures whose policy let the event go on.
+        self.fail_open = 0
+        #: Failures whose policy blocked/cancelled the event.
+        self.fail_closed = 0
+        #: Events stopped (blocked/cancelled/handled) by a valid result of this extension.
+        self.stopped = 0
+        self._latency_us: deque[float] = deque(maxlen=window)
+        #: Handler name → ``[count, total µs, max µs]`` for naming slow handlers.
+        self.by_handler: dict[str, list[float]] = {}
+
+    def record_ok(self, handler: str, micros: float) -> None:
+        with self._lock:
+            self.handled += 1
+            self._latency_us.append(micros)
+            row = self.by_handler.setdefault(handler, [0, 0.0, 0.0])
+            row[0] += 1
+            row[1] += micros
+            row[2] = max(row[2], micros)
+
+    def record_failure(self, kind: str, policy: str) -> None:
+        with self._lock:
+            self.failures[kind] += 1
+            if policy == "closed":
+                self.fail_closed += 1
+            else:
+                self.fail_open += 1
+
+    def record_notified(self, count: int) -> None:
+        with self._lock:
+            self.notified += count
+
+    def record_dropped(self, count: int = 1) -> None:
+        with self._lock:
+            self.notify_dropped += count
+
+    def record_stop(self) -> None:
+        with self._lock:
+            self.stopped += 1
+
+    def latencies(self) -> list[float]:
+        """A copy of the latency window (µs)."""
+        with self._lock:
+            return list(self._latency_us)
+
+    def snapshot(self) -> dict[str, object]:
+        """Plain-data view for ``--json`` and status tables."""
+        lat = self.latencies()
+        with self._lock:
+            return {
+                "handled": self.handled,
+                "notified": self.notified,
+                "notify_dropped": self.notify_dropped,
+                "stopped": self.stopped,
+                "failures": dict(self.failures),
+                "timeouts": self.failures.get("timeout", 0) + self.failures.get("budget", 0),
+                "fail_open": self.fail_open,
+                "fail_closed": self.fail_closed,
+                "latency_p50_us": percentile(lat, 50),
+                "latency_p99_us": percentile(lat, 99),
+            }
