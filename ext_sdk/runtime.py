@@ -136,7 +136,12 @@ class _Link:
             if left <= 0 or not self.calls.poll(max(1, int(left * 1000))):
                 raise HostCallError(f"host did not answer {method!r} within {CALL_TIMEOUT_MS} ms")
             try:
-                msg = self.calls_in.open(self.calls.recv())
+                # NOBLOCK: REQ_CORRELATE makes poll() report a stale answer that recv() then discards.
+                frame = self.calls.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            try:
+                msg = self.calls_in.open(frame)
             except FrameError as exc:
                 print(f"kithost-sdk: dropped frame from host: {exc}", file=sys.stderr)
                 continue

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any as _Any, Final
+from typing import Any as _Any
+from typing import Final
 
 __all__ = [
     "MAX_DEPTH",
@@ -246,7 +247,7 @@ class Field:
 class Struct(Type):
     """A map with a fixed set of named fields; unknown keys are rejected."""
 
-    def __init__(self, doc: str = "", **fields: Field | Type) -> None:
+    def __init__(self, doc: str = "", /, **fields: Field | Type) -> None:
         self.doc = doc
         self.fields: Final[dict[str, Field]] = {
             name: f if isinstance(f, Field) else Field(f) for name, f in fields.items()

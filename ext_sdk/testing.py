@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ class FakeHost:
             return sorted(self.state)
         elif method == "append_entry":
             entry_id = f"e{next(self._ids)}"
-            stamp = datetime.now(timezone.utc).isoformat()
+            stamp = datetime.now(UTC).isoformat()
             self.entries.append({"id": entry_id, "type": args["type"], "data": args["data"], "timestamp": stamp})
             return entry_id
         elif method == "get_entries":

@@ -244,7 +244,7 @@ class Sealer:
     def seal(self, kind: str, fields: dict[str, object]) -> bytes:
         """One frame for message ``kind`` with ``fields`` (``k``/``seq`` are added)."""
         self._seq += 1
-        body = _PACK({"k": kind, "seq": self._seq, **fields})
+        body: bytes = _PACK({"k": kind, "seq": self._seq, **fields})
         return hmac.digest(self._key, body, "sha256") + body
 
     def seal_raw(self, body: bytes) -> bytes:
@@ -259,7 +259,7 @@ class Opener:
     Not thread-safe: one opener per socket.
     """
 
-    __slots__ = ("_key", "_accept", "_max_frame", "_last_seq", "_limits")
+    __slots__ = ("_accept", "_key", "_last_seq", "_limits", "_max_frame")
 
     def __init__(self, key: bytes, accept: frozenset[str], max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._key = key
@@ -287,7 +287,7 @@ class Opener:
             msg = msgpack.unpackb(body, raw=False, strict_map_key=True, **self._limits)
         except msgpack.StackError as exc:  # C unpacker's own nesting limit
             raise FrameError("too_deep", "nesting exceeds the unpacker stack") from exc
-        except Exception as exc:  # noqa: BLE001 - any decode failure is a bad frame
+        except Exception as exc:
             raise FrameError("decode", f"{type(exc).__name__}: {exc}") from exc
         if type(msg) is not dict:
             raise FrameError("not_a_map", f"envelope is {type(msg).__name__}")

@@ -125,27 +125,31 @@ def default_config_path() -> Path:
     return base / "kithost" / "config.toml"
 
 
+_D = Deadlines()
+_L = Limits()
+
+
 class _DeadlinesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    gate_ms: int = Field(Deadlines.gate_ms, gt=0)
-    chain_ms: int = Field(Deadlines.chain_ms, gt=0)
-    notify_ms: int = Field(Deadlines.notify_ms, gt=0)
-    hot_ms: int = Field(Deadlines.hot_ms, gt=0)
-    min_ms: int = Field(Deadlines.min_ms, gt=0)
-    max_ms: int = Field(Deadlines.max_ms, gt=0)
-    event_budget_ms: int = Field(Deadlines.event_budget_ms, gt=0)
-    notify_batch_ms: int = Field(Deadlines.notify_batch_ms, gt=0)
-    start_ms: int = Field(Deadlines.start_ms, gt=0)
-    shutdown_ms: int = Field(Deadlines.shutdown_ms, gt=0)
+    gate_ms: int = Field(default=_D.gate_ms, gt=0)
+    chain_ms: int = Field(default=_D.chain_ms, gt=0)
+    notify_ms: int = Field(default=_D.notify_ms, gt=0)
+    hot_ms: int = Field(default=_D.hot_ms, gt=0)
+    min_ms: int = Field(default=_D.min_ms, gt=0)
+    max_ms: int = Field(default=_D.max_ms, gt=0)
+    event_budget_ms: int = Field(default=_D.event_budget_ms, gt=0)
+    notify_batch_ms: int = Field(default=_D.notify_batch_ms, gt=0)
+    start_ms: int = Field(default=_D.start_ms, gt=0)
+    shutdown_ms: int = Field(default=_D.shutdown_ms, gt=0)
 
 
 class _LimitsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_frame: int = Field(Limits.max_frame, ge=1024)
-    notify_queue: int = Field(Limits.notify_queue, gt=0)
-    notify_batch: int = Field(Limits.notify_batch, gt=0)
-    log_lines: int = Field(Limits.log_lines, gt=0)
-    log_line_bytes: int = Field(Limits.log_line_bytes, ge=80)
+    max_frame: int = Field(default=_L.max_frame, ge=1024)
+    notify_queue: int = Field(default=_L.notify_queue, gt=0)
+    notify_batch: int = Field(default=_L.notify_batch, gt=0)
+    log_lines: int = Field(default=_L.log_lines, gt=0)
+    log_line_bytes: int = Field(default=_L.log_line_bytes, ge=80)
 
 
 class _ConfigFile(BaseModel):
@@ -186,12 +190,13 @@ def load_config(path: Path | None = None) -> HostConfig:
         bad = [p for p in perms if p not in PERMISSIONS]
         if bad:
             raise ConfigError(f"{path}: permissions.{name}: unknown {bad}; known: {', '.join(PERMISSIONS)}")
-    dirs = tuple(Path(d).expanduser() for d in parsed.search_dirs) if parsed.search_dirs is not None else None
-    return HostConfig(
+    config = HostConfig(
         deadlines=Deadlines(**parsed.deadlines.model_dump()),
         limits=Limits(**parsed.limits.model_dump()),
         policy=dict(parsed.policy),
         deadline_overrides=dict(parsed.deadline_overrides),
         permissions={k: tuple(v) for k, v in parsed.permissions.items()},
-        **({"search_dirs": dirs} if dirs is not None else {}),
     )
+    if parsed.search_dirs is not None:
+        config = replace(config, search_dirs=tuple(Path(d).expanduser() for d in parsed.search_dirs))
+    return config

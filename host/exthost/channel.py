@@ -17,7 +17,11 @@ Sockets, all bound by the host inside the extension's private 0700 directory:
 Failure contract: :meth:`Channel.request` returns the verified reply envelope
 or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
 ``disconnected``, ``bad_frame``, ``not_connected``). Every rejected inbound
-frame is counted in :attr:`Channel.frame_errors` by reason. Nothing else
+frame is counted in :attr:`Channel.frame_errors` by reason: the
+:data:`ext_sdk.wire.FRAME_ERRORS` of the codec, plus ``wrong_id`` (a valid
+reply to another request) and ``dropped`` (the connection was cut while a
+request was in flight — the extension exited, closed its socket, or sent a
+frame over ``max_frame``, which libzmq refuses by disconnecting). Nothing else
 escapes: a misbehaving extension can make its own events fail, never the host.
 
 Thread-safety: ``events``/``calls`` are used only by the holder of the owning
@@ -151,6 +155,13 @@ class Channel:
 
     # ------------------------------------------------------------------ events
 
+    def pump_monitor(self) -> None:
+        """Apply connection events already queued on the monitor (non-blocking)."""
+        monitor = self.monitor
+        while monitor.poll(0):
+            event = parse_monitor_message(monitor.recv_multipart())
+            self.connected = event["event"] == zmq.EVENT_ACCEPTED
+
     def send_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> int:
         """Seal and send one events-channel request; returns its id."""
         req_id = next(self._ids)
@@ -183,10 +194,16 @@ class Channel:
             self.connected = False
             if self.in_flight is not None:
                 self.in_flight = None
+                self.frame_errors["dropped"] += 1
                 raise ChannelFailure("disconnected", "the extension dropped its connection "
                                      "(it exited, or sent a frame over the size limit)")
             return None
-        frame = self.events.recv()
+        try:
+            # NOBLOCK: with REQ_CORRELATE, poll() reports a stale reply as readable, then
+            # recv() discards it and would block waiting for the real one.
+            frame = self.events.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
         try:
             msg = self._events_in.open(frame)
         except FrameError as exc:
@@ -235,7 +252,7 @@ class Channel:
             self.calls.send(self._calls_out.seal("answer", {"id": 0, "ok": False, "error": "already greeted"}))
             return
         try:
-            value = on_call(msg["method"], msg["args"], msg.get("event_id"))
+            value = on_call(str(msg["method"]), dict(msg["args"]), msg.get("event_id"))  # type: ignore[call-overload, arg-type]
         except Exception as exc:  # noqa: BLE001 - every refusal becomes an error answer
             self.call_errors += 1
             self.calls.send(self._calls_out.seal("answer", {"id": msg["id"], "ok": False, "error": str(exc)}))
@@ -256,7 +273,10 @@ class Channel:
         while (left := end - time.monotonic()) > 0:
             if not self.control.poll(max(1, int(left * 1000))):
                 return None
-            frame = self.control.recv()
+            try:
+                frame = self.control.recv(zmq.NOBLOCK)  # see service(): stale replies are dropped in recv
+            except zmq.Again:
+                continue
             try:
                 msg = self._control_in.open(frame)
             except FrameError as exc:

@@ -257,7 +257,7 @@ class Dispatcher:
             return result
         except SchemaError as exc:
             raise HandlerFailure("bad_result", str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - a hook's failure follows its policy like any other
+        except Exception as exc:
             log.exception("in-process hook %s failed on %s", route.label, spec.name)
             raise HandlerFailure("error", f"{type(exc).__name__}: {exc}") from None
 

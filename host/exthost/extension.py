@@ -284,6 +284,8 @@ class RunningExtension:
     def _check_ready(self) -> None:
         if self.state is not ExtState.READY and self.state is not ExtState.DEGRADED:
             raise HandlerFailure("not_running", f"{self.name} is {self.state.value}")
+        if self.channel is not None:
+            self.channel.pump_monitor()
         if self.channel is None or (not self.channel.connected and not self.alive()):
             if self.process is not None:
                 self.last_exit = describe_exit(self.process.returncode)
@@ -310,10 +312,11 @@ class RunningExtension:
             try:
                 reply = self.channel.request(kind, fields, max(left, 0.0) + extra, self._on_call)
             except ChannelFailure as exc:
+                kind = "disconnected" if exc.kind == "not_connected" else exc.kind
                 if pending:
-                    self._count_notify_failure(len(pending), exc.kind)
+                    self._count_notify_failure(len(pending), kind)
                 self._after_failure(exc)
-                raise HandlerFailure(exc.kind, exc.detail) from None
+                raise HandlerFailure(kind, exc.detail) from None
             results = reply["results"]
             if len(results) != len(pending) + 1:
                 raise HandlerFailure("bad_frame", f"reply has {len(results)} results for {len(pending) + 1} events")
@@ -339,7 +342,7 @@ class RunningExtension:
                 self.wake_delivery()
 
     def _after_failure(self, exc: ChannelFailure) -> None:
-        if exc.kind == "disconnected" and not self.alive() and self.process is not None:
+        if exc.kind in ("disconnected", "not_connected") and not self.alive() and self.process is not None:
             self.last_exit = describe_exit(self.process.returncode)
             self._set_state(ExtState.DEAD, f"process {self.last_exit}")
 
@@ -387,7 +390,8 @@ class RunningExtension:
             self._in_batch = []
             return None
         except ChannelFailure as exc:
-            self._count_notify_failure(len(pending), exc.kind)
+            kind = "disconnected" if exc.kind == "not_connected" else exc.kind
+            self._count_notify_failure(len(pending), kind)
             self._in_batch = []
             return None
         return req, deadline

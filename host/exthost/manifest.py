@@ -53,7 +53,8 @@ class _ManifestFile(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError("use lowercase letters, digits, '.', '_' or '-' (at most 63), starting with a letter/digit")
+            raise ValueError("use lowercase letters, digits, '.', '_' or '-' (at most 63), "
+                             "starting with a letter or digit")
         return v
 
     @field_validator("events")
@@ -131,8 +132,8 @@ def load_manifest(path: Path) -> Manifest:
     else:
         if not m.command:
             raise ManifestError(f"{path}: runtime 'command' needs command = [\"<program>\", ...]")
-        first = m.command[0]
-        resolved = str((directory / first).resolve()) if first.startswith(("./", "../")) else first
+        program = m.command[0]
+        resolved = str((directory / program).resolve()) if program.startswith(("./", "../")) else program
         command = (resolved, *m.command[1:])
     return Manifest(
         name=m.name,

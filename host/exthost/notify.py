@@ -79,7 +79,7 @@ class NotifyPump(threading.Thread):
                 while self._round():
                     if self._stopping.is_set():
                         return
-            except Exception:  # noqa: BLE001 - the delivery thread must survive anything
+            except Exception:
                 log.exception("notify delivery round failed")
             finally:
                 with self._idle:

@@ -146,7 +146,8 @@ class ExtensionProcess:
     def descendants(self) -> list[psutil.Process]:
         """Every live descendant (best effort)."""
         try:
-            return psutil.Process(self.pid).children(recursive=True)
+            children: list[psutil.Process] = psutil.Process(self.pid).children(recursive=True)
+            return children
         except psutil.Error:
             return []
 

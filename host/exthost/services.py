@@ -18,7 +18,7 @@ import itertools
 import os
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 __all__ = ["HostServices", "LocalServices", "NotAvailable"]
@@ -76,7 +76,7 @@ class LocalServices:
     def append_entry(self, extension: str, entry_type: str, data: Any) -> str:
         with self._lock:
             entry_id = f"x{next(self._ids)}"
-            stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
             self._entries.append({"id": entry_id, "ext": extension, "type": entry_type, "data": data,
                                   "timestamp": stamp})
             return entry_id

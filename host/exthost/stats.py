@@ -9,6 +9,7 @@ round trips are kept in a bounded ring for percentiles.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter, deque
 from typing import Final
@@ -33,7 +34,7 @@ def percentile(samples: list[float], q: float) -> float | None:
     if not samples:
         return None
     ordered = sorted(samples)
-    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 

@@ -1,0 +1,47 @@
+"""Child process of the dispatch floor: a REP socket answering every request with fixed bytes.
+
+Usage: ``python _floor_child.py ENDPOINT REPLY_HEX``. It connects (the parent
+binds, as the kithost host does), prints ``READY``, then for each request
+polls, receives and sends the reply frame as is: no decoding, no MAC check,
+no handler. It exits when its parent dies (``PR_SET_PDEATHSIG``), on SIGTERM,
+or after :data:`IDLE_EXIT_MS` without a request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import sys
+
+import zmq
+
+IDLE_EXIT_MS = 120_000
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> int:
+    """Serve until idle for :data:`IDLE_EXIT_MS`."""
+    endpoint, reply = sys.argv[1], bytes.fromhex(sys.argv[2])
+    _die_with_parent()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.linger = 0
+    sock.connect(endpoint)
+    print("READY", flush=True)
+    poll, recv, send = sock.poll, sock.recv, sock.send
+    while poll(IDLE_EXIT_MS):
+        recv()
+        send(reply)
+    sock.close()
+    ctx.term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""``kithost`` command line: parse arguments, build the config, call the right function.
+
+No logic lives here beyond turning arguments into calls and errors into
+messages: every :class:`~host.errors.HostError` is printed as one clear line
+(exit status 1), never as a traceback; bad usage exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import HostConfig, default_config_path, load_config
+from .errors import HostError
+
+__all__ = ["main"]
+
+_DESCRIPTION = """\
+kithost runs an agent whose extensions each live in their own sandboxed process,
+talking to the host over ZeroMQ with signed msgpack frames. A hung, crashed or
+malicious extension cannot take the agent down: every handler has a deadline and
+a failure policy.
+"""
+
+_EPILOG = """\
+examples:
+  kithost demo                           run the bundled demo (offline)
+  kithost ext list -e extensions         list extensions and what they subscribe to
+  kithost ext check extensions/permission_gate
+                                         start one extension, show its handshake, stop it
+  kithost schema --write docs/protocol.schema.json
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kithost", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help=f"operator config (TOML; default {default_config_path()})")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ext = sub.add_parser("ext", help="inspect extensions", description="Inspect extensions.")
+    ext_sub = ext.add_subparsers(dest="ext_command", metavar="SUBCOMMAND", required=True)
+    ls = ext_sub.add_parser("list", help="extensions found in the search dirs and -e paths",
+                            description="List extensions found in the search directories "
+                                        "(~/.config/kithost/extensions, ./.kithost/extensions) and -e paths, "
+                                        "in load order, without starting them.")
+    ls.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
+                    help="extension directory, manifest, or directory of extensions (repeatable)")
+    ls.add_argument("--json", action="store_true", help="one JSON document for machines")
+    check = ext_sub.add_parser("check", help="start one extension, print its handshake, stop it",
+                               description="Start the extension at PATH in its own process, complete the "
+                                           "handshake, print what it declared and what the host granted, "
+                                           "then stop it. Exit status 1 if it does not start.")
+    check.add_argument("path", type=Path, help="extension directory or extension.toml")
+    check.add_argument("--json", action="store_true", help="one JSON document for machines")
+
+    schema = sub.add_parser("schema", help="print or write the protocol's JSON Schema",
+                            description="The wire protocol as one JSON Schema document, generated from ext_sdk.")
+    group = schema.add_mutually_exclusive_group()
+    group.add_argument("--write", type=Path, metavar="FILE", help="write it to FILE")
+    group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the generated schema")
+
+    demo = sub.add_parser("demo", help="run the bundled demo (offline, about 10 seconds)",
+                          description="Run the bundled extensions, plus one misbehaving extension, through "
+                                      "a scripted sequence of agent events, and show what each one did.")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> HostConfig:
+    return load_config(args.config)
+
+
+def _ext_list(args: argparse.Namespace) -> int:
+    from .exthost.discovery import discover
+
+    found = discover(_config(args).search_dirs, args.extension)
+    if args.json:
+        print(json.dumps({
+            "extensions": [{"name": m.name, "version": m.version, "runtime": m.runtime, "events": list(m.events),
+                            "permissions": list(m.permissions), "path": str(m.path),
+                            "description": m.description} for m in found.manifests],
+            "problems": [{"path": str(p), "error": e} for p, e in found.problems],
+        }, indent=2))
+        return 1 if found.problems else 0
+    if not found.manifests and not found.problems:
+        print("no extensions found (search dirs: ~/.config/kithost/extensions, ./.kithost/extensions; add -e PATH)")
+        return 0
+    for m in found.manifests:
+        print(f"{m.name} {m.version}  [{m.runtime}]  {m.path.parent}")
+        if m.description:
+            print(f"    {m.description}")
+        print(f"    events: {', '.join(m.events) or '-'}   permissions: {', '.join(m.permissions) or '-'}")
+    for _path, error in found.problems:
+        print(f"problem: {error}", file=sys.stderr)
+    return 1 if found.problems else 0
+
+
+def _ext_check(args: argparse.Namespace) -> int:
+    from .exthost.host import ExtensionHost
+
+    with ExtensionHost(_config(args)) as ext_host:
+        ext = ext_host.load(args.path)
+        info: dict[str, Any] = ext.info()
+        ext_host.unload(ext.name)
+        info["state"] = ext.state.value
+        info["shutdown"] = ext.last_shutdown.value if ext.last_shutdown else ""
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['name']} {info['version']}: started, handshake ok (protocol {info['protocol']}, {info['sdk']})")
+    print(f"  granted: {', '.join(info['granted'])}")
+    for sub in info["subscriptions"]:
+        print(f"  on {sub['event']:<24} priority {sub['priority']:<4} deadline {sub['deadline_ms']} ms  "
+              f"policy {sub['policy']}")
+    for tool in info["tools"]:
+        print(f"  tool {tool}")
+    print(f"  stopped ({info['shutdown']})")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from ext_sdk.jsonschema import render
+
+    text = render()
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(text, encoding="utf-8")
+        print(f"wrote {args.write}")
+        return 0
+    if args.check:
+        try:
+            current = args.check.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HostError(f"{args.check}: cannot read: {exc.strerror}") from exc
+        if current != text:
+            print(f"{args.check} is out of date; run: kithost schema --write {args.check}", file=sys.stderr)
+            return 1
+        print(f"{args.check} is up to date")
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(quiet=args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kithost`` console script."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"kithost {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"schema": _schema, "demo": _demo}
+    try:
+        if args.command == "ext":
+            return {"list": _ext_list, "check": _ext_check}[args.ext_command](args)
+        return handlers[args.command](args)
+    except HostError as exc:
+        print(f"kithost: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kithost: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

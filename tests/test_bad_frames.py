@@ -1,0 +1,66 @@
+"""A misbehaving extension (raw protocol) can fail only its own handlers — every bad frame is counted."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from conftest import EXTENSIONS, FIXTURES, MakeExt, tool_call
+
+from host import ExtensionHost, HostConfig, Limits
+
+ROGUE = str(FIXTURES / "rogue_ext.py")
+
+
+@pytest.mark.parametrize(
+    ("script", "failure", "counter"),
+    [
+        ("garbage", "bad_frame", "bad_mac"),
+        ("bad_mac", "bad_frame", "bad_mac"),
+        ("ok,replay", "bad_frame", "replay"),
+        ("oversized", "disconnected", "dropped"),
+        ("deep", "bad_frame", "too_deep"),
+        ("deep_stack", "bad_frame", "too_deep"),
+        ("wrong_shape", "bad_result", None),
+        ("wrong_id", "bad_frame", "wrong_id"),
+    ],
+)
+def test_bad_reply_is_rejected_counted_and_contained(script: str, failure: str, counter: str | None,
+                                                     make_ext: MakeExt,
+                                                     new_host: Callable[..., ExtensionHost]) -> None:
+    rogue = make_ext("rogue", "", ["tool_call"], runtime="command",
+                     command=[sys.executable, ROGUE, "--script", script + ",ok"])
+    host = new_host(HostConfig(limits=replace(Limits(), max_frame=64 * 1024)))
+    report = host.load_many([rogue, EXTENSIONS / "permission_gate"])
+    assert not report.failed, report.failed
+    if script.startswith("ok,"):
+        assert host.emit("tool_call", tool_call("ls", call_id="warmup")).failures == ()
+    # The rogue runs first (priority 10, policy open); the gate after it still decides.
+    out = host.emit("tool_call", tool_call("rm -rf /"))
+    assert [f.kind for f in out.failures] == [failure]
+    assert out.failures[0].handler == "rogue" and out.failures[0].policy == "open"
+    assert out.stop is not None and out.stop.by == "permission-gate" and not out.stop.failed
+    rogue_ext = host.extension("rogue")
+    assert rogue_ext.stats.failures[failure] == 1
+    if counter is not None:
+        assert rogue_ext.channel is not None and rogue_ext.channel.frame_errors[counter] >= 1
+    # The host keeps serving everyone, including the rogue once it behaves again: the next
+    # reply is read as the answer to the next request, never confused with the bad one.
+    out = host.emit("tool_call", tool_call("ls", call_id="after"))
+    assert out.failures == () and out.stop is None
+    assert rogue_ext.stats.handled >= 1
+    assert host.extension("permission-gate").stats.failures == {}
+
+
+def test_garbage_host_call_gets_an_error_answer_and_is_counted(make_ext: MakeExt,
+                                                               new_host: Callable[..., ExtensionHost]) -> None:
+    rogue = make_ext("rogue", "", ["tool_call"], runtime="command",
+                     command=[sys.executable, ROGUE, "--script", "call_garbage,ok"])
+    host = new_host()
+    host.load(rogue)
+    out = host.emit("tool_call", tool_call("ls"))
+    assert out.failures == ()
+    channel = host.extension("rogue").channel
+    assert channel is not None and channel.call_errors == 1 and channel.frame_errors["short"] == 1

@@ -1,0 +1,110 @@
+"""Registries are derived, never hand-listed (kit's AllEventTypes() forgot tool_output)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import ext_sdk
+from ext_sdk import events, hostcalls
+from ext_sdk.context import Context
+from ext_sdk.events import EVENTS, EventSpec, spec_for
+from host.exthost.hostcalls import HostCallRouter
+from host.exthost.services import LocalServices
+from host.exthost.state_store import StateStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+KIT_AGENT_EVENTS = {
+    "tool_call", "tool_call_input_start", "tool_call_input_delta", "tool_call_input_end", "tool_execution_start",
+    "tool_execution_end", "tool_output", "tool_result", "input", "before_agent_start", "agent_start", "agent_end",
+    "message_start", "message_update", "message_end", "session_start", "session_shutdown", "model_change",
+    "context_prepare", "before_fork", "before_session_switch", "before_compact", "subagent_start",
+    "subagent_chunk", "subagent_end", "step_start", "step_finish", "reasoning_start", "warnings", "source",
+    "error", "retry", "prepare_step", "llm_usage",
+}
+
+
+def test_registry_is_exactly_the_module_level_definitions() -> None:
+    source = ast.parse(Path(events.__file__).read_text())
+    defined = set()
+    for node in source.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if isinstance(func, ast.Name) and func.id == "EventSpec":
+                target = node.targets[0]
+                assert isinstance(target, ast.Name)
+                if not target.id.startswith("_"):
+                    first = node.value.args[0]
+                    assert isinstance(first, ast.Constant)
+                    defined.add(first.value)
+                    assert target.id == str(first.value).upper(), "constant name must match the wire name"
+    assert set(EVENTS) == defined
+
+
+def test_all_34_kit_agent_events_including_tool_output() -> None:
+    assert set(EVENTS) == KIT_AGENT_EVENTS
+    assert len(EVENTS) == 34
+    assert "tool_output" in EVENTS and "llm_usage" in EVENTS
+
+
+def test_modes_are_derived_from_results() -> None:
+    modes = {name: spec.mode for name, spec in EVENTS.items()}
+    assert {n for n, m in modes.items() if m == "gate"} == {
+        "tool_call", "input", "before_fork", "before_session_switch", "before_compact"}
+    assert {n for n, m in modes.items() if m == "chain"} == {
+        "tool_result", "before_agent_start", "context_prepare", "prepare_step"}
+    for spec in EVENTS.values():
+        assert (spec.mode == "notify") == (spec.result is None)
+        assert spec.default_policy == ("closed" if spec.mode == "gate" else "open")
+
+
+def test_custom_events_are_notify_with_a_fixed_payload() -> None:
+    spec = spec_for("custom:budget.exceeded")
+    assert spec is not None and spec.mode == "notify"
+    spec.payload.check({"name": "budget.exceeded", "data": {"x": 1}, "source": "a"})
+    assert spec_for("custom:") is None
+    assert spec_for("nonsense") is None
+
+
+def test_every_host_call_has_a_host_handler_and_a_ctx_method() -> None:
+    router = HostCallRouter(StateStore(None), LocalServices(), lambda *a: 0)
+    assert set(router.table) == set(hostcalls.HOST_CALLS)
+    ctx_methods = {n for n, _ in inspect.getmembers(Context, inspect.isfunction) if not n.startswith("_")}
+    # info/error/print share the 'print' call; every call is reachable from ctx
+    calls_used = set()
+    for name in ctx_methods:
+        src = inspect.getsource(getattr(Context, name))
+        calls_used.update(c for c in hostcalls.HOST_CALLS if f'"{c}"' in src)
+    assert calls_used == set(hostcalls.HOST_CALLS)
+
+
+def test_ext_sdk_never_imports_host() -> None:
+    offenders = []
+    for path in (ROOT / "ext_sdk").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n == "host" or n.startswith("host.")
+                          or n.split(".")[0] in {"litellm", "pydantic", "openai"}]
+    assert offenders == []
+
+
+def test_public_surface_is_sorted_and_complete() -> None:
+    import host
+
+    for module in (ext_sdk, host):
+        public = sorted((n for n in vars(module) if not n.startswith("_") and n not in {"annotations"}
+                         and not inspect.ismodule(getattr(module, n))), key=str.casefold)
+        exported = sorted((n for n in module.__all__ if n != "__version__"), key=str.casefold)
+        assert exported == public
+
+
+def test_specs_are_consistent() -> None:
+    for name, spec in EVENTS.items():
+        assert isinstance(spec, EventSpec) and spec.name == name and spec.doc
