@@ -114,6 +114,11 @@ class _Link:
         self.calls.setsockopt(zmq.REQ_RELAXED, 1)
         self.calls.setsockopt(zmq.REQ_CORRELATE, 1)
         self.calls.connect(os.environ[ENV_CALLS])
+        # Connected before the handshake (the host may ping or stop us right after it);
+        # from then on used only by the control thread.
+        self.control = ctx.socket(zmq.REP)
+        self.control.linger = 0
+        self.control.connect(os.environ[ENV_CONTROL])
         self.events_out = Sealer(secret)
         self.events_in = Opener(secret, frozenset({"event", "batch", "invoke"}), DEFAULT_MAX_FRAME)
         self.calls_out = Sealer(secret)
@@ -173,9 +178,7 @@ class _Control(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        sock = self.link.ctx.socket(zmq.REP)
-        sock.linger = 0
-        sock.connect(os.environ[ENV_CONTROL])
+        sock = self.link.control
         wake = self.link.ctx.socket(zmq.PAIR)
         wake.linger = 0
         wake.connect(self.wake_endpoint)

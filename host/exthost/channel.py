@@ -265,11 +265,14 @@ class Channel:
     def control_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
         """One ``ping``/``shutdown`` round trip; ``None`` if no valid answer in time."""
         req_id = next(self._ids)
-        try:
-            self.control.send(self._control_out.seal(kind, {"id": req_id, **fields}), zmq.NOBLOCK)
-        except zmq.Again:
-            return None
         end = time.monotonic() + timeout_s
+        frame = self._control_out.seal(kind, {"id": req_id, **fields})
+        try:
+            self.control.send(frame, zmq.NOBLOCK)
+        except zmq.Again:  # not connected (yet): wait for the peer, bounded
+            if not self.control.poll(max(1, int(timeout_s * 1000)), zmq.POLLOUT):
+                return None
+            self.control.send(frame, zmq.NOBLOCK)
         while (left := end - time.monotonic()) > 0:
             if not self.control.poll(max(1, int(left * 1000))):
                 return None

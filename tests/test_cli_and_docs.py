@@ -1,0 +1,91 @@
+"""The command line, the committed schema and the README's examples stay true to the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import EXTENSIONS, ROOT
+
+from ext_sdk.jsonschema import render
+from host.cli import main
+
+README = (ROOT / "README.md").read_text()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "host", *args], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+
+
+def test_committed_schema_is_in_sync() -> None:
+    committed = (ROOT / "docs" / "protocol.schema.json").read_text()
+    assert committed == render(), "run: kithost schema --write docs/protocol.schema.json"
+    schema = json.loads(committed)
+    assert len(schema["x-kithost"]["events"]) == 34
+    assert schema["x-kithost"]["events"]["tool_call"]["mode"] == "gate"
+
+
+def test_schema_check_command(tmp_path: Path) -> None:
+    assert main(["schema", "--check", str(ROOT / "docs" / "protocol.schema.json")]) == 0
+    stale = tmp_path / "s.json"
+    stale.write_text("{}")
+    assert main(["schema", "--check", str(stale)]) == 1
+
+
+def test_help_explains_every_command() -> None:
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for word in ("ext", "schema", "demo", "examples:"):
+        assert word in out.stdout
+    assert "load order" in run_cli("ext", "list", "--help").stdout
+
+
+def test_ext_list_and_check(tmp_path: Path) -> None:
+    out = run_cli("ext", "list", "-e", str(EXTENSIONS), "--json")
+    assert out.returncode == 0, out.stderr
+    names = [e["name"] for e in json.loads(out.stdout)["extensions"]]
+    assert names == sorted(names) and "permission-gate" in names
+    out = run_cli("ext", "check", str(EXTENSIONS / "permission_gate"))
+    assert out.returncode == 0, out.stderr
+    assert "handshake ok" in out.stdout and "tool_call" in out.stdout and "stopped (shutdown request)" in out.stdout
+
+
+def test_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    out = run_cli("ext", "check", str(tmp_path / "nothing"))
+    assert out.returncode == 1 and out.stderr.startswith("kithost: error:") and "Traceback" not in out.stderr
+    bad = tmp_path / "config.toml"
+    bad.write_text("[deadlines]\ngate_ms = -1\n")
+    out = run_cli("--config", str(bad), "ext", "list")
+    assert out.returncode == 1 and "deadlines.gate_ms" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_extension_file_run_by_hand_explains_itself() -> None:
+    path = EXTENSIONS / "permission_gate" / "permission_gate.py"
+    out = subprocess.run([sys.executable, "-m", "ext_sdk", "run", str(path)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2 and "runs inside kithost" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "ext_sdk", "check", str(path)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0 and json.loads(out.stdout)["subscriptions"][0]["event"] == "tool_call"
+
+
+def _python_blocks(after: str) -> list[str]:
+    section = README.split(after, 1)[1]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_readme_embedding_example_runs() -> None:
+    code = _python_blocks("## Embedding the host")[0]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("True permission-gate")
+
+
+def test_readme_fakehost_example_runs() -> None:
+    code = next(b for b in _python_blocks("## Writing an extension") if "FakeHost" in b)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
