@@ -15,7 +15,18 @@ from .errors import (
     StateStoreError,
     UnknownExtensionError,
 )
-from .exthost import HIGH, LOW, NORMAL, ExtensionHost, Failure, LoadReport, Outcome, StopInfo
+from .exthost import (
+    HIGH,
+    LOW,
+    NORMAL,
+    ExtensionCommand,
+    ExtensionHost,
+    ExtensionTool,
+    Failure,
+    LoadReport,
+    Outcome,
+    StopInfo,
+)
 
 __version__ = "0.1.0"
 
@@ -26,8 +37,10 @@ __all__ = [
     "ConfigError",
     "Deadlines",
     "EventError",
+    "ExtensionCommand",
     "ExtensionHost",
     "ExtensionStartError",
+    "ExtensionTool",
     "Failure",
     "HostConfig",
     "HostError",

@@ -69,6 +69,8 @@ class Deadlines:
     start_ms: int = 10_000
     #: Shutdown ladder: time for the polite request, then the same for SIGTERM.
     shutdown_ms: int = 2_000
+    #: How long an extension-provided tool or slash command may run.
+    tool_ms: int = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +105,11 @@ class HostConfig:
     state_path: Path | None = None
     #: Where private socket directories are made; ``None`` picks a short runtime dir.
     runtime_dir: Path | None = None
-    #: Check every payload the application emits against its event schema.
+    #: Check payloads the application emits against their event schema (only when
+    #: someone subscribed, so unsubscribed events stay ~1 µs).
     validate_payloads: bool = True
+    #: Also check payloads nobody subscribed to (tests of an embedding application).
+    validate_all_payloads: bool = False
     #: Extension search directories, in load order (``-e`` paths come after these).
     search_dirs: tuple[Path, ...] = field(default_factory=lambda: default_search_dirs())
 
@@ -141,6 +146,7 @@ class _DeadlinesFile(BaseModel):
     notify_batch_ms: int = Field(default=_D.notify_batch_ms, gt=0)
     start_ms: int = Field(default=_D.start_ms, gt=0)
     shutdown_ms: int = Field(default=_D.shutdown_ms, gt=0)
+    tool_ms: int = Field(default=_D.tool_ms, gt=0)
 
 
 class _LimitsFile(BaseModel):

@@ -155,3 +155,33 @@ def test_unsubscribed_events_cost_no_ipc(make_ext: MakeExt, new_host: Callable[.
     assert out.handlers == 0 and out.payload == {"step_number": 1}
     assert not host.subscribed("step_start") and host.subscribed("tool_call")
     assert host.extension("gate").stats.handled == 0 and before.calls_answered == sent_before
+
+
+def test_extension_tools_and_commands_run_inside_the_extension(make_ext: MakeExt,
+                                                               new_host: Callable[..., ExtensionHost]) -> None:
+    ext = make_ext("toolbox", """
+import os
+from ext_sdk import Extension
+ext = Extension("toolbox")
+@ext.tool("shout", "Upper-case a text.", {"type": "object", "properties": {"text": {"type": "string"}}})
+def shout(args, ctx):
+    ctx.set_state("pid", os.getpid())
+    return args["text"].upper()
+@ext.tool("fail", "Always fails.")
+def fail(args, ctx):
+    raise ValueError("nope")
+@ext.command("hello", "Say hello.")
+def hello(args, ctx):
+    return "hello " + args
+""", ["agent_start"])
+    host = new_host()
+    host.load(ext)
+    assert [(t.name, t.extension) for t in host.tools()] == [("shout", "toolbox"), ("fail", "toolbox")]
+    assert host.invoke_tool("toolbox", "shout", {"text": "hi"}) == ("HI", False)
+    proc = host.extension("toolbox").process
+    assert proc is not None and host.state.get("toolbox", "pid") == proc.pid  # ran in the extension's process
+    content, is_error = host.invoke_tool("toolbox", "fail", {})
+    assert is_error and "ValueError: nope" in content
+    assert host.run_command("toolbox", "hello", "world") == ("hello world", False)
+    content, is_error = host.invoke_tool("toolbox", "missing", {})
+    assert is_error and "no tool 'missing'" in content

@@ -13,7 +13,8 @@ Modes (derived from the event's definition, :mod:`ext_sdk.events`):
 
 * **notify** — in-process hooks run inline; each subscribed extension gets
   the event appended to its FIFO (once per extension), and the delivery
-  thread sends it. :meth:`emit` never waits for an extension.
+  thread sends it. :meth:`emit` never waits for an extension. The payload is
+  held by reference until delivered: do not mutate it after ``emit``.
 * **gate / chain** — handlers run one after another. Chained fields of a
   result replace those of the payload for the next handler; a result
   matching the stop rule ends the loop (first block wins).
@@ -172,18 +173,25 @@ class Dispatcher:
         """Dispatch one event (see the module doc for the rules). ``exclude`` skips one extension."""
         table = self._tables.get(event)
         if table is None:
-            if spec_for(event) is None:
+            spec = spec_for(event)
+            if spec is None:
                 raise EventError(f"unknown event {event!r}")
+            if self.config.validate_all_payloads:
+                self._check_payload(spec, event, payload)
             return Outcome(event, payload)
         spec = self._spec(event)
         if self.config.validate_payloads:
-            try:
-                spec.payload.check(payload, "payload")
-            except SchemaError as exc:
-                raise EventError(f"bad payload for {event!r}: {exc}") from exc
+            self._check_payload(spec, event, payload)
         if spec.mode == "notify":
             return self._notify(event, table, payload, exclude)
         return self._run_chain(spec, table.routes, payload)
+
+    @staticmethod
+    def _check_payload(spec: EventSpec, event: str, payload: dict[str, Any]) -> None:
+        try:
+            spec.payload.check(payload, "payload")
+        except SchemaError as exc:
+            raise EventError(f"bad payload for {event!r}: {exc}") from exc
 
     def _notify(self, event: str, table: _Table, payload: dict[str, Any], exclude: str | None) -> Outcome:
         spec = self._spec(event)

@@ -436,6 +436,61 @@ class RunningExtension:
         for _ in range(count):
             self.stats.record_failure(kind, "open")
 
+    # ------------------------------------------------------------------ tools and commands
+
+    def invoke(self, target: str, name: str, args: Any, timeout_s: float) -> tuple[str, bool]:
+        """Run one of this extension's tools (``args``: map) or commands (``args``: string).
+
+        Returns ``(content, is_error)``; every failure (not running, timeout,
+        bad reply) is returned as an error text naming the extension, never raised.
+        """
+        start = time.monotonic()
+        if not self.lock.acquire(timeout=timeout_s):
+            return f"Error: extension {self.name!r} stayed busy for {timeout_s:.0f} s", True
+        try:
+            try:
+                self._check_ready()
+            except HandlerFailure as exc:
+                return f"Error: {exc.detail}", True
+            assert self.channel is not None
+            pending, dropped = self._take_pending()
+            if pending:  # keep the extension's FIFO order: flush its notify backlog first
+                self._flush_pending(pending, dropped)
+            left = max(timeout_s - (time.monotonic() - start), 0.0)
+            try:
+                reply = self.channel.request("invoke", {"target": target, "name": name, "args": args}, left,
+                                             self._on_call)
+            except ChannelFailure as exc:
+                self._after_failure(exc)
+                self.stats.record_failure(exc.kind, "open")
+                return f"Error: {target} {name!r} of extension {self.name!r} failed ({exc.kind}: {exc.detail})", True
+            results = reply["results"]
+            item = results[0] if len(results) == 1 else {"ok": False, "error": "malformed reply"}
+            if not item["ok"]:
+                self.stats.record_failure("error", "open")
+                return f"Error: {item.get('error') or 'failed'}", True
+            result = item.get("result")
+            if not isinstance(result, dict) or not isinstance(result.get("content"), str):
+                self.stats.record_failure("bad_result", "open")
+                return f"Error: extension {self.name!r} returned a malformed {target} result", True
+            self.stats.record_ok(f"{self.name}:{target}:{name}", (time.monotonic() - start) * 1e6)
+            return result["content"], bool(result.get("is_error"))
+        finally:
+            self.lock.release()
+
+    def _flush_pending(self, pending: list[_Pending], dropped: int) -> None:
+        """Deliver a notify backlog synchronously (caller holds ``lock``)."""
+        assert self.channel is not None
+        deadline = min(sum(p.deadline_s for p in pending), self.config.deadlines.notify_batch_ms / 1000)
+        items = [{"event": p.event, "data": p.data} for p in pending]
+        try:
+            reply = self.channel.request("batch", {"events": items, "dropped": dropped}, deadline, self._on_call)
+        except ChannelFailure as exc:
+            self._count_notify_failure(len(pending), exc.kind)
+            self._after_failure(exc)
+            return
+        self._count_notify_results(reply["results"])
+
     # ------------------------------------------------------------------ views
 
     def handlers_for(self, event: str) -> list[HandlerDecl]:

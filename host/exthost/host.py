@@ -49,7 +49,7 @@ from .outcome import Outcome
 from .services import HostServices, LocalServices
 from .state_store import StateStore
 
-__all__ = ["ExtensionHost", "LoadReport", "runtime_base"]
+__all__ = ["ExtensionCommand", "ExtensionHost", "ExtensionTool", "LoadReport", "runtime_base"]
 
 
 def runtime_base() -> Path:
@@ -67,6 +67,27 @@ def _private_dir(base: Path) -> Path:
         raise HostError(f"{base}: runtime directory must be owned by you with mode 0700 "
                         f"(it is uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it or set runtime_dir")
     return Path(tempfile.mkdtemp(prefix="h", dir=base))
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionTool:
+    """A tool an extension provides to the model."""
+
+    name: str
+    description: str
+    #: JSON Schema of the arguments.
+    parameters: dict[str, Any]
+    #: Name of the extension that runs it.
+    extension: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionCommand:
+    """A slash command an extension provides."""
+
+    name: str
+    description: str
+    extension: str
 
 
 @dataclass
@@ -185,6 +206,34 @@ class ExtensionHost:
             return func
 
         return decorate
+
+    def tools(self) -> list[ExtensionTool]:
+        """Tools declared by ready extensions, in load order (first declaration of a name wins)."""
+        seen: set[str] = set()
+        out: list[ExtensionTool] = []
+        for ext in self.extensions():
+            for decl in ext.declared.tools:
+                if decl["name"] not in seen and ext.state.value in ("ready", "degraded"):
+                    seen.add(decl["name"])
+                    out.append(ExtensionTool(decl["name"], decl["description"], dict(decl["parameters"]), ext.name))
+        return out
+
+    def commands(self) -> list[ExtensionCommand]:
+        """Slash commands declared by ready extensions, in load order."""
+        return [ExtensionCommand(c["name"], c["description"], ext.name)
+                for ext in self.extensions() for c in ext.declared.commands
+                if ext.state.value in ("ready", "degraded")]
+
+    def invoke_tool(self, extension: str, name: str, args: dict[str, Any],
+                    timeout_s: float | None = None) -> tuple[str, bool]:
+        """Run tool ``name`` inside ``extension``; ``(content, is_error)``, never raises for the extension."""
+        timeout = self.config.deadlines.tool_ms / 1000 if timeout_s is None else timeout_s
+        return self.extension(extension).invoke("tool", name, args, timeout)
+
+    def run_command(self, extension: str, name: str, args: str, timeout_s: float | None = None) -> tuple[str, bool]:
+        """Run slash command ``name`` of ``extension``; ``(output, is_error)``."""
+        timeout = self.config.deadlines.tool_ms / 1000 if timeout_s is None else timeout_s
+        return self.extension(extension).invoke("command", name, args, timeout)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued notify event was delivered (or failed); ``False`` on timeout."""
