@@ -26,6 +26,13 @@ mirrors these records::
 
     [permissions]
     "usage-budget" = ["session"]        # grant exactly these (plus ui/state/events)
+
+    [supervision]
+    memory_mb = 512
+    hang_ms = 5000
+
+    [restart]
+    "flaky-ext" = "never"
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
-__all__ = ["Deadlines", "HostConfig", "Limits", "load_config"]
+__all__ = ["Deadlines", "HostConfig", "Limits", "Supervision", "load_config"]
 
 Policy = Literal["open", "closed"]
 
@@ -90,11 +97,45 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Supervision:
+    """Restarts, heartbeats and resource limits (see :mod:`host.exthost.supervisor`)."""
+
+    #: ``on-failure`` (restart after a crash), ``always`` (also after a clean exit), ``never``.
+    restart: str = "on-failure"
+    #: First restart delay; doubles after each crash up to ``backoff_max_ms``.
+    backoff_initial_ms: int = 100
+    backoff_max_ms: int = 30_000
+    #: This many crashes within ``crash_window_s`` make the extension ``dead`` until restarted by hand.
+    crash_limit: int = 5
+    crash_window_s: float = 60.0
+    #: A run this long counts as stable: the crash count and backoff start over.
+    stable_after_s: float = 10.0
+    #: Exit statuses that mean "broken extension/config" — never retried.
+    no_retry_exit_codes: tuple[int, ...] = (2, 3, 4)
+    #: Heartbeat period, and how long without an answer makes a process "hung".
+    heartbeat_ms: int = 1_000
+    hang_ms: int = 5_000
+    #: How often RSS/CPU/threads/fds/children are sampled.
+    watch_ms: int = 1_000
+    #: Limits over the extension's whole process tree (``0`` = no limit).
+    memory_mb: int = 1_024
+    cpu_seconds: float = 0
+    max_threads: int = 256
+    max_fds: int = 1_024
+    max_children: int = 64
+    #: A handler timing out this often (per minute) marks the extension ``degraded`` and warns.
+    slow_warn_per_min: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class HostConfig:
     """Everything the operator decides. Immutable; use :func:`dataclasses.replace` to vary."""
 
     deadlines: Deadlines = field(default_factory=Deadlines)
     limits: Limits = field(default_factory=Limits)
+    supervision: Supervision = field(default_factory=Supervision)
+    #: Restart policy per extension (``on-failure`` | ``always`` | ``never``), over the manifest's.
+    restart: dict[str, str] = field(default_factory=dict)
     #: Failure policy overrides by ``"<ext>"`` or ``"<ext>:<event>"``.
     policy: dict[str, Policy] = field(default_factory=dict)
     #: Deadline overrides (ms) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
@@ -158,10 +199,36 @@ class _LimitsFile(BaseModel):
     log_line_bytes: int = Field(default=_L.log_line_bytes, ge=80)
 
 
+_S = Supervision()
+RestartMode = Literal["on-failure", "always", "never"]
+
+
+class _SupervisionFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    restart: RestartMode = "on-failure"
+    backoff_initial_ms: int = Field(default=_S.backoff_initial_ms, gt=0)
+    backoff_max_ms: int = Field(default=_S.backoff_max_ms, gt=0)
+    crash_limit: int = Field(default=_S.crash_limit, gt=0)
+    crash_window_s: float = Field(default=_S.crash_window_s, gt=0)
+    stable_after_s: float = Field(default=_S.stable_after_s, gt=0)
+    no_retry_exit_codes: tuple[int, ...] = _S.no_retry_exit_codes
+    heartbeat_ms: int = Field(default=_S.heartbeat_ms, gt=0)
+    hang_ms: int = Field(default=_S.hang_ms, gt=0)
+    watch_ms: int = Field(default=_S.watch_ms, gt=0)
+    memory_mb: int = Field(default=_S.memory_mb, ge=0)
+    cpu_seconds: float = Field(default=_S.cpu_seconds, ge=0)
+    max_threads: int = Field(default=_S.max_threads, ge=0)
+    max_fds: int = Field(default=_S.max_fds, ge=0)
+    max_children: int = Field(default=_S.max_children, ge=0)
+    slow_warn_per_min: int = Field(default=_S.slow_warn_per_min, gt=0)
+
+
 class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     deadlines: _DeadlinesFile = _DeadlinesFile()
     limits: _LimitsFile = _LimitsFile()
+    supervision: _SupervisionFile = _SupervisionFile()
+    restart: dict[str, RestartMode] = {}
     policy: dict[str, Policy] = {}
     deadline_overrides: dict[str, int] = {}
     permissions: dict[str, list[str]] = {}
@@ -199,6 +266,8 @@ def load_config(path: Path | None = None) -> HostConfig:
     config = HostConfig(
         deadlines=Deadlines(**parsed.deadlines.model_dump()),
         limits=Limits(**parsed.limits.model_dump()),
+        supervision=Supervision(**parsed.supervision.model_dump()),
+        restart=dict(parsed.restart),
         policy=dict(parsed.policy),
         deadline_overrides=dict(parsed.deadline_overrides),
         permissions={k: tuple(v) for k, v in parsed.permissions.items()},

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from conftest import EXTENSIONS, FIXTURES, MakeExt, tool_call
 
-from host import ExtensionHost, HostConfig, Limits
+from host import Deadlines, ExtensionHost, HostConfig, Limits
 
 ROGUE = str(FIXTURES / "rogue_ext.py")
 
@@ -32,7 +32,9 @@ def test_bad_reply_is_rejected_counted_and_contained(script: str, failure: str, 
                                                      new_host: Callable[..., ExtensionHost]) -> None:
     rogue = make_ext("rogue", "", ["tool_call"], runtime="command",
                      command=[sys.executable, ROGUE, "--script", script + ",ok"])
-    host = new_host(HostConfig(limits=replace(Limits(), max_frame=64 * 1024)))
+    # The raw rogue does not serve the control channel: keep its shutdown ladder short.
+    host = new_host(HostConfig(limits=replace(Limits(), max_frame=64 * 1024),
+                               deadlines=replace(Deadlines(), shutdown_ms=400)))
     report = host.load_many([rogue, EXTENSIONS / "permission_gate"])
     assert not report.failed, report.failed
     if script.startswith("ok,"):

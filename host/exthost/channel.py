@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -97,6 +98,8 @@ class Channel:
             self._poller.register(sock, zmq.POLLIN)
         #: Id of the request in flight on ``events`` (``None`` when idle).
         self.in_flight: int | None = None
+        #: Guards ``control`` (supervisor pings vs. the shutdown ladder).
+        self.control_lock = threading.Lock()
 
     @staticmethod
     def _socket(zctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str, limit: int,
@@ -262,8 +265,38 @@ class Channel:
 
     # ------------------------------------------------------------------ control
 
+    def send_ping(self) -> None:
+        """Send a heartbeat without waiting (supervisor thread); answers arrive via :meth:`poll_pong`."""
+        with self.control_lock:
+            try:
+                self.control.send(self._control_out.seal("ping", {"id": next(self._ids)}), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+
+    def poll_pong(self) -> dict[str, Any] | None:
+        """The newest valid ``pong`` already received, if any (non-blocking)."""
+        newest = None
+        with self.control_lock:
+            while self.control.poll(0):
+                try:
+                    frame = self.control.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    msg = self._control_in.open(frame)
+                except FrameError as exc:
+                    self.frame_errors[exc.reason] += 1
+                    continue
+                if msg["k"] == "pong":
+                    newest = msg
+        return newest
+
     def control_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
         """One ``ping``/``shutdown`` round trip; ``None`` if no valid answer in time."""
+        with self.control_lock:
+            return self._control_request(kind, fields, timeout_s)
+
+    def _control_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
         req_id = next(self._ids)
         end = time.monotonic() + timeout_s
         frame = self._control_out.seal(kind, {"id": req_id, **fields})

@@ -114,6 +114,16 @@ class Dispatcher:
             self._routes.extend(routes)
             self._rebuild()
 
+    def replace_extension(self, ext: RunningExtension) -> None:
+        """Re-route ``ext`` after a restart, in one table swap (no window without its handlers)."""
+        routes = [
+            _Route(h.event, h.priority, ext.load_order, h.index, h.policy, ext.name, h.deadline_s, ext=ext, decl=h)
+            for h in ext.declared.handlers
+        ]
+        with self._mutate:
+            self._routes = [r for r in self._routes if r.ext is not ext] + routes
+            self._rebuild()
+
     def remove_extension(self, ext: RunningExtension) -> None:
         """Stop routing to ``ext``."""
         with self._mutate:

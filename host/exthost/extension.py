@@ -19,6 +19,7 @@ escape.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import secrets
 import threading
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import zmq
 
 from ext_sdk.events import EventSpec, spec_for
@@ -45,11 +47,14 @@ from .outcome import HandlerFailure
 from .policy import effective_deadline_ms, effective_policy
 from .process import ExtensionProcess, LogBuffer, ShutdownRung, describe_exit
 from .stats import ExtensionStats
+from .supervisor import Resources, RestartPolicy, limit_exceeded, sample_tree
 
 if TYPE_CHECKING:
     from .hostcalls import HostCallRouter
 
 __all__ = ["ExtState", "HandlerDecl", "RunningExtension"]
+
+log = logging.getLogger("kithost.ext")
 
 
 class ExtState(enum.Enum):
@@ -135,15 +140,42 @@ class RunningExtension:
         self._in_batch: list[_Pending] = []
         #: Called when notify events wait for delivery (set by the host to wake its delivery thread).
         self.wake_delivery: Callable[[], None] = lambda: None
+        #: Called after a restart reached ``ready`` (set by the host to re-route the handlers).
+        self.on_ready: Callable[[RunningExtension], None] = lambda ext: None
+        # ---- supervision (see supervisor.py); guarded by _state_lock
+        self._state_lock = threading.RLock()
+        mode = config.restart.get(manifest.name, manifest.restart)
+        self.restart_policy = RestartPolicy(config.supervision, mode)
+        #: Successful restarts since load.
+        self.restarts = 0
+        #: When a ``restarting`` extension is due to be respawned (``time.monotonic()``).
+        self.next_restart_at: float | None = None
+        #: Last resource sample of the process tree.
+        self.resources: Resources | None = None
+        self._cpu_prev: tuple[float, float] | None = None
+        self._next_watch = 0.0
+        self._next_ping = 0.0
+        self._last_pong = 0.0
+        #: What the last pong said: ``(busy, current event, busy ms)``.
+        self.last_pong_info: tuple[bool, str | None, int] = (False, None, 0)
+        self._slow: deque[float] = deque()
+        self._slow_warned_at = 0.0
+        self._consecutive_ok = 0
+        self._restart_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def _set_state(self, new: ExtState, reason: str) -> None:
         if new is self.state and not reason:
             return
-        self.transitions.append(Transition(time.time(), self.state.value, new.value, reason))
-        del self.transitions[:-100]
-        self.state = new
+        with self._state_lock:
+            self.transitions.append(Transition(time.time(), self.state.value, new.value, reason))
+            del self.transitions[:-100]
+            old, self.state = self.state, new
+        if old is not new and new in (ExtState.DEAD, ExtState.RESTARTING, ExtState.DEGRADED):
+            log.warning("extension %s: %s → %s: %s", self.name, old.value, new.value, reason)
+        else:
+            log.info("extension %s: %s → %s: %s", self.name, old.value, new.value, reason)
 
     def spawn(self) -> None:
         """Make the private directory, bind the channel, start the process (no waiting)."""
@@ -190,6 +222,11 @@ class RunningExtension:
         deadlines = [int(h.deadline_s * 1000) for h in self.declared.handlers]
         self.channel.answer_hello("welcome", {"version": self.declared.protocol, "granted": sorted(self.granted),
                                               "deadlines_ms": deadlines})
+        now = time.monotonic()
+        self._last_pong = now
+        self._next_ping = now + self.config.supervision.heartbeat_ms / 1000
+        self._next_watch = now
+        self._consecutive_ok = 0
         self._set_state(ExtState.READY, f"handshake done (protocol {self.declared.protocol})")
 
     def _fail_start(self, reason: str) -> None:
@@ -199,7 +236,8 @@ class RunningExtension:
             self.last_exit = describe_exit(self.process.returncode)
         tail = self.log.tail(12)
         self._cleanup_launch()
-        self._set_state(ExtState.DEAD, reason)
+        if self.restarts == 0 and self._restart_thread is None:
+            self._set_state(ExtState.DEAD, reason)  # a first start that fails is a setup problem: not retried
         raise ExtensionStartError(self.name, reason, tail)
 
     def _accept(self, hello: dict[str, Any]) -> str | None:
@@ -287,9 +325,7 @@ class RunningExtension:
         if self.channel is not None:
             self.channel.pump_monitor()
         if self.channel is None or (not self.channel.connected and not self.alive()):
-            if self.process is not None:
-                self.last_exit = describe_exit(self.process.returncode)
-            self._set_state(ExtState.DEAD, self.last_exit or "process gone")
+            self.process_gone()
             raise HandlerFailure("not_running", f"{self.name} is not running ({self.last_exit})")
 
     def call_handler(self, decl: HandlerDecl, payload: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
@@ -335,6 +371,8 @@ class RunningExtension:
                 except SchemaError as exc:
                     raise HandlerFailure("bad_result", f"bad result for {decl.event}: {exc}") from None
             self.stats.record_ok(f"{self.name}:{decl.event}", (time.monotonic() - start) * 1e6)
+            if self.state is ExtState.DEGRADED:
+                self.note_ok()
             return result  # type: ignore[no-any-return]
         finally:
             self.lock.release()
@@ -342,9 +380,153 @@ class RunningExtension:
                 self.wake_delivery()
 
     def _after_failure(self, exc: ChannelFailure) -> None:
-        if exc.kind in ("disconnected", "not_connected") and not self.alive() and self.process is not None:
-            self.last_exit = describe_exit(self.process.returncode)
-            self._set_state(ExtState.DEAD, f"process {self.last_exit}")
+        if exc.kind in ("disconnected", "not_connected") and self.process is not None:
+            if self.process.alive():
+                return
+            self.process.popen.wait(1)
+            self.process_gone()
+        elif exc.kind == "timeout":
+            self.note_slow()
+
+    # ------------------------------------------------------------------ supervision
+
+    def process_gone(self, cause: str | None = None) -> None:
+        """The process ended (or was killed for ``cause``): decide restart or death (once per process)."""
+        with self._state_lock:
+            if self.state not in (ExtState.READY, ExtState.DEGRADED) or self.process is None:
+                return
+            proc = self.process
+            if proc.alive():
+                proc.kill()
+            self.last_exit = describe_exit(proc.returncode)
+            why = cause or f"process {self.last_exit}"
+            if cause:
+                self.last_exit = f"{cause} ({self.last_exit})"
+            code = proc.returncode if cause is None else None
+            decision = self.restart_policy.after_exit(time.monotonic(), time.monotonic() - proc.started, code, why)
+            state = {"restarting": ExtState.RESTARTING, "dead": ExtState.DEAD, "stopped": ExtState.STOPPED}
+            self.next_restart_at = time.monotonic() + decision.delay_s if decision.state == "restarting" else None
+            self._set_state(state[decision.state], decision.reason)
+        self._discard_queue(decision.state)
+
+    def _discard_queue(self, state: str) -> None:
+        pending, _ = self._take_pending()
+        if pending:
+            self._count_notify_failure(len(pending), "not_running")
+
+    def kill(self, reason: str) -> None:
+        """Kill the process tree for ``reason`` (hang, limit) and apply the restart policy."""
+        if self.process is not None:
+            self.process.kill()
+        self.process_gone(reason)
+
+    def note_slow(self) -> None:
+        """A handler ran past its deadline: count it; often enough → ``degraded`` and a warning."""
+        now = time.monotonic()
+        self._consecutive_ok = 0
+        self._slow.append(now)
+        while self._slow and now - self._slow[0] > 60:
+            self._slow.popleft()
+        limit = self.config.supervision.slow_warn_per_min
+        if len(self._slow) >= limit and self.state is ExtState.READY:
+            self._set_state(ExtState.DEGRADED, f"slow: {len(self._slow)} handler timeouts in the last minute")
+        if len(self._slow) >= limit and now - self._slow_warned_at > 60:
+            self._slow_warned_at = now
+            worst = sorted(self.stats.by_handler.items(), key=lambda kv: -kv[1][2])[:1]
+            detail = f"; slowest handler {worst[0][0]} max {worst[0][1][2] / 1000:.0f} ms" if worst else ""
+            log.warning("extension %s is slow: %d handler timeout(s) in the last minute%s", self.name,
+                        len(self._slow), detail)
+
+    def note_ok(self) -> None:
+        """A handler answered in time; enough of these bring a degraded extension back to ready."""
+        self._consecutive_ok += 1
+        if self.state is ExtState.DEGRADED and self._consecutive_ok >= 20:
+            self._slow.clear()
+            self._set_state(ExtState.READY, "answering in time again")
+
+    def supervise(self, now: float) -> None:
+        """One supervision step (supervisor thread only): exit, heartbeat, resources, due restart."""
+        state = self.state
+        if state is ExtState.RESTARTING:
+            if self.next_restart_at is not None and now >= self.next_restart_at and self._restart_thread is None:
+                self._respawn()
+            return
+        if state not in (ExtState.READY, ExtState.DEGRADED) or self.process is None or self.channel is None:
+            return
+        if not self.process.alive():
+            self.process_gone()
+            return
+        cfg = self.config.supervision
+        pong = self.channel.poll_pong()
+        if pong is not None:
+            self._last_pong = now
+            self.last_pong_info = (bool(pong["busy"]), pong.get("current"), int(pong["busy_ms"]))  # type: ignore[arg-type]
+        if now - self._last_pong > cfg.hang_ms / 1000:
+            self.kill(f"hung: no heartbeat for {(now - self._last_pong):.1f} s")
+            return
+        if now >= self._next_ping:
+            self._next_ping = now + cfg.heartbeat_ms / 1000
+            self.channel.send_ping()
+        if now >= self._next_watch:
+            self._next_watch = now + cfg.watch_ms / 1000
+            try:
+                self.resources, self._cpu_prev = sample_tree(psutil.Process(self.process.pid), self._cpu_prev)
+            except psutil.Error:
+                return
+            reason = limit_exceeded(cfg, self.resources)
+            if reason is not None:
+                self.kill(reason)
+
+    def _respawn(self) -> None:
+        """Start a new process (here, on the supervisor thread); await its handshake on a worker."""
+        if not self.lock.acquire(timeout=1.0):
+            return  # someone still holds the old channel; try again next tick
+        try:
+            self._cleanup_launch()
+            self._cpu_prev = None
+            self.resources = None
+            try:
+                self.spawn()
+            except ExtensionStartError as exc:
+                self._restart_failed(str(exc.reason))
+                return
+        finally:
+            self.lock.release()
+
+        def await_handshake() -> None:
+            try:
+                self.finish_start()
+            except ExtensionStartError as exc:
+                self._restart_failed(exc.reason)
+            else:
+                self.restarts += 1
+                self.on_ready(self)
+            finally:
+                self._restart_thread = None
+
+        self._restart_thread = threading.Thread(target=await_handshake, name=f"kithost-restart-{self.name}",
+                                                daemon=True)
+        self._restart_thread.start()
+
+    def _restart_failed(self, reason: str) -> None:
+        with self._state_lock:
+            proc = self.process
+            ran = time.monotonic() - proc.started if proc is not None else 0.0
+            code = proc.returncode if proc is not None else None
+            decision = self.restart_policy.after_exit(time.monotonic(), ran, code, f"restart failed: {reason}")
+            self.next_restart_at = time.monotonic() + decision.delay_s if decision.state == "restarting" else None
+            self._set_state(ExtState.RESTARTING if decision.state == "restarting" else ExtState.DEAD,
+                            decision.reason)
+
+    def restart_now(self, reason: str = "restarted by the operator") -> None:
+        """Operator restart: stop the process if running, forget the crash history, respawn next tick."""
+        with self._state_lock:
+            if self.process is not None and self.process.alive():
+                self.process.kill()
+                self.last_exit = describe_exit(self.process.returncode)
+            self.restart_policy.reset()
+            self.next_restart_at = time.monotonic()
+            self._set_state(ExtState.RESTARTING, reason)
 
     # ------------------------------------------------------------------ notify queue
 
@@ -422,6 +604,7 @@ class RunningExtension:
             self.channel.in_flight = None
         self._count_notify_failure(len(self._in_batch), "timeout")
         self._in_batch = []
+        self.note_slow()
 
     def _count_notify_results(self, results: list[dict[str, Any]]) -> None:
         ok = 0
@@ -506,6 +689,11 @@ class RunningExtension:
             "pid": proc.pid if proc is not None and proc.alive() else None,
             "uptime_s": round(time.monotonic() - proc.started, 3) if proc is not None and proc.alive() else 0.0,
             "last_exit": self.last_exit,
+            "restarts": self.restarts,
+            "restart_policy": self.restart_policy.mode,
+            "resources": self.resources.as_dict() if self.resources is not None else None,
+            "busy": {"event": self.last_pong_info[1], "ms": self.last_pong_info[2]} if self.last_pong_info[0]
+            else None,
             "last_reason": self.transitions[-1].reason if self.transitions else "",
             "protocol": self.declared.protocol,
             "sdk": self.declared.sdk,

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from .notify import NotifyPump
 from .outcome import Outcome
 from .services import HostServices, LocalServices
 from .state_store import StateStore
+from .supervisor import Supervisor
 
 __all__ = ["ExtensionCommand", "ExtensionHost", "ExtensionTool", "LoadReport", "runtime_base"]
 
@@ -115,6 +117,8 @@ class ExtensionHost:
         self._router = HostCallRouter(self.state, self.services, self._emit_custom)
         self._closed = False
         self._pump.start()
+        self._supervisor = Supervisor(self._supervise)
+        self._supervisor.start()
         # At interpreter exit, close a host the application forgot to close.
         self._finalizer = weakref.finalize(self, ExtensionHost._atexit_close, weakref.ref(self))
 
@@ -148,6 +152,7 @@ class ExtensionHost:
                 ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
                                        self._zctx, self._runtime)
                 ext.wake_delivery = self._pump.wake
+                ext.on_ready = self._dispatch.replace_extension
                 self._extensions[manifest.name] = ext
             try:
                 ext.spawn()
@@ -253,6 +258,15 @@ class ExtensionHost:
             known = ", ".join(self._extensions) or "none loaded"
             raise UnknownExtensionError(f"no extension named {name!r} (loaded: {known})") from None
 
+    def restart(self, name: str) -> None:
+        """Operator restart of ``name`` (also brings a ``dead`` extension back); asynchronous."""
+        self.extension(name).restart_now()
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        for ext in self.extensions():
+            ext.supervise(now)
+
     def unload(self, name: str) -> None:
         """Stop ``name`` and stop routing to it."""
         ext = self.extension(name)
@@ -268,6 +282,7 @@ class ExtensionHost:
         if self._closed:
             return
         self._closed = True
+        self._supervisor.stop()
         self._pump.flush(2.0)
         self._pump.stop()
         exts = list(self._extensions.values())

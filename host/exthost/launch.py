@@ -19,6 +19,7 @@ Environment contract (the whole environment; nothing of the host's leaks in):
                                after the handshake)
 ``KITHOST_PROTOCOL_VERSIONS``  comma-separated versions the host speaks
 ``KITHOST_EXTENSION``          the extension's name
+(manifest ``[env]``)           the extension's own settings, if any
 =============================  ==============================================
 """
 
@@ -82,6 +83,9 @@ class LaunchSpec:
     cwd: Path
 
 
+_SETPRIV = Path("/usr/bin/setpriv")
+
+
 def _python() -> str:
     # The venv's interpreter, never a shim (a pyenv shim adds ~65 ms per start).
     return sys.executable
@@ -98,8 +102,12 @@ def build_launch(manifest: Manifest, endpoints: Endpoints) -> LaunchSpec:
         argv = (node, str(manifest.main))
     else:
         argv = manifest.command
+    if manifest.runtime != "python" and _SETPRIV.exists():
+        # Die with the host, however it dies (the Python SDK arranges this itself, faster).
+        argv = (str(_SETPRIV), "--pdeathsig", "KILL", "--", *argv)
     path_dirs = [str(Path(_python()).parent), "/usr/local/bin", "/usr/bin", "/bin"]
     env = {
+        **manifest.env,
         "PATH": os.pathsep.join(dict.fromkeys(path_dirs)),
         "HOME": str(endpoints.work_dir),
         "TMPDIR": str(endpoints.work_dir),

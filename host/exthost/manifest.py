@@ -9,6 +9,9 @@ Example (Python)::
     main = "permission_gate.py"     # file run by the runtime, relative to this manifest
     events = ["tool_call"]          # what it subscribes to (checked against its handshake)
     permissions = ["conversation"]  # asked for; the operator grants
+    restart = "on-failure"          # on-failure | always | never (the operator may override)
+    [env]                           # the extension's own settings (the host's env never leaks in)
+    GATE_MODE = "strict"
 
 For any other language use ``runtime = "command"`` and
 ``command = ["./my-ext", "--flag"]`` (relative paths resolve against the
@@ -48,6 +51,16 @@ class _ManifestFile(BaseModel):
     command: list[str] | None = Field(default=None, min_length=1)
     events: list[str] = []
     permissions: list[str] = []
+    restart: Literal["on-failure", "always", "never"] = "on-failure"
+    env: dict[str, str] = {}
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or k.startswith("KITHOST_")]
+        if bad:
+            raise ValueError(f"invalid or reserved variable name(s) {bad}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -92,6 +105,10 @@ class Manifest:
     events: tuple[str, ...]
     #: Permissions asked for.
     permissions: tuple[str, ...]
+    #: Restart policy the author suggests (the operator's config overrides it).
+    restart: str
+    #: Extra environment variables for the extension (its own settings; never the host's).
+    env: dict[str, str]
     #: Directory holding the manifest (the extension's working files).
     directory: Path
     #: The manifest file itself.
@@ -144,6 +161,8 @@ def load_manifest(path: Path) -> Manifest:
         command=command,
         events=tuple(m.events),
         permissions=tuple(m.permissions),
+        restart=m.restart,
+        env=dict(m.env),
         directory=directory,
         path=path.resolve(),
     )

@@ -160,8 +160,9 @@ class ExtensionProcess:
         step = grace_s / 2
         family = self.descendants()
         rung = ShutdownRung.POLITE
-        polite(step)
-        if not self._wait(step):
+        polite_end = time.monotonic() + step
+        polite(step)  # its wait for "bye" counts against this rung's half of the grace period
+        if not self._wait(max(0.05, polite_end - time.monotonic())):
             rung = ShutdownRung.SIGTERM
             family = self.descendants() or family
             self._signal_group(signal.SIGTERM)
