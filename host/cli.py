@@ -31,6 +31,8 @@ examples:
   kithost ext list -e extensions         list extensions and what they subscribe to
   kithost ext check extensions/permission_gate
                                          start one extension, show its handshake, stop it
+  kithost ext status                     extensions of running hosts: state, pid, restarts, latency
+  kithost ext logs permission-gate -f    follow an extension's stderr
   kithost schema --write docs/protocol.schema.json
 """
 
@@ -58,6 +60,27 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "then stop it. Exit status 1 if it does not start.")
     check.add_argument("path", type=Path, help="extension directory or extension.toml")
     check.add_argument("--json", action="store_true", help="one JSON document for machines")
+
+    status = ext_sub.add_parser("status", help="state and counters of extensions in running hosts",
+                                description="For every running kithost of this user: each extension's state, "
+                                            "pid, uptime, restarts and last reason, RSS, CPU, events handled, "
+                                            "p50/p99 handler latency, timeouts and fail-open/closed counts.")
+    status.add_argument("name", nargs="?", help="only this extension")
+    status.add_argument("--json", action="store_true", help="one JSON document for machines")
+    status.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
+    logs = ext_sub.add_parser("logs", help="an extension's captured stderr/stdout",
+                              description="The last lines an extension wrote to stderr/stdout, as captured by "
+                                          "its running host (bounded per extension).")
+    logs.add_argument("name", help="extension name")
+    logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many lines (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs.add_argument("--json", action="store_true", help="one JSON document for machines")
+    logs.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
+    restart = ext_sub.add_parser("restart", help="restart an extension in its running host",
+                                 description="Stop the extension's process (if running), forget its crash "
+                                             "history and start it again; also brings back a 'dead' extension.")
+    restart.add_argument("name", help="extension name")
+    restart.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
 
     schema = sub.add_parser("schema", help="print or write the protocol's JSON Schema",
                             description="The wire protocol as one JSON Schema document, generated from ext_sdk.")
@@ -124,6 +147,26 @@ def _ext_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ext_status(args: argparse.Namespace) -> int:
+    from .status_view import show_status
+
+    return show_status(args.name, args.json, pid=args.host)
+
+
+def _ext_logs(args: argparse.Namespace) -> int:
+    from .status_view import follow_logs, show_logs
+
+    if args.follow:
+        return follow_logs(args.name, args.lines, pid=args.host)
+    return show_logs(args.name, args.lines, args.json, pid=args.host)
+
+
+def _ext_restart(args: argparse.Namespace) -> int:
+    from .status_view import restart_extension
+
+    return restart_extension(args.name, pid=args.host)
+
+
 def _schema(args: argparse.Namespace) -> int:
     from ext_sdk.jsonschema import render
 
@@ -168,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"schema": _schema, "demo": _demo}
     try:
         if args.command == "ext":
-            return {"list": _ext_list, "check": _ext_check}[args.ext_command](args)
+            commands = {"list": _ext_list, "check": _ext_check, "status": _ext_status, "logs": _ext_logs,
+                        "restart": _ext_restart}
+            return commands[args.ext_command](args)
         return handlers[args.command](args)
     except HostError as exc:
         print(f"kithost: error: {exc}", file=sys.stderr)

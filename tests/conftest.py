@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -70,9 +71,9 @@ def make_ext(tmp_path: Path) -> MakeExt:
         directory.mkdir(parents=True, exist_ok=True)
         perms = ["conversation"] if permissions is None else permissions
         lines = [f'name = "{name}"', 'version = "0.1.0"', f'runtime = "{runtime}"',
-                 f"events = {events!r}".replace("'", '"'), f"permissions = {perms!r}".replace("'", '"')]
+                 f"events = {json.dumps(events)}", f"permissions = {json.dumps(perms)}"]
         if runtime == "command":
-            lines.append(f"command = {command!r}".replace("'", '"'))
+            lines.append(f"command = {json.dumps(command)}")  # JSON string arrays are valid TOML
         else:
             lines.append('main = "main.py"')
             (directory / "main.py").write_text(textwrap.dedent(source))

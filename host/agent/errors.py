@@ -8,6 +8,8 @@ Our exception hierarchy::
         + ScriptError           a scripted-provider script file is invalid (names file and step)
           + ScriptMismatch      a script step's ``expect`` did not hold for the request it got
         + LLMCallError          a model call failed (after retries); litellm's error, converted
+        + ModelError            a model name litellm cannot resolve, or one whose API key is not set
+        + AgentBusyError        an operation that needs an idle agent was asked for while a turn runs
 
 Each message says what is wrong and, where it can, what to do about it.
 """
@@ -18,7 +20,15 @@ from pathlib import Path
 
 from ..errors import HostError
 
-__all__ = ["AgentError", "LLMCallError", "ScriptError", "ScriptMismatch", "SessionFileError"]
+__all__ = [
+    "AgentBusyError",
+    "AgentError",
+    "LLMCallError",
+    "ModelError",
+    "ScriptError",
+    "ScriptMismatch",
+    "SessionFileError",
+]
 
 
 class AgentError(HostError):
@@ -79,3 +89,11 @@ class LLMCallError(AgentError):
         self.attempts = attempts
         #: True when some output had already been streamed before the error.
         self.partial = partial
+
+
+class ModelError(AgentError):
+    """A model cannot be used: litellm does not know its provider, or its API key is missing."""
+
+
+class AgentBusyError(AgentError):
+    """The agent is running a turn; the operation (a second turn, fork, compaction, switch) must wait."""

@@ -122,6 +122,8 @@ class RunningExtension:
         self.lock = threading.Lock()
         self.stats = ExtensionStats()
         self.log = LogBuffer(config.limits.log_lines, config.limits.log_line_bytes)
+        ext_log = logging.getLogger(f"kithost.ext.{manifest.name}")
+        self.log.listener = lambda stream, line: ext_log.info("[%s] %s", manifest.name, line)
         self.state = ExtState.STARTING
         self.transitions: list[Transition] = []
         #: Permissions granted in the handshake.
@@ -162,6 +164,7 @@ class RunningExtension:
         self._slow_warned_at = 0.0
         self._consecutive_ok = 0
         self._restart_thread: threading.Thread | None = None
+        self._kill_reason: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -197,6 +200,7 @@ class RunningExtension:
             self._cleanup_launch()
             self._set_state(ExtState.DEAD, f"could not start: {exc}")
             raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
+        self._kill_reason = None
         self._set_state(ExtState.STARTING, f"spawned pid {self.process.pid}")
 
     def finish_start(self) -> None:
@@ -398,6 +402,7 @@ class RunningExtension:
             proc = self.process
             if proc.alive():
                 proc.kill()
+            cause = cause or self._kill_reason
             self.last_exit = describe_exit(proc.returncode)
             why = cause or f"process {self.last_exit}"
             if cause:
@@ -416,6 +421,7 @@ class RunningExtension:
 
     def kill(self, reason: str) -> None:
         """Kill the process tree for ``reason`` (hang, limit) and apply the restart policy."""
+        self._kill_reason = reason  # whoever notices the exit first records this cause
         if self.process is not None:
             self.process.kill()
         self.process_gone(reason)

@@ -46,6 +46,7 @@ from .extension import RunningExtension
 from .hostcalls import HostCallRouter
 from .manifest import Manifest, load_manifest
 from .notify import NotifyPump
+from .ops import OpsServer
 from .outcome import Outcome
 from .services import HostServices, LocalServices
 from .state_store import StateStore
@@ -117,6 +118,11 @@ class ExtensionHost:
         self._router = HostCallRouter(self.state, self.services, self._emit_custom)
         self._closed = False
         self._pump.start()
+        self._ops = OpsServer(self._zctx, self._runtime, {
+            "status": lambda args: {"pid": os.getpid(), "extensions": [e.info() for e in self.extensions()]},
+            "logs": self._ops_logs,
+            "restart": lambda args: self.restart(str(args.get("name"))),
+        })
         self._supervisor = Supervisor(self._supervise)
         self._supervisor.start()
         # At interpreter exit, close a host the application forgot to close.
@@ -266,6 +272,12 @@ class ExtensionHost:
         now = time.monotonic()
         for ext in self.extensions():
             ext.supervise(now)
+        self._ops.serve()
+
+    def _ops_logs(self, args: dict[str, Any]) -> dict[str, Any]:
+        ext = self.extension(str(args.get("name")))
+        lines = ext.log.since(int(args.get("after") or 0), int(args["last"]) if args.get("last") else None)
+        return {"name": ext.name, "state": ext.state.value, "lines": [list(line) for line in lines]}
 
     def unload(self, name: str) -> None:
         """Stop ``name`` and stop routing to it."""
@@ -283,6 +295,7 @@ class ExtensionHost:
             return
         self._closed = True
         self._supervisor.stop()
+        self._ops.close()
         self._pump.flush(2.0)
         self._pump.stop()
         exts = list(self._extensions.values())

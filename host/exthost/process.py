@@ -59,6 +59,7 @@ class LogBuffer:
 
     def __init__(self, max_lines: int, line_bytes: int) -> None:
         self._lines: deque[tuple[float, str, str]] = deque(maxlen=max_lines)
+        self._seqs: deque[int] = deque(maxlen=max_lines)
         self._lock = threading.Lock()
         self.line_bytes = line_bytes
         #: Lines ever received (including those since dropped from the buffer).
@@ -68,8 +69,9 @@ class LogBuffer:
 
     def add(self, stream: str, line: str) -> None:
         with self._lock:
-            self._lines.append((time.time(), stream, line))
             self.total += 1
+            self._lines.append((time.time(), stream, line))
+            self._seqs.append(self.total)
         if self.listener is not None:
             self.listener(stream, line)
 
@@ -77,6 +79,12 @@ class LogBuffer:
         """``(unix time, stream, text)``, oldest first."""
         with self._lock:
             items = list(self._lines)
+        return items if last is None else items[-last:]
+
+    def since(self, after: int = 0, last: int | None = None) -> list[tuple[int, float, str, str]]:
+        """``(seq, unix time, stream, text)`` of lines numbered after ``after`` (for ``logs -f``)."""
+        with self._lock:
+            items = [(seq, *line) for seq, line in zip(self._seqs, self._lines, strict=True) if seq > after]
         return items if last is None else items[-last:]
 
     def tail(self, last: int = 20) -> str:

@@ -186,5 +186,5 @@ class Supervisor(threading.Thread):
         while not self._stopping.wait(self._tick_s):
             try:
                 self._tick()
-            except Exception:  # noqa: BLE001 - supervision must survive anything
+            except Exception:
                 log.exception("supervisor tick failed")

@@ -1,0 +1,68 @@
+"""What the agent needs to know about a model before calling it: is it usable, how big is its window.
+
+litellm is reached only through :func:`host.agent.llm_convert.litellm_module`
+(imported lazily, offline-safe), and nothing litellm-typed leaves this module.
+
+* :func:`check_model` raises :class:`host.agent.errors.ModelError` with one
+  clear sentence when litellm cannot tell the model's provider, or when the
+  provider's API key is not in the environment (and not given as ``api_key``).
+  ``scripted/<name>`` models are always usable (the script is checked elsewhere).
+* :func:`context_window` is the model's input limit from litellm's local cost
+  map, or :data:`DEFAULT_CONTEXT_WINDOW` when the map does not know it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .errors import ModelError
+from .llm_convert import litellm_module
+from .scripted_provider import is_scripted
+
+__all__ = ["DEFAULT_CONTEXT_WINDOW", "SCRIPTED_CONTEXT_WINDOW", "check_model", "context_window"]
+
+#: Context window assumed when litellm's map does not know the model.
+DEFAULT_CONTEXT_WINDOW: Final = 128_000
+#: The scripted provider's window (what it registers with litellm).
+SCRIPTED_CONTEXT_WINDOW: Final = 1_000_000
+
+#: Parts of an environment variable name that mean "a credential" (others, like OLLAMA_API_BASE, have defaults).
+_SECRET_HINTS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIALS")
+
+
+def check_model(model: str, params: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`ModelError` if ``model`` cannot be called (see the module doc)."""
+    if not model or not model.strip():
+        raise ModelError("no model given; use e.g. --model openai/gpt-4o, or --model scripted/demo --script FILE")
+    if is_scripted(model):
+        return
+    litellm = litellm_module()
+    try:
+        provider = str(litellm.get_llm_provider(model)[1])
+    except Exception:  # noqa: BLE001 - litellm raises BadRequestError (and others) for unknown names
+        raise ModelError(f"unknown model {model!r}: litellm cannot tell its provider; write it as "
+                         "<provider>/<model>, e.g. openai/gpt-4o or anthropic/claude-sonnet-4-5") from None
+    if params and params.get("api_key"):
+        return
+    try:
+        env = litellm.validate_environment(model=model)
+    except Exception:  # noqa: BLE001 - a provider litellm cannot check: let the call say what is wrong
+        return
+    missing = [k for k in env.get("missing_keys") or () if any(h in str(k).upper() for h in _SECRET_HINTS)]
+    if missing:
+        raise ModelError(f"model {model!r} ({provider}) needs {' and '.join(missing)} in the environment; "
+                         "set it, or run offline with --model scripted/<name> --script FILE")
+
+
+def context_window(model: str) -> int:
+    """The model's input limit in tokens (see the module doc)."""
+    if is_scripted(model):
+        return SCRIPTED_CONTEXT_WINDOW
+    litellm = litellm_module()
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # noqa: BLE001 - unmapped model
+        return DEFAULT_CONTEXT_WINDOW
+    value = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(value) if isinstance(value, int | float) and value > 0 else DEFAULT_CONTEXT_WINDOW

@@ -1,0 +1,144 @@
+"""What ``kithost ext status|logs|restart`` show: running hosts' extensions as rich tables or JSON.
+
+The data comes from each running host's ops channel (:mod:`host.exthost.ops`);
+this module only selects and formats it. Columns of ``status``: state, pid,
+uptime, restarts and the last reason, RSS, CPU, events handled, p50/p99
+handler latency, timeouts, fail-open/closed counts, and what it is busy with.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import HostError, UnknownExtensionError
+from .exthost.host import runtime_base
+from .exthost.ops import OpsClient, RunningHost, find_hosts
+
+__all__ = ["follow_logs", "show_logs", "show_status", "restart_extension"]
+
+_NO_HOST = "no running kithost found (start one with `kithost chat` or `kithost run`, or embed ExtensionHost)"
+
+
+def _hosts(base: Path | None, pid: int | None) -> list[RunningHost]:
+    hosts = find_hosts(base or runtime_base())
+    if pid is not None:
+        hosts = [h for h in hosts if h.pid == pid]
+    return hosts
+
+
+def _collect(base: Path | None, pid: int | None) -> list[tuple[RunningHost, list[dict[str, Any]]]]:
+    out = []
+    for host in _hosts(base, pid):
+        try:
+            data = OpsClient(host).call("status")
+        except (RuntimeError, OSError):
+            continue
+        out.append((host, list(data["extensions"])))
+    return out
+
+
+def _find(name: str, base: Path | None, pid: int | None) -> RunningHost:
+    for host, exts in _collect(base, pid):
+        if any(e["name"] == name for e in exts):
+            return host
+    if not _hosts(base, pid):
+        raise HostError(_NO_HOST)
+    raise UnknownExtensionError(f"no running kithost has an extension named {name!r} (see `kithost ext status`)")
+
+
+def _us(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.1f} ms" if value >= 1000 else f"{value:.0f} µs"
+
+
+def _uptime(seconds: float) -> str:
+    if not seconds:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+
+
+def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: int | None = None) -> int:
+    """Print the status of every extension of every running host (or just ``name``)."""
+    found = _collect(base, pid)
+    if name is not None:
+        found = [(h, [e for e in exts if e["name"] == name]) for h, exts in found]
+        found = [(h, exts) for h, exts in found if exts]
+        if not found:
+            raise UnknownExtensionError(f"no running kithost has an extension named {name!r}")
+    if as_json:
+        print(json.dumps([{"host_pid": h.pid, "cwd": h.cwd, "extensions": exts} for h, exts in found], indent=2))
+        return 0
+    if not found:
+        print(_NO_HOST)
+        return 0
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # pipes and files get full rows
+    for host, exts in found:
+        table = Table(title=f"kithost pid {host.pid} — {host.cwd}", title_justify="left")
+        for column in ("extension", "state", "pid", "up", "restarts", "rss", "cpu", "handled", "p50", "p99",
+                       "timeouts", "open/closed"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("last reason", overflow="fold", min_width=20)
+        for e in exts:
+            stats, res = e["stats"], e.get("resources") or {}
+            busy = e.get("busy")
+            reason = e["last_reason"] + (f" (busy in {busy['event']} for {busy['ms']} ms)" if busy else "")
+            state_style = {"ready": "green", "degraded": "yellow", "restarting": "yellow", "dead": "red"}
+            table.add_row(
+                e["name"], f"[{state_style.get(e['state'], 'white')}]{e['state']}[/]", str(e["pid"] or "-"),
+                _uptime(e["uptime_s"]), str(e["restarts"]),
+                f"{res['rss_bytes'] / 2**20:.0f} MiB" if res else "-", f"{res['cpu_percent']:.0f}%" if res else "-",
+                str(stats["handled"] + stats["notified"]), _us(stats["latency_p50_us"]), _us(stats["latency_p99_us"]),
+                str(stats["timeouts"]), f"{stats['fail_open']}/{stats['fail_closed']}", reason,
+            )
+        console.print(table)
+    return 0
+
+
+def show_logs(name: str, last: int, as_json: bool, base: Path | None = None, pid: int | None = None) -> int:
+    """Print the last ``last`` captured lines of ``name``."""
+    host = _find(name, base, pid)
+    data = OpsClient(host).call("logs", name=name, last=last)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for _seq, stamp, stream, text in data["lines"]:
+        print(f"{time.strftime('%H:%M:%S', time.localtime(stamp))} {name} {stream}: {text}")
+    return 0
+
+
+def follow_logs(name: str, last: int, base: Path | None = None, pid: int | None = None,
+                poll_s: float = 0.5) -> int:
+    """Print the last lines, then new ones as they arrive, until Ctrl-C or the host exits."""
+    host = _find(name, base, pid)
+    client = OpsClient(host)
+    after = 0
+    first = True
+    while True:
+        try:
+            data = client.call("logs", name=name, after=after, last=last if first else None)
+        except RuntimeError:
+            print(f"kithost pid {host.pid} is gone", file=sys.stderr)
+            return 0
+        first = False
+        for seq, stamp, stream, text in data["lines"]:
+            after = max(after, seq)
+            print(f"{time.strftime('%H:%M:%S', time.localtime(stamp))} {name} {stream}: {text}", flush=True)
+        time.sleep(poll_s)
+
+
+def restart_extension(name: str, base: Path | None = None, pid: int | None = None) -> int:
+    """Ask the host running ``name`` to restart it (also revives a ``dead`` extension)."""
+    host = _find(name, base, pid)
+    OpsClient(host).call("restart", name=name)
+    print(f"restarting {name} in kithost pid {host.pid}")
+    return 0
