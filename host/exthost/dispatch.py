@@ -52,6 +52,9 @@ __all__ = ["HIGH", "LOW", "NORMAL", "Dispatcher", "InProcessHook"]
 
 log = logging.getLogger("kithost.dispatch")
 
+#: The same failure (extension, event, kind) is logged at most once per this many seconds.
+WARN_EVERY_S = 10.0
+
 #: In-process hook priorities (kit's SDK hook levels); extensions use the same scale.
 HIGH, NORMAL, LOW = 0, 50, 100
 
@@ -97,6 +100,7 @@ class Dispatcher:
         self._routes: list[_Route] = []
         self._mutate = threading.Lock()
         self._order = itertools.count()
+        self._warned: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     # ------------------------------------------------------------------ table
 
@@ -279,13 +283,24 @@ class Dispatcher:
             log.exception("in-process hook %s failed on %s", route.label, spec.name)
             raise HandlerFailure("error", f"{type(exc).__name__}: {exc}") from None
 
-    @staticmethod
-    def _fail(route: _Route, exc: HandlerFailure, policy: str) -> Failure:
+    def _fail(self, route: _Route, exc: HandlerFailure, policy: str) -> Failure:
         if route.ext is not None:
             route.ext.stats.record_failure(exc.kind, policy)
-        log.warning("extension %s: %s handler failed (%s: %s); policy %s", route.label, route.event, exc.kind,
-                    exc.detail, policy)
+        self._warn(route, exc, policy)
         return Failure(route.label, exc.kind, exc.detail, policy)
+
+    def _warn(self, route: _Route, exc: HandlerFailure, policy: str) -> None:
+        """Log a handler failure with the extension's name, at most once per key per ``WARN_EVERY_S``."""
+        key = (route.label, route.event, exc.kind)
+        now = time.monotonic()
+        last, suppressed = self._warned.get(key, (-WARN_EVERY_S, 0))
+        if now - last < WARN_EVERY_S:
+            self._warned[key] = (last, suppressed + 1)
+            return
+        self._warned[key] = (now, 0)
+        more = f" (+{suppressed} more like it since the last warning)" if suppressed else ""
+        log.warning("extension %s: %s handler failed (%s: %s); policy %s%s", route.label, route.event, exc.kind,
+                    exc.detail, policy, more)
 
     @staticmethod
     def _closed_stop(spec: EventSpec, route: _Route, failure: Failure) -> StopInfo:
