@@ -22,6 +22,7 @@ import enum
 import logging
 import os
 import secrets
+import subprocess
 import threading
 import time
 from collections import deque
@@ -385,9 +386,10 @@ class RunningExtension:
 
     def _after_failure(self, exc: ChannelFailure) -> None:
         if exc.kind in ("disconnected", "not_connected") and self.process is not None:
-            if self.process.alive():
-                return
-            self.process.popen.wait(1)
+            try:  # the socket closes a moment before the exit status is there: give it that moment
+                self.process.popen.wait(0.25)
+            except subprocess.TimeoutExpired:
+                return  # still running: it dropped the connection (oversized frame), not a crash
             self.process_gone()
         elif exc.kind == "timeout":
             self.note_slow()
