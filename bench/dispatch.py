@@ -42,6 +42,7 @@ Env: ``BENCH_PIN=same|cross|none`` (CPU placement), ``BENCH_QUICK=1`` (smoke run
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import json
 import logging
@@ -117,6 +118,9 @@ COLD_LOADS = 2 if QUICK else 5
 TARGET_FRAME = 450  # bytes of the tool_call request frame (MAC + msgpack envelope)
 HANG_S = 2.0  # must match bench/_exts/gate_hang/gate_hang.py
 HANG_DEADLINE_MS = 50
+#: Hard limit for the whole script: a hang inside libzmq can hold the GIL, so only faulthandler's C-level
+#: watchdog can end it (it dumps every thread's stack to stderr and exits with status 1; children die with us).
+WATCHDOG_S = 120 if QUICK else 300
 
 # ----------------------------------------------------------------------------- payloads
 
@@ -745,6 +749,7 @@ def summary(res: Results) -> str:
 def main() -> int:
     """Run every case, print the tables and the summary; always clean up."""
     install_signal_handlers()
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
     quiet = logging.getLogger("kithost")  # the hung-handler case logs expected timeout warnings
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
@@ -755,7 +760,7 @@ def main() -> int:
         f"sizes: {N_RT} round trips per run (+{WARM_RT} warm-up), {N_GAP} with {GAP_S * 1000:.0f} ms gaps, "
         f"notify burst {NOTIFY_BURST}, subprocess {SUBPROC_N}, hung runs {HANG_RUNS}, cold loads {COLD_LOADS}",
     ])
-    tmp = Path(tempfile.mkdtemp(prefix="kb"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"kb{os.getpid()}-"))  # run.py removes it if this process dies
     os.chmod(tmp, 0o700)
     cfg = HostConfig(runtime_dir=tmp / "rt", search_dirs=())
     res = Results()
@@ -787,6 +792,7 @@ def main() -> int:
         else:
             print("_cleanup: no leftover child processes (psutil check)_")
         print(f"_machine load after: {load_note()}_")
+        faulthandler.cancel_dump_traceback_later()
         print(f"_run: {meter.report()}; total {time.monotonic() - t_start:.1f} s_", flush=True)
         if meter.foreign_share() > 0.10:
             print(f"WARNING: other processes used {meter.foreign_share():.2f} of a core during this run; the "

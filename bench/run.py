@@ -11,14 +11,18 @@ markdown report) is shown and, with ``--out``, also saved as ``DIR/NAME.txt``;
 progress lines go to stderr.
 
 Exit status: 0 when every script exited 0. Targets never affect it; only a
-script that crashed (or reported itself broken) does.
+script that crashed, hung (stopped after ``TIMEOUT_S``; the scripts also have
+their own watchdog) or reported itself broken does.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +42,16 @@ def scripts(names: list[str]) -> list[Path]:
     return [by_name[n.removesuffix(".py")] for n in names]
 
 
+def _stop(p: subprocess.Popen[str]) -> None:
+    """Timeout: SIGTERM, then SIGKILL (a script frozen inside C code with the GIL held ignores SIGTERM)."""
+    print(f"\nrun.py: bench script pid {p.pid} exceeded {TIMEOUT_S} s; stopping it", file=sys.stderr, flush=True)
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+
+
 def run_one(path: Path, out_dir: Path | None) -> int:
     """Run one script, echoing its stdout (and saving it under ``out_dir``); returns its exit status."""
     print(f"# bench/{path.name}", flush=True)
@@ -46,23 +60,26 @@ def run_one(path: Path, out_dir: Path | None) -> int:
     try:
         with subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True, cwd=HERE.parent) as p:
             assert p.stdout is not None
+            timer = threading.Timer(TIMEOUT_S, _stop, (p,))
+            timer.daemon = True
+            timer.start()
             try:
                 for line in p.stdout:
                     sys.stdout.write(line)
                     if sink:
                         sink.write(line)
-                code = p.wait(timeout=max(1.0, TIMEOUT_S - (time.monotonic() - t0)))
-            except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+                code = p.wait()
+            except KeyboardInterrupt:
+                _stop(p)
                 raise
+            finally:
+                timer.cancel()
     finally:
         if sink:
             sink.close()
+        if p.returncode != 0:  # a script that died early cannot remove its own temp dir (see dispatch.py)
+            for leftover in Path(tempfile.gettempdir()).glob(f"kb{p.pid}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
     print(f"\n_bench/{path.name}: exit {code}, {time.monotonic() - t0:.1f} s_\n", flush=True)
     return code
 

@@ -71,6 +71,9 @@ class AgentConfig:
     #: After a turn, how long to wait for notify handlers of extensions granted ``agent`` (which
     #: may queue a follow-up message, e.g. from ``agent_end``).
     followup_wait_s: float = 2.0
+    #: At a session switch or close, how long to wait for queued notify events (``session_shutdown``
+    #: included) to reach the extensions.
+    shutdown_flush_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.subagent_max_steps < 1:

@@ -42,3 +42,20 @@ def write_script(tmp_path: Path) -> Iterator[WriteScript]:
 
     yield write
     scripted_provider.reset()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, litellm_ready: Any) -> Iterator[Callable[..., Any]]:
+    """Factory: ``rig(turns, exts=(), **options)`` opens an :class:`~.harness.Rig`; all closed after the test."""
+    from .harness import open_rig
+
+    rigs: list[Any] = []
+
+    def make(turns: list[list[dict[str, Any]]], exts: Any = (), **options: Any) -> Any:
+        opened = open_rig(tmp_path, turns, exts, **options)
+        rigs.append(opened)
+        return opened
+
+    yield make
+    for opened in rigs:
+        opened.session.close()

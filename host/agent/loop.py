@@ -1,0 +1,670 @@
+"""``AgentLoop``: one turn = the model and the tools until the model stops, every event fired where it happens.
+
+Order of one :meth:`AgentLoop.run_turn` (each emit goes through
+:class:`~host.agent.emitter.Emitter`; mode in brackets)::
+
+    input [gate+chain]            transform → the text used below; handled (or a handler
+                                  failing closed) → agent_end "handled", the model is never called
+    before_agent_start [chain]    system_prompt replaces this turn's system prompt;
+                                  inject_text becomes a user message stored before the prompt
+    agent_start
+    (before_compact)              automatic compaction when the estimate passes the threshold
+                                  (the injected text and the prompt are stored after it)
+    context_prepare [chain]       once per turn, the whole window (system prompt first);
+                                  a result replaces what the model receives for this turn
+    per step (model call) n = 1, 2, ...:
+      (steering)                  messages queued by ctx.send_message are stored and injected
+      prepare_step [chain]        n ≥ 2: the window for this call (after the injection);
+                                  a result replaces it for this call only
+      step_start
+      retry* · message_start · message_update* · reasoning_start · tool_call_input_start/
+      delta*/end · source · warnings      as the stream delivers them; message_start comes
+                                  with the first content of any kind, message_end after the last
+      step_finish · llm_usage     one each per finished provider call (cost None when unknown)
+      per tool call, in order:
+        tool_call [gate]          blocked (or a handler failing closed) → the tool never runs;
+                                  its result is "Error: <reason>"
+        tool_execution_start · tool_output* (bash) · tool_execution_end   (not when blocked)
+          (subagent_start · subagent_chunk* · llm_usage* · subagent_end   inside the subagent tool)
+        tool_result [chain]       for every call, a blocked one included (so each tool_call has
+                                  exactly one tool_result); patched content/is_error are what the
+                                  model sees and what the session stores; a handler failing closed
+                                  withholds the output
+    agent_end                     kit's enriched payload (turn_stats.TurnStats); a subagent's
+                                  provider calls count in it too
+
+A turn ends ``completed`` when the model answers without tool calls (and no
+steering message is waiting), ``cancelled`` when :meth:`cancel` was called
+(the stream stops at its next chunk, a running bash command is killed, tool
+calls not yet run get an "Error: cancelled" result so the history stays
+valid), ``error`` on a failed model call, the step limit, or a chain handler
+failing closed on ``before_agent_start``/``context_prepare``/``prepare_step``
+(each also an ``error`` event), ``handled`` by ``input``.
+
+Sessions: every message is appended to the :class:`SessionTree` as it happens
+(durable on return), so a crash loses nothing already said; the turn's own
+window (possibly replaced by ``context_prepare``) grows in step with it.
+
+Failure containment: the extension host never raises for an extension; a bug
+in the loop itself ends the turn with ``error`` (logged with its traceback)
+rather than leaving the session half-done. Threads: :meth:`run_turn`,
+:meth:`compact` and :meth:`fork` need the agent idle (else
+:class:`~host.agent.errors.AgentBusyError`); :meth:`cancel`, :meth:`steer`,
+:meth:`set_model` and :meth:`current_window` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..exthost.outcome import Outcome
+from .agent_config import AgentConfig
+from .compaction import CompactionResult, Compactor, estimate_tokens, should_auto_compact
+from .context_messages import apply_context_messages, message_text, to_context_messages
+from .emitter import Emitter, EventSink, FailureRecord
+from .errors import AgentBusyError, LLMCallError
+from .llm_convert import stream_completion
+from .llm_events import (
+    Finish,
+    ReasoningDelta,
+    Retry,
+    Source,
+    StreamWarning,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from .models import context_window
+from .session_tree import SessionTree
+from .steering import SteeringQueue
+from .subagent import SubagentTool
+from .tools import ToolRegistry, ToolResult
+from .turn_stats import TurnStats
+
+__all__ = ["STOP_REASONS", "AgentLoop", "ForkResult", "TurnResult"]
+
+log = logging.getLogger("kithost.agent")
+
+#: ``agent_end.stop_reason`` values.
+STOP_REASONS = ("completed", "cancelled", "error", "handled")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """What one turn did: the ``agent_end`` aggregates plus what a caller needs to report it."""
+
+    #: The final answer (text of the turn's last assistant message).
+    response: str
+    #: ``completed``, ``cancelled``, ``error`` or ``handled``.
+    stop_reason: str
+    #: The error (stop reason ``error``), else ''.
+    error: str = ""
+    #: Why ``input`` handled the prompt (stop reason ``handled``), else ''.
+    reason: str = ""
+    #: Model calls started (steps).
+    steps: int = 0
+    tool_call_count: int = 0
+    tool_names: tuple[str, ...] = ()
+    llm_call_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    #: USD, or ``None`` when some call's cost is unknown.
+    cost: float | None = 0.0
+    duration_ms: int = 0
+    #: Extension handler failures seen during the turn (the policy was applied to each).
+    failures: tuple[FailureRecord, ...] = ()
+    #: Turns started afterwards from queued messages (:class:`host.agent.session.AgentSession`).
+    followups: tuple[TurnResult, ...] = ()
+
+    @classmethod
+    def from_agent_end(cls, payload: Mapping[str, Any], **extra: Any) -> TurnResult:
+        """Build from an ``agent_end`` payload (read only)."""
+        return cls(
+            response=str(payload["response"]), stop_reason=str(payload["stop_reason"]),
+            tool_call_count=int(payload["tool_call_count"]), tool_names=tuple(payload["tool_names"]),
+            llm_call_count=int(payload["llm_call_count"]), input_tokens=int(payload["input_tokens_delta"]),
+            output_tokens=int(payload["output_tokens_delta"]),
+            cache_read_tokens=int(payload["cache_read_tokens_delta"]),
+            cache_write_tokens=int(payload["cache_write_tokens_delta"]), cost=payload["cost_delta"],
+            duration_ms=int(payload["duration_ms"]), **extra)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (``kithost run --json``'s final ``result`` line, without ``type``)."""
+        return {
+            "response": self.response, "stop_reason": self.stop_reason, "error": self.error, "reason": self.reason,
+            "steps": self.steps, "tool_call_count": self.tool_call_count, "tool_names": list(self.tool_names),
+            "llm_call_count": self.llm_call_count, "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens, "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens, "cost": self.cost, "duration_ms": self.duration_ms,
+            "failures": [f.to_json() for f in self.failures],
+            "followups": [t.to_json() for t in self.followups],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ForkResult:
+    """What :meth:`AgentLoop.fork` did."""
+
+    forked: bool
+    #: Why not (the extension's reason), else ''.
+    reason: str = ""
+    #: The new leaf (``None``: before the first entry).
+    leaf_id: str | None = None
+    #: Forking at a user message moves before it; its text, to edit and send again ('' otherwise).
+    user_text: str = ""
+
+
+@dataclass
+class _Turn:
+    stats: TurnStats = field(default_factory=TurnStats)
+    step: int = 0
+    response: str = ""
+    system_prompt: str = ""
+
+
+class _Stop(Exception):
+    """Ends a turn early (control flow inside :meth:`AgentLoop.run_turn`; never escapes it)."""
+
+    def __init__(self, stop_reason: str, error: str = "", reason: str = "") -> None:
+        super().__init__(stop_reason)
+        self.stop_reason = stop_reason
+        self.error = error
+        self.reason = reason
+
+
+def _parse_args(arguments: str) -> tuple[Any, str]:
+    """``(parsed, problem)``: the parsed arguments, or ``None`` and what is wrong. '' means ``{}``."""
+    if not arguments.strip():
+        return {}, ""
+    try:
+        return json.loads(arguments), ""
+    except json.JSONDecodeError as exc:
+        return None, f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+
+
+def _child_session_path(parent: Path, tool_call_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", tool_call_id) or "subagent"
+    directory = parent.with_name(parent.stem + ".subagents")
+    path = directory / f"{safe}.jsonl"
+    n = 1
+    while path.exists():
+        n += 1
+        path = directory / f"{safe}-{n}.jsonl"
+    return path
+
+
+class AgentLoop:
+    """The agent: turns, steps, tools, steering, model switching, compaction, forks, subagents."""
+
+    def __init__(self, *, model: str, tree: SessionTree, tools: ToolRegistry, emitter: Emitter,
+                 config: AgentConfig | None = None, cancel_event: threading.Event | None = None,
+                 steering: SteeringQueue | None = None) -> None:
+        """A loop over ``tree`` (appended to as messages happen) with ``tools``.
+
+        With ``config.subagents`` the built-in ``subagent`` tool is registered into
+        ``tools``. ``cancel_event`` shares a cancel flag (a subagent uses its
+        parent's; the loop then never clears it); by default the loop owns one and
+        clears it when a turn starts, so a cancel never leaks into the next turn.
+        """
+        self.config = config or AgentConfig()
+        self.tools = tools
+        self._emitter = emitter
+        self._model = model
+        self._tree = tree
+        #: Set by :meth:`cancel`; shared with a subagent's child loop.
+        self._cancel = cancel_event or threading.Event()
+        self._owns_cancel = cancel_event is None
+        #: Messages queued by ``ctx.send_message`` / :meth:`steer`.
+        self.steering = steering or SteeringQueue()
+        self._busy = threading.Lock()
+        self._state = threading.RLock()  # model, tree, the turn's window
+        self._window: list[dict[str, Any]] | None = None
+        self._turn: _Turn | None = None
+        self._limits: dict[str, int] = {}
+        self._compactor = Compactor(emitter, self.config)
+        if self.config.subagents and SubagentTool.name not in tools:
+            tools.register(SubagentTool(self))
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def emitter(self) -> Emitter:
+        """Where this loop's events go."""
+        return self._emitter
+
+    @property
+    def model(self) -> str:
+        """The model the next call uses."""
+        with self._state:
+            return self._model
+
+    @property
+    def tree(self) -> SessionTree:
+        """The session the loop appends to."""
+        with self._state:
+            return self._tree
+
+    @property
+    def busy(self) -> bool:
+        """Whether a turn (or a compaction, a fork) is running."""
+        return self._busy.locked()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the running turn was asked to stop."""
+        return self._cancel.is_set()
+
+    @contextmanager
+    def _idle(self, what: str) -> Iterator[None]:
+        if not self._busy.acquire(blocking=False):
+            raise AgentBusyError(f"cannot {what} while a turn is running; wait for it or cancel it")
+        try:
+            if self._owns_cancel:
+                self._cancel.clear()
+            yield
+        finally:
+            self._busy.release()
+
+    def replace_tree(self, tree: SessionTree) -> SessionTree:
+        """Switch to another session (the caller fires the session events); returns the old tree."""
+        with self._idle("switch sessions"), self._state:
+            old, self._tree = self._tree, tree
+            return old
+
+    def current_window(self) -> list[dict[str, Any]]:
+        """What the model receives next (a copy): the running turn's window, else system prompt + history."""
+        with self._state:
+            if self._window is not None:
+                return copy.deepcopy(self._window)
+            tree = self._tree
+            system = self.config.system_prompt
+        return self._with_system(system, tree.messages())
+
+    def context_limit(self, model: str | None = None) -> int:
+        """The context window (tokens) used for compaction decisions."""
+        if self.config.context_window is not None:
+            return self.config.context_window
+        name = model or self.model
+        if name not in self._limits:
+            self._limits[name] = context_window(name)
+        return self._limits[name]
+
+    # ------------------------------------------------------------------ from any thread
+
+    def cancel(self) -> None:
+        """Stop the running turn cleanly (``agent_end`` stop reason ``cancelled``); no-op when idle."""
+        self._cancel.set()
+
+    def steer(self, text: str, source: str = "user") -> None:
+        """Queue a user message (see :mod:`host.agent.steering`)."""
+        self.steering.put(text, source)
+
+    def set_model(self, model: str, source: str = "user") -> bool:
+        """Switch the model (the next call uses it); fires ``model_change``. ``False`` if already in use."""
+        with self._state:
+            previous = self._model
+            if model == previous:
+                return False
+            self._model = model
+            self._tree.append_model_change(model, previous, source)
+        self._emitter.emit("model_change", {"new_model": model, "previous_model": previous, "source": source})
+        return True
+
+    # ------------------------------------------------------------------ idle operations
+
+    def compact(self) -> CompactionResult:
+        """Manual compaction (see :mod:`host.agent.compaction`)."""
+        with self._idle("compact"):
+            model = self.model
+            return self._compactor.compact(self.tree, model, self.context_limit(model), self.config.system_prompt,
+                                           is_automatic=False, cancel=self._cancel, on_usage=self._extra_usage)
+
+    def fork(self, entry_id: str | None) -> ForkResult:
+        """Branch the session at ``entry_id`` after ``before_fork`` (a cancel: nothing changes).
+
+        The next message attaches after ``entry_id``; at a user message it
+        attaches *before* it (its parent) and the text is returned to be
+        edited and sent again (kit's ``IsUserMessage``/``UserText``).
+        ``None`` forks before the first entry. An unknown id raises
+        :class:`~host.agent.errors.AgentError`.
+        """
+        with self._idle("fork"):
+            tree = self.tree
+            if entry_id is None:
+                target, parent, is_user, text = "", None, False, ""
+            else:
+                entry = tree.get(entry_id)
+                message = entry.data.get("message") if entry.type == "message" else None
+                is_user = isinstance(message, Mapping) and message.get("role") == "user"
+                text = message_text(message) if is_user and isinstance(message, Mapping) else ""
+                target, parent = entry.id, entry.parent_id
+            out = self._emitter.emit("before_fork", {"target_id": target, "is_user_message": is_user,
+                                                     "user_text": text})
+            if out.stopped:
+                return ForkResult(False, out.reason or "fork cancelled by an extension")
+            leaf = parent if is_user else (entry_id or None)
+            tree.fork(leaf)
+            return ForkResult(True, "", leaf, text)
+
+    # ------------------------------------------------------------------ the turn
+
+    def run_turn(self, prompt: str, source: str = "interactive") -> TurnResult:
+        """Run one turn for ``prompt`` (order and stop reasons in the module doc).
+
+        ``source`` is the ``input`` event's: ``interactive``, ``cli``, ``script``,
+        ``queue`` or ``extension``. Raises :class:`AgentBusyError` if a turn runs.
+        """
+        with self._idle("start a turn"):
+            turn = _Turn()
+            self._turn = turn
+            try:
+                try:
+                    self._run(turn, prompt, source)
+                except _Stop as stop:
+                    return self._end(turn, stop.stop_reason, stop.error, stop.reason)
+                except Exception as exc:  # a bug here, never an extension (emit does not raise for them)
+                    log.exception("agent turn failed")
+                    message = f"internal error: {type(exc).__name__}: {exc}"
+                    self._emit_safely("error", {"error": message})
+                    return self._end(turn, "error", message)
+                return self._end(turn, "completed")
+            finally:
+                with self._state:
+                    self._window = None
+                    self._turn = None
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> Outcome:
+        return self._emitter.emit(event, payload)
+
+    def _emit_safely(self, event: str, payload: dict[str, Any]) -> None:
+        try:
+            self._emitter.emit(event, payload)
+        except Exception:  # reporting an internal error must not raise a second one
+            log.exception("could not emit %s", event)
+
+    def _end(self, turn: _Turn, stop_reason: str, error: str = "", reason: str = "") -> TurnResult:
+        payload = turn.stats.agent_end(turn.response, stop_reason)
+        self._emit_safely("agent_end", payload)
+        return TurnResult.from_agent_end(payload, error=error, reason=reason, steps=turn.step,
+                                         failures=tuple(self._emitter.take_failures()))
+
+    def _run(self, turn: _Turn, prompt: str, source: str) -> None:
+        out = self._emit("input", {"text": prompt, "source": source})
+        if out.stopped:
+            raise _Stop("handled", reason=out.reason or "handled by an extension")
+        text = str(out.payload.get("text", prompt))
+        out = self._emit("before_agent_start", {"prompt": text, "system_prompt": self.config.system_prompt,
+                                                "inject_text": ""})
+        self._fail_if_closed(out, "before_agent_start")
+        turn.system_prompt = str(out.payload.get("system_prompt") or "")
+        inject = str(out.payload.get("inject_text") or "")
+        self._emit("agent_start", {"prompt": text})
+        self._maybe_auto_compact(turn, [inject, text])
+        if inject:
+            self._append({"role": "user", "content": inject}, origin="before_agent_start")
+        self._append({"role": "user", "content": text}, origin=source)
+        window = self._with_system(turn.system_prompt, self.tree.messages())
+        window = self._replace_window("context_prepare", window, {})
+        with self._state:
+            self._window = window
+        self._steps(turn)
+
+    def _fail_if_closed(self, out: Outcome, event: str) -> None:
+        """A chain event stopped: only a handler failing closed does that; the turn cannot go on."""
+        if out.stopped:
+            message = f"{event}: {out.reason}"
+            self._emit("error", {"error": message})
+            raise _Stop("error", message)
+
+    @staticmethod
+    def _with_system(system_prompt: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
+
+    def _replace_window(self, event: str, window: list[dict[str, Any]], extra: dict[str, Any]
+                        ) -> list[dict[str, Any]]:
+        """Offer ``window`` to ``event``'s handlers (if anyone listens); their result replaces it."""
+        if not self._emitter.wants(event):
+            return window
+        items = to_context_messages(window)
+        out = self._emit(event, {**extra, "messages": items})
+        self._fail_if_closed(out, event)
+        new = out.payload.get("messages")
+        if not isinstance(new, list) or new == items:
+            return window
+        applied = apply_context_messages(window, new)
+        for problem in applied.problems:
+            log.warning("%s result repaired: %s", event, problem)
+        return applied.messages
+
+    def _maybe_auto_compact(self, turn: _Turn, pending: Sequence[str]) -> None:
+        if not self.config.auto_compact:
+            return
+        model = self.model
+        limit = self.context_limit(model)
+        window = self._with_system(turn.system_prompt, self.tree.messages())
+        window += [{"role": "user", "content": t} for t in pending if t]
+        if should_auto_compact(estimate_tokens(window), limit, self.config):
+            result = self._compactor.compact(self.tree, model, limit, turn.system_prompt, is_automatic=True,
+                                             cancel=self._cancel, on_usage=self._extra_usage)
+            if not result.compacted:
+                log.info("automatic compaction skipped: %s", result.reason)
+
+    def _extra_usage(self, usage: Usage, finish: Finish) -> None:
+        """A provider call outside a turn's steps (a compaction summary): ``llm_usage`` step 0."""
+        self._emit("llm_usage", {**usage.tokens(), "cost": usage.cost, "model": finish.model,
+                                 "provider": finish.provider, "request_id": finish.request_id, "step_number": 0,
+                                 "finish_reason": finish.reason})
+        turn = self._turn
+        if turn is not None:
+            turn.stats.record_call(usage)
+
+    def _append(self, message: dict[str, Any], **extra: Any) -> str:
+        """Store ``message`` in the session (durable on return) and in the running turn's window."""
+        with self._state:
+            entry_id = self._tree.append("message", {"message": message, **extra}).id
+            if self._window is not None:
+                self._window.append(copy.deepcopy(message))
+            return entry_id
+
+    def _steps(self, turn: _Turn) -> None:
+        while True:
+            if self._cancel.is_set():
+                raise _Stop("cancelled")
+            if turn.step >= self.config.max_steps:
+                limit = f"the turn reached its step limit ({self.config.max_steps} model calls) and was stopped"
+                self._emit("error", {"error": limit})
+                raise _Stop("error", limit)
+            turn.step += 1
+            for steer in self.steering.drain():
+                self._append({"role": "user", "content": steer.text}, origin="steer", steer_source=steer.source)
+            with self._state:
+                assert self._window is not None
+                messages = copy.deepcopy(self._window)
+            if turn.step > 1:
+                messages = self._replace_window("prepare_step", messages, {"step_number": turn.step})
+            self._emit("step_start", {"step_number": turn.step})
+            message, finish_reason = self._call_model(turn, messages)
+            if finish_reason == "cancelled":
+                raise _Stop("cancelled")
+            calls = message.get("tool_calls") or []
+            if not calls:
+                if len(self.steering):
+                    continue  # a message arrived during the last call: answer it in this turn
+                return
+            for i, call in enumerate(calls):
+                if self._cancel.is_set():
+                    for rest in calls[i:]:
+                        self._append({"role": "tool", "tool_call_id": rest["id"],
+                                      "content": "Error: cancelled before it ran"}, is_error=True)
+                    raise _Stop("cancelled")
+                self._tool_call(turn, call)
+
+    def _call_model(self, turn: _Turn, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+        """One provider call: stream it as events, store the message; ``(message, finish_reason)``."""
+        step = turn.step
+        started = reasoning = False
+        text: list[str] = []
+        usage = Usage()
+        finish: Finish | None = None
+
+        def start_message() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                self._emit("message_start", {})
+
+        try:
+            for event in stream_completion(
+                    self.model, messages, tools=self.tools.specs(), num_retries=self.config.num_retries,
+                    retry_base_delay_s=self.config.retry_base_delay_s,
+                    retry_max_delay_s=self.config.retry_max_delay_s, timeout_s=self.config.request_timeout_s,
+                    params=self.config.llm_params, cancel=self._cancel):
+                if isinstance(event, TextDelta):
+                    start_message()
+                    text.append(event.text)
+                    self._emit("message_update", {"chunk": event.text})
+                elif isinstance(event, ReasoningDelta):
+                    start_message()
+                    if not reasoning:
+                        reasoning = True
+                        self._emit("reasoning_start", {"id": f"reasoning_{step}"})
+                elif isinstance(event, ToolCallStart):
+                    start_message()
+                    self._emit("tool_call_input_start", {"tool_call_id": event.id, "tool_name": event.name,
+                                                         "tool_kind": self.tools.kind(event.name)})
+                elif isinstance(event, ToolCallDelta):
+                    self._emit("tool_call_input_delta", {"tool_call_id": event.id, "delta": event.delta})
+                elif isinstance(event, ToolCallEnd):
+                    self._emit("tool_call_input_end", {"tool_call_id": event.id})
+                elif isinstance(event, Source):
+                    self._emit("source", {"source_type": event.source_type, "id": event.id, "url": event.url,
+                                          "title": event.title})
+                elif isinstance(event, StreamWarning):
+                    self._emit("warnings", {"warnings": [event.message]})
+                elif isinstance(event, Retry):
+                    self._emit("retry", {"attempt": event.attempt, "error": event.error})
+                elif isinstance(event, Usage):
+                    usage = event
+                elif isinstance(event, Finish):
+                    finish = event
+        except LLMCallError as exc:
+            if started:
+                self._emit("message_end", {"content": "".join(text)})
+            if text:  # what the user already saw stays in the history
+                self._append({"role": "assistant", "content": "".join(text)}, partial=True)
+                turn.response = "".join(text)
+            self._emit("error", {"error": str(exc)})
+            raise _Stop("error", str(exc)) from None
+        assert finish is not None, "stream_completion ends with Finish"
+        message = dict(finish.message)
+        if finish.reason == "cancelled":
+            message.pop("tool_calls", None)  # incomplete calls are never run
+        content = message_text(message)
+        if started:
+            self._emit("message_end", {"content": content})
+        if content or message.get("tool_calls"):
+            self._append(message)
+        if content:
+            turn.response = content
+        self._emit("step_finish", {"step_number": step, "has_tool_calls": bool(message.get("tool_calls")),
+                                   "finish_reason": finish.reason, **usage.tokens()})
+        self._emit("llm_usage", {**usage.tokens(), "cost": usage.cost, "model": finish.model,
+                                 "provider": finish.provider, "request_id": finish.request_id,
+                                 "step_number": step, "finish_reason": finish.reason})
+        turn.stats.record_call(usage)
+        return message, finish.reason
+
+    def _tool_call(self, turn: _Turn, call: Mapping[str, Any]) -> None:
+        """One tool call through tool_call → execution → tool_result; the result is stored."""
+        fn = call.get("function") or {}
+        call_id, name = str(call.get("id", "")), str(fn.get("name", ""))
+        arguments = fn.get("arguments", "")
+        arguments = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        kind = self.tools.kind(name)
+        parsed, problem = _parse_args(arguments)
+        turn.stats.record_tool(name)
+
+        def ident() -> dict[str, Any]:
+            return {"tool_call_id": call_id, "tool_name": name, "tool_kind": kind}
+
+        out = self._emit("tool_call", {**ident(), "input": arguments, "parsed_args": parsed, "source": "llm"})
+        if out.stopped:
+            result = ToolResult(f"Error: {out.reason or 'blocked by extension'}", True,
+                                {"blocked": True, "blocked_by": out.stop.by if out.stop else ""})
+        else:
+            self._emit("tool_execution_start", ident())
+            started = time.monotonic()
+            if problem:
+                result = ToolResult(f"{name}: the arguments are not valid JSON ({problem}); send a JSON object",
+                                    True, {})
+            else:
+                result = self.tools.run(name, parsed, tool_call_id=call_id, on_output=self._output_sink(ident),
+                                        cancel=self._cancel)
+            self._emit("tool_execution_end", {**ident(), "is_error": result.is_error,
+                                              "duration_ms": int((time.monotonic() - started) * 1000)})
+        out = self._emit("tool_result", {**ident(), "input": arguments, "content": result.content,
+                                         "is_error": result.is_error,
+                                         "metadata": json.dumps(dict(result.metadata), default=str)})
+        if out.stopped:  # a handler failing closed (e.g. a redactor): the output must not reach the model
+            content, is_error = f"Error: the tool's output was withheld ({out.reason})", True
+        else:
+            content = str(out.payload.get("content", result.content))
+            is_error = bool(out.payload.get("is_error", result.is_error))
+        self._append({"role": "tool", "tool_call_id": call_id, "content": content}, is_error=is_error,
+                     tool_name=name)
+
+    def _output_sink(self, ident: Callable[[], dict[str, Any]]) -> Callable[[str, bool], None]:
+        def on_output(chunk: str, is_stderr: bool) -> None:
+            self._emit("tool_output", {**ident(), "chunk": chunk, "is_stderr": is_stderr})
+
+        return on_output
+
+    # ------------------------------------------------------------------ subagents
+
+    def _child_sink(self, sink: EventSink) -> EventSink:
+        """A child's provider calls are real spend: each ``llm_usage`` is re-emitted here (so budget
+        extensions see it, with the child's step numbers) and counted in this turn's ``agent_end``."""
+
+        def forward(event: str, data: dict[str, Any]) -> None:
+            if event == "llm_usage":
+                self._emit("llm_usage", dict(data))
+                turn = self._turn
+                if turn is not None:
+                    turn.stats.record_call(Usage(int(data["input_tokens"]), int(data["output_tokens"]),
+                                                 int(data["cache_read_tokens"]), int(data["cache_write_tokens"]),
+                                                 data["cost"]))
+            sink(event, data)
+
+        return forward
+
+    def run_child(self, task: str, sink: EventSink, cancel: threading.Event | None, tool_call_id: str) -> TurnResult:
+        """One subagent turn (see :mod:`host.agent.subagent`): child loop, own session, no extensions."""
+        parent = self.tree
+        tree = SessionTree.create(_child_session_path(parent.path, tool_call_id),
+                                  cwd=parent.header.get("cwd") or None, parent_session=parent.path)
+        try:
+            model = self.model
+            tree.append_model_change(model, "", "config")
+            config = replace(self.config, system_prompt=self.config.subagent_system_prompt,
+                             max_steps=self.config.subagent_max_steps, subagents=False, auto_compact=False,
+                             emit_windows=False, max_followup_turns=0)
+            child = AgentLoop(model=model, tree=tree, tools=ToolRegistry(self.tools.cwd),
+                              emitter=Emitter(None, self._child_sink(sink)), config=config,
+                              cancel_event=cancel or self._cancel)
+            return child.run_turn(task, source="extension")
+        finally:
+            tree.close()

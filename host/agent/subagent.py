@@ -1,0 +1,139 @@
+"""The built-in ``subagent`` tool: a child agent for one task, observed through ``subagent_*`` events.
+
+Contract (kit's ``SpawnSubagent`` as a tool, ``internal/extensions/subagent.go``):
+
+* The child is a full :class:`~host.agent.loop.AgentLoop` with the parent's
+  current model, the built-in tools only (no extension tools, no ``subagent``:
+  depth is one), **no extensions** (its events go nowhere but to the parent),
+  its own session file beside the parent's
+  (``<parent>.subagents/<tool_call_id>.jsonl``, ``parent_session`` set), and
+  the parent's cancel flag (Ctrl-C stops both).
+* In the parent, inside the ``subagent`` tool's execution
+  (after ``tool_execution_start``, before ``tool_execution_end``):
+  ``subagent_start`` → one ``subagent_chunk`` per child event worth showing
+  (:data:`CHUNK_TYPES`: text fragments, reasoning, tool calls, executions and
+  results, turn start/end) → ``subagent_end`` (``error`` is '' on success).
+* The child's provider calls are real spend: each of its ``llm_usage`` events
+  is also emitted in the parent (the child's step numbers) and counted in the
+  parent turn's ``agent_end`` (calls, tokens, cost).
+* The tool result for the parent's model is the child's final answer; a child
+  turn that ends in error or cancelled is an error result saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from .emitter import Emitter, EventSink
+from .tools.base import ToolContext, ToolKind, ToolResult
+
+if TYPE_CHECKING:
+    from .loop import TurnResult
+
+__all__ = ["CHUNK_TYPES", "SubagentParent", "SubagentTool", "chunk_for"]
+
+log = logging.getLogger("kithost.agent")
+
+#: Child event → ``subagent_chunk.chunk_type``.
+CHUNK_TYPES: Final[Mapping[str, str]] = {
+    "message_update": "text",
+    "reasoning_start": "reasoning",
+    "tool_call": "tool_call",
+    "tool_execution_start": "tool_execution_start",
+    "tool_execution_end": "tool_execution_end",
+    "tool_result": "tool_result",
+    "agent_start": "turn_start",
+    "agent_end": "turn_end",
+}
+
+
+class SubagentParent(Protocol):
+    """What the tool needs from the parent loop."""
+
+    @property
+    def emitter(self) -> Emitter:
+        """The parent's emitter (``subagent_*`` events go there)."""
+
+    def run_child(self, task: str, sink: EventSink, cancel: threading.Event | None, tool_call_id: str) -> TurnResult:
+        """Run one child turn for ``task``, its events going to ``sink``."""
+
+
+def chunk_for(tool_call_id: str, task: str, event: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``subagent_chunk`` payload for child event ``event``, or ``None`` if it is not shown."""
+    chunk_type = CHUNK_TYPES.get(event)
+    if chunk_type is None:
+        return None
+    content = ""
+    if event == "message_update":
+        content = str(data.get("chunk", ""))
+    elif event == "agent_start":
+        content = str(data.get("prompt", ""))
+    elif event == "agent_end":
+        content = str(data.get("response", ""))
+    return {
+        "tool_call_id": tool_call_id,
+        "task": task,
+        "chunk_type": chunk_type,
+        "content": content,
+        "tool_name": str(data.get("tool_name", "")),
+        "tool_args": str(data.get("input", "")) if event == "tool_call" else "",
+        "tool_result": str(data.get("content", "")) if event == "tool_result" else "",
+        "is_error": bool(data.get("is_error", False)),
+    }
+
+
+class SubagentTool:
+    """``subagent(task)``: run a child agent and return its answer."""
+
+    name: Final = "subagent"
+    kind: Final[ToolKind] = "agent"
+    description: Final = (
+        "Delegate one self-contained task to a subagent with the same model and the built-in tools "
+        "(read, write, edit, bash, ls, glob, grep). It starts with no knowledge of this conversation: "
+        "put everything it needs in `task`. Returns its final answer."
+    )
+    parameters: Final[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"task": {"type": "string", "description": "The task, with all the context it needs."}},
+        "required": ["task"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, parent: SubagentParent) -> None:
+        self._parent = parent
+
+    def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        """Run the child (contract in the module doc)."""
+        task = str(args["task"])
+        call_id = ctx.tool_call_id
+        emitter = self._parent.emitter
+        emitter.emit("subagent_start", {"tool_call_id": call_id, "task": task})
+
+        def forward(event: str, data: dict[str, Any]) -> None:
+            chunk = chunk_for(call_id, task, event, data)
+            if chunk is not None:
+                emitter.emit("subagent_chunk", chunk)
+
+        response, error = "", ""
+        meta: dict[str, Any] = {}
+        try:
+            result = self._parent.run_child(task, forward, ctx.cancel, call_id)
+        except Exception as exc:  # a broken child must not take the parent's turn down
+            log.exception("subagent %s failed", call_id)
+            error = f"the subagent could not run: {type(exc).__name__}: {exc}"
+        else:
+            response = result.response
+            meta = {"stop_reason": result.stop_reason, "llm_call_count": result.llm_call_count,
+                    "tool_call_count": result.tool_call_count, "cost": result.cost}
+            if result.stop_reason == "error":
+                error = result.error or "the subagent's turn failed"
+            elif result.stop_reason != "completed":
+                error = f"the subagent's turn ended: {result.stop_reason}"
+        emitter.emit("subagent_end", {"tool_call_id": call_id, "task": task, "response": response, "error": error})
+        if error:
+            partial = f"\n(partial answer: {response})" if response else ""
+            return ToolResult(f"Error: {error}{partial}", True, meta)
+        return ToolResult(response or "(the subagent gave no answer)", False, meta)
