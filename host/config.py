@@ -115,6 +115,8 @@ class Supervision:
     #: Heartbeat period, and how long without an answer makes a process "hung".
     heartbeat_ms: int = 1_000
     hang_ms: int = 5_000
+    #: A handler still running after this long (heartbeats fine) is "stuck": killed and restarted.
+    stuck_ms: int = 60_000
     #: How often RSS/CPU/threads/fds/children are sampled.
     watch_ms: int = 1_000
     #: Limits over the extension's whole process tree (``0`` = no limit).
@@ -214,6 +216,7 @@ class _SupervisionFile(BaseModel):
     no_retry_exit_codes: tuple[int, ...] = _S.no_retry_exit_codes
     heartbeat_ms: int = Field(default=_S.heartbeat_ms, gt=0)
     hang_ms: int = Field(default=_S.hang_ms, gt=0)
+    stuck_ms: int = Field(default=_S.stuck_ms, ge=0)
     watch_ms: int = Field(default=_S.watch_ms, gt=0)
     memory_mb: int = Field(default=_S.memory_mb, ge=0)
     cpu_seconds: float = Field(default=_S.cpu_seconds, ge=0)

@@ -282,8 +282,7 @@ class AgentSession:
         self.emitter.emit("session_shutdown", {"reason": reason})
         self.host.flush(self.loop.config.shutdown_flush_s)
         old = self.loop.replace_tree(tree)
-        self.host.state.path = tree.state_path
-        self.host.state.reload()
+        self.host.state.retarget(tree.state_path)  # atomic for writers on the notify thread
         old.close()
         if tree.current_model() is None:
             tree.append_model_change(self.loop.model, "", "config")

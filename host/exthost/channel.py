@@ -115,14 +115,20 @@ class Channel:
         return sock
 
     def close(self) -> None:
-        """Close every socket (idempotent)."""
+        """Close every socket (idempotent).
+
+        Order matters: the monitor is disabled *before* its socket closes. The other
+        way round, libzmq's I/O thread can block forever delivering a disconnect
+        event to the closed monitor while holding the lock ``disable_monitor`` needs
+        (pyzmq#1020, libzmq#3575) — and pyzmq holds the GIL there, freezing the host.
+        """
+        if not self.events.closed:
+            try:
+                self.events.disable_monitor()
+            except zmq.ZMQError:
+                pass
         for sock in (self.monitor, self.events, self.calls, self.control):
             if not sock.closed:
-                if sock is self.events:
-                    try:
-                        sock.disable_monitor()
-                    except zmq.ZMQError:
-                        pass
                 sock.close(linger=0)
 
     # ------------------------------------------------------------------ handshake

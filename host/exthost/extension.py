@@ -166,6 +166,8 @@ class RunningExtension:
         self._consecutive_ok = 0
         self._restart_thread: threading.Thread | None = None
         self._kill_reason: str | None = None
+        self._stopping = False
+        self._last_slow = ""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -282,6 +284,8 @@ class RunningExtension:
 
     def stop(self, reason: str = "host shutting down") -> ShutdownRung:
         """Shutdown ladder; the extension ends ``stopped``."""
+        with self._state_lock:
+            self._stopping = True  # from now on an exit is expected: no crash handling, no restart
         rung = ShutdownRung.ALREADY_EXITED
         if self.process is not None:
             channel = self.channel
@@ -350,6 +354,9 @@ class RunningExtension:
             else:
                 extra, kind, fields = 0.0, "event", item
             left = timeout_s - (time.monotonic() - start)
+            if left <= 0 and not extra:
+                raise HandlerFailure("busy", f"{self.name} stayed busy with earlier events for the whole "
+                                             f"{timeout_s * 1000:.0f} ms deadline")
             try:
                 reply = self.channel.request(kind, fields, max(left, 0.0) + extra, self._on_call)
             except ChannelFailure as exc:
@@ -392,14 +399,14 @@ class RunningExtension:
                 return  # still running: it dropped the connection (oversized frame), not a crash
             self.process_gone()
         elif exc.kind == "timeout":
-            self.note_slow()
+            self.note_slow(exc.detail)
 
     # ------------------------------------------------------------------ supervision
 
     def process_gone(self, cause: str | None = None) -> None:
         """The process ended (or was killed for ``cause``): decide restart or death (once per process)."""
         with self._state_lock:
-            if self.state not in (ExtState.READY, ExtState.DEGRADED) or self.process is None:
+            if self._stopping or self.state not in (ExtState.READY, ExtState.DEGRADED) or self.process is None:
                 return
             proc = self.process
             if proc.alive():
@@ -428,9 +435,12 @@ class RunningExtension:
             self.process.kill()
         self.process_gone(reason)
 
-    def note_slow(self) -> None:
+    def note_slow(self, detail: str = "") -> None:
         """A handler ran past its deadline: count it; often enough → ``degraded`` and a warning."""
         now = time.monotonic()
+        busy = self.last_pong_info
+        what = f"{busy[1]} handler" if busy[0] and busy[1] else "a handler"
+        self._last_slow = f"{what} ({detail})" if detail else what
         self._consecutive_ok = 0
         self._slow.append(now)
         while self._slow and now - self._slow[0] > 60:
@@ -440,10 +450,8 @@ class RunningExtension:
             self._set_state(ExtState.DEGRADED, f"slow: {len(self._slow)} handler timeouts in the last minute")
         if len(self._slow) >= limit and now - self._slow_warned_at > 60:
             self._slow_warned_at = now
-            worst = sorted(self.stats.by_handler.items(), key=lambda kv: -kv[1][2])[:1]
-            detail = f"; slowest handler {worst[0][0]} max {worst[0][1][2] / 1000:.0f} ms" if worst else ""
-            log.warning("extension %s is slow: %d handler timeout(s) in the last minute%s", self.name,
-                        len(self._slow), detail)
+            log.warning("extension %s is slow: %d handler timeout(s) in the last minute; last: %s", self.name,
+                        len(self._slow), self._last_slow)
 
     def note_ok(self) -> None:
         """A handler answered in time; enough of these bring a degraded extension back to ready."""
@@ -455,6 +463,8 @@ class RunningExtension:
     def supervise(self, now: float) -> None:
         """One supervision step (supervisor thread only): exit, heartbeat, resources, due restart."""
         state = self.state
+        if self._stopping:
+            return
         if state is ExtState.RESTARTING:
             if self.next_restart_at is not None and now >= self.next_restart_at and self._restart_thread is None:
                 self._respawn()
@@ -471,6 +481,11 @@ class RunningExtension:
             self.last_pong_info = (bool(pong["busy"]), pong.get("current"), int(pong["busy_ms"]))  # type: ignore[arg-type]
         if now - self._last_pong > cfg.hang_ms / 1000:
             self.kill(f"hung: no heartbeat for {(now - self._last_pong):.1f} s")
+            return
+        busy, current, busy_ms = self.last_pong_info
+        if busy and cfg.stuck_ms and busy_ms > cfg.stuck_ms:
+            # Alive but one handler has run far past any deadline: every later event would time out.
+            self.kill(f"stuck: {current} handler running for {busy_ms / 1000:.0f} s")
             return
         if now >= self._next_ping:
             self._next_ping = now + cfg.heartbeat_ms / 1000
@@ -529,6 +544,7 @@ class RunningExtension:
     def restart_now(self, reason: str = "restarted by the operator") -> None:
         """Operator restart: stop the process if running, forget the crash history, respawn next tick."""
         with self._state_lock:
+            self._stopping = False
             if self.process is not None and self.process.alive():
                 self.process.kill()
                 self.last_exit = describe_exit(self.process.returncode)
@@ -612,7 +628,7 @@ class RunningExtension:
             self.channel.in_flight = None
         self._count_notify_failure(len(self._in_batch), "timeout")
         self._in_batch = []
-        self.note_slow()
+        self.note_slow("notify batch timed out")
 
     def _count_notify_results(self, results: list[dict[str, Any]]) -> None:
         ok = 0

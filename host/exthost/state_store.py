@@ -86,6 +86,14 @@ class StateStore:
         with self._lock:
             self._data = data
 
+    def retarget(self, path: Path | None) -> None:
+        """Switch to another sidecar (a session switch): load it, then serve it — atomically
+        with respect to writers. On a malformed file the store keeps its old file and contents."""
+        data = StateStore(path)._data if path is not None else {}
+        with self._lock:
+            self.path = path
+            self._data = data
+
     def get(self, extension: str, key: str) -> Any:
         """The value or ``None``."""
         with self._lock:

@@ -11,7 +11,10 @@ each extension:
   looks dead. No ``pong`` for ``hang_ms`` → the process is **hung**: it is
   killed and handled as a crash with reason ``hung: no heartbeat for N s``.
   A handler past its deadline is only **slow** (the event moved on; the
-  extension is ``degraded`` and named in a rate-limited warning);
+  extension is ``degraded`` and named in a rate-limited warning) — until it
+  has run for ``stuck_ms`` (60 s, as the pong reports): then it is **stuck**,
+  since every later event to it would time out, and it is killed and
+  restarted with reason ``stuck: <event> handler running for N s``;
 * **resources** — every ``watch_ms``, RSS, CPU time, threads, fds and
   children of the whole process tree (psutil); a limit crossed → killed with
   the reason (``killed: memory limit 512 MiB (rss 530 MiB)``);

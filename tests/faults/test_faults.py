@@ -32,7 +32,7 @@ FAST = Supervision(backoff_initial_ms=50, backoff_max_ms=400, heartbeat_ms=100, 
 
 def faulty(tmp_path: Path, fault: str) -> Path:
     directory = tmp_path / f"faulty-{fault}"
-    directory.mkdir()
+    directory.mkdir(parents=True)
     (directory / "faulty.py").write_text(FAULTY.read_text())
     (directory / "extension.toml").write_text(textwrap.dedent(f"""\
         name = "faulty"
@@ -201,3 +201,20 @@ def test_extensions_die_with_the_host_even_on_kill_9(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_handler_stuck_far_past_its_deadline_is_killed_and_restarted(new_host: Callable[..., ExtensionHost],
+                                                                     tmp_path: Path) -> None:
+    host, ext = start(new_host, tmp_path, "hang_sleep", supervision=replace(FAST, stuck_ms=1500))
+    assert host.emit("tool_call", tool_call("ls", call_id="fault")).failures[0].kind == "timeout"
+    assert wait_for(lambda: ext.restarts == 1 and ext.state.value == "ready")
+    assert any(t.reason.startswith("stuck: tool_call handler running for") for t in ext.transitions)
+    assert not host.emit("tool_call", tool_call("ls", call_id="after")).stopped
+
+
+def test_unload_is_never_mistaken_for_a_crash(new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
+    for _ in range(5):
+        host, ext = start(new_host, tmp_path / str(time.monotonic_ns()), "none")
+        host.unload("faulty")
+        assert [t.new for t in ext.transitions] == ["starting", "ready", "stopped"]
+        assert ext.last_shutdown is not None and ext.last_shutdown.value == "shutdown request"
