@@ -27,7 +27,10 @@ a failure policy.
 
 _EPILOG = """\
 examples:
-  kithost demo                           run the bundled demo (offline)
+  kithost demo                           a real agent session with the bundled extensions (offline)
+  kithost run --script s.json -e extensions "fix the tests"
+                                         one turn on the offline scripted provider
+  kithost chat --model openai/gpt-4o     interactive (needs OPENAI_API_KEY)
   kithost ext list -e extensions         list extensions and what they subscribe to
   kithost ext check extensions/permission_gate
                                          start one extension, show its handshake, stop it
@@ -44,6 +47,34 @@ def _build_parser() -> argparse.ArgumentParser:
                         help=f"operator config (TOML; default {default_config_path()})")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def agent_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", metavar="MODEL",
+                       help="litellm model, e.g. openai/gpt-4o (needs its API key) or scripted/NAME with --script; "
+                            "default: the resumed session's model, or scripted/<script name> with --script")
+        p.add_argument("--script", type=Path, metavar="FILE",
+                       help="script file for the offline 'scripted' provider (see docs/scripted-provider.md)")
+        p.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
+                       help="load this extension too (directory, manifest, or directory of extensions; repeatable)")
+        p.add_argument("--session", type=Path, metavar="FILE",
+                       help="session file (JSONL) to create or resume; default: a temporary session")
+        p.add_argument("--cwd", type=Path, metavar="DIR", help="working directory of the tools (default: .)")
+        p.add_argument("--no-discover", action="store_true",
+                       help="load only -e extensions, not ~/.config/kithost/extensions or ./.kithost/extensions")
+
+    run = sub.add_parser("run", help="run one agent turn",
+                         description="Run one agent turn on PROMPT with the extensions loaded, streaming the "
+                                     "answer and tool activity. Exit status: 0 done, 1 the turn ended in an error, "
+                                     "130 cancelled (Ctrl-C).")
+    agent_options(run)
+    run.add_argument("--json", action="store_true",
+                     help="one JSON object per event on stdout ({\"type\": <event>, ...}), then {\"type\": \"result\"}")
+    run.add_argument("prompt", help="the user prompt")
+    chat = sub.add_parser("chat", help="interactive agent session",
+                          description="Interactive session: type prompts; /help lists the slash commands "
+                                      "(/model /fork /new /compact /ext /session /exit and extension commands). "
+                                      "Ctrl-C cancels the running turn, not the program; end of input quits.")
+    agent_options(chat)
 
     ext = sub.add_parser("ext", help="inspect extensions", description="Inspect extensions.")
     ext_sub = ext.add_subparsers(dest="ext_command", metavar="SUBCOMMAND", required=True)
@@ -88,9 +119,11 @@ def _build_parser() -> argparse.ArgumentParser:
     group.add_argument("--write", type=Path, metavar="FILE", help="write it to FILE")
     group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the generated schema")
 
-    demo = sub.add_parser("demo", help="run the bundled demo (offline, about 10 seconds)",
-                          description="Run the bundled extensions, plus one misbehaving extension, through "
-                                      "a scripted sequence of agent events, and show what each one did.")
+    demo = sub.add_parser("demo", help="a real agent session with the bundled extensions (offline, ~10 s)",
+                          description="Run a scripted agent session (offline provider) with the bundled "
+                                      "extensions plus one misbehaving extension: a dangerous command is "
+                                      "blocked, a secret redacted, usage reported, the broken extension "
+                                      "contained; then show what each extension did.")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     return parser
 
@@ -190,6 +223,26 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    model = args.model
+    if model is None and args.script is not None and args.session is None:
+        model = f"scripted/{args.script.stem}"
+    return {"model": model, "script": args.script, "extensions": tuple(args.extension), "session": args.session,
+            "cwd": args.cwd, "config": _config(args), "discover": not args.no_discover}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .agent.commands import RunArgs, run_command
+
+    return run_command(RunArgs(prompt=args.prompt, json=args.json, **_agent_kwargs(args)))
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .agent.commands import ChatArgs, chat_command
+
+    return chat_command(ChatArgs(**_agent_kwargs(args)))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -208,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"schema": _schema, "demo": _demo}
+    handlers = {"schema": _schema, "demo": _demo, "run": _run, "chat": _chat}
     try:
         if args.command == "ext":
             commands = {"list": _ext_list, "check": _ext_check, "status": _ext_status, "logs": _ext_logs,

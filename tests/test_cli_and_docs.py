@@ -89,3 +89,17 @@ def test_readme_fakehost_example_runs() -> None:
     code = next(b for b in _python_blocks("## Writing an extension") if "FakeHost" in b)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+
+
+def test_make_demo_runs_a_real_agent_session_offline() -> None:
+    """What `make demo` shows: blocked command, redacted secret, usage report, a contained broken extension."""
+    out = run_cli("demo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "the model sees: Error: permission-gate blocked this command" in text
+    assert "OPENAI_API_KEY=[REDACTED api key]" in text and "sk-proj-" not in text
+    assert "[usage-budget] turn: 5 model call(s), 4 tool call(s)" in text
+    assert "misbehaving: tool_call handler failed (timeout" in text
+    assert "the extension died during the handler (exited with status 1)" in text
+    assert "the supervisor restarted misbehaving 1 time(s); it is ready again" in text
+    assert "demo finished" in text

@@ -73,6 +73,13 @@ def test_secret_redactor_chains_on_tool_result(new_host: Callable[..., Extension
     assert "[REDACTED github token]" in content and "plain text" in content and out.failures == ()
 
 
+def test_secret_redactor_redacts_a_key_assignment_once() -> None:
+    host = FakeHost.load(EXTENSIONS / "secret_redactor" / "secret_redactor.py")
+    out = host.emit("tool_result", FakeHost.tool_result("bash", "OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t\n"))
+    assert out.payload["content"] == "OPENAI_API_KEY=[REDACTED api key]\n"
+    assert host.printed == [("info", "redacted 1 secret(s) from bash output")]
+
+
 def test_usage_budget_counts_reports_and_warns(new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
     from host.exthost.services import LocalServices
 

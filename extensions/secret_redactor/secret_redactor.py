@@ -25,7 +25,7 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 #: KEY=value / KEY: value where the key name says it is secret.
 ASSIGNMENT = re.compile(
     r"(?im)^(\s*(?:export\s+)?[A-Z0-9_]*(?:SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY)[A-Z0-9_]*\s*[:=]\s*)"
-    r"(['\"]?)([^\s'\"]{4,})\2"
+    r"(['\"]?)(?!\[REDACTED)([^\s'\"]{4,})\2"  # a value already redacted above is left alone
 )
 
 

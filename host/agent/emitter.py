@@ -3,13 +3,16 @@
 Contract of :meth:`Emitter.emit`:
 
 1. The application's sink (``on_event(type, data)``, e.g. ``kithost run
-   --json``) is called first, with kit's event name and the payload, under a
-   lock (calls may come from the agent's thread and, for ``model_change`` set
-   by an extension, from the notify delivery thread). A sink that raises is
-   logged and ignored: the application's printer cannot kill a turn either.
-2. Then the extension host dispatches it (:meth:`ExtensionHost.emit`), which
-   never raises for anything an extension did. Without a host (a subagent's
-   child loop) the payload comes back unchanged.
+   --json``) gets kit's event name and the payload, under a lock (calls may
+   come from the agent's thread and, for ``model_change`` set by an
+   extension, from the notify delivery thread). For notify events it is
+   called before dispatch; for gate and chain events *after* it, with the
+   payload as the extensions left it — what the agent acts on (the redacted
+   tool result, the transformed prompt), so a printer never shows what the
+   model was protected from. A sink that raises is logged and ignored.
+2. The extension host dispatches the event (:meth:`ExtensionHost.emit`),
+   which never raises for anything an extension did. Without a host (a
+   subagent's child loop) the payload comes back unchanged.
 3. Every handler failure of the :class:`Outcome` is logged with the event and
    kept (:meth:`take_failures`) so the session can report it with the turn.
    What a fail-closed stop means is decided by the caller (the loop), event by
@@ -30,6 +33,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from ext_sdk.events import spec_for
 
 from ..exthost.host import ExtensionHost
 from ..exthost.outcome import Outcome
@@ -85,15 +90,13 @@ class Emitter:
 
     def emit(self, event: str, payload: dict[str, Any]) -> Outcome:
         """Fire ``event`` (rules in the module doc)."""
-        if self._sink is not None:
-            with self._sink_lock:
-                try:
-                    self._sink(event, payload)
-                except Exception:  # the application's sink must not end the turn
-                    log.exception("event sink failed on %s", event)
-        if self.host is None:
-            return Outcome(event, payload)
-        outcome = self.host.emit(event, payload)
+        spec = spec_for(event)
+        after = spec is not None and spec.mode != "notify"
+        if not after:
+            self._to_sink(event, payload)
+        outcome = Outcome(event, payload) if self.host is None else self.host.emit(event, payload)
+        if after:  # gate/chain: the application sees what the agent acts on (e.g. a redacted tool result)
+            self._to_sink(event, outcome.payload)
         if outcome.failures:
             records = [FailureRecord(event, f.handler, f.kind, f.detail, f.policy) for f in outcome.failures]
             for record in records:
@@ -101,6 +104,15 @@ class Emitter:
             with self._failures_lock:
                 self._failures.extend(records)
         return outcome
+
+    def _to_sink(self, event: str, payload: dict[str, Any]) -> None:
+        if self._sink is None:
+            return
+        with self._sink_lock:
+            try:
+                self._sink(event, payload)
+            except Exception:  # the application's sink must not end the turn
+                log.exception("event sink failed on %s", event)
 
     def take_failures(self) -> list[FailureRecord]:
         """The failures recorded since the last call, oldest first."""

@@ -168,6 +168,7 @@ class RunningExtension:
         self._kill_reason: str | None = None
         self._stopping = False
         self._last_slow = ""
+        self._ping_outstanding = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -364,7 +365,10 @@ class RunningExtension:
                 if pending:
                     self._count_notify_failure(len(pending), kind)
                 self._after_failure(exc)
-                raise HandlerFailure(kind, exc.detail) from None
+                detail = exc.detail
+                if kind == "disconnected" and self.process is not None and not self.process.alive():
+                    detail = f"the extension died during the handler ({self.last_exit})"
+                raise HandlerFailure(kind, detail) from None
             results = reply["results"]
             if len(results) != len(pending) + 1:
                 raise HandlerFailure("bad_frame", f"reply has {len(results)} results for {len(pending) + 1} events")
@@ -475,8 +479,11 @@ class RunningExtension:
             self.process_gone()
             return
         cfg = self.config.supervision
-        pong = self.channel.poll_pong()
+        # Only look for a pong while one is outstanding: every socket call releases the GIL, and under a
+        # busy main thread each re-acquire can cost a switch interval (the tick must stay cheap).
+        pong = self.channel.poll_pong() if self._ping_outstanding else None
         if pong is not None:
+            self._ping_outstanding = False
             self._last_pong = now
             self.last_pong_info = (bool(pong["busy"]), pong.get("current"), int(pong["busy_ms"]))  # type: ignore[arg-type]
         if now - self._last_pong > cfg.hang_ms / 1000:
@@ -490,6 +497,7 @@ class RunningExtension:
         if now >= self._next_ping:
             self._next_ping = now + cfg.heartbeat_ms / 1000
             self.channel.send_ping()
+            self._ping_outstanding = True
         if now >= self._next_watch:
             self._next_watch = now + cfg.watch_ms / 1000
             try:

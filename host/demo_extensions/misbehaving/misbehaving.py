@@ -1,4 +1,4 @@
-"""A deliberately broken extension for the demo: it hangs, then it crashes."""
+"""A deliberately broken extension for the demo: it hangs once, then it crashes once."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ ext = Extension("misbehaving", permissions=["conversation"])
 
 @ext.on("tool_call", priority=5, deadline_ms=300, policy="open")
 def hang(event, ctx):  # type: ignore[no-untyped-def]
-    time.sleep(0.6)  # twice its 300 ms deadline
+    if not ctx.get_state("hung"):
+        ctx.set_state("hung", True)  # state lives in the host: it survives the crash below
+        time.sleep(0.6)  # twice its 300 ms deadline
 
 
 @ext.on("tool_result", priority=5, deadline_ms=2000)
 def crash(event, ctx):  # type: ignore[no-untyped-def]
-    os._exit(1)
+    if not ctx.get_state("crashed"):
+        ctx.set_state("crashed", True)
+        os._exit(1)
