@@ -103,3 +103,20 @@ def test_make_demo_runs_a_real_agent_session_offline() -> None:
     assert "the extension died during the handler (exited with status 1)" in text
     assert "the supervisor restarted misbehaving 1 time(s); it is ready again" in text
     assert "demo finished" in text
+
+
+def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path) -> None:
+    (tmp_path / "build").mkdir()
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z\n")
+    script = ROOT / "host" / "demo_data" / "demo_script.json"
+    out = subprocess.run([sys.executable, "-m", "host", "run", "--script", str(script), "-e", str(EXTENSIONS),
+                          "--no-discover", "--json", "clean up"], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    types = [e["type"] for e in events]
+    assert types[-1] == "result" and "agent_end" in types and types.count("tool_call") == 4
+    blocked = [e for e in events if e["type"] == "tool_result" and "blocked" in e["content"]]
+    assert len(blocked) == 1 and blocked[0]["is_error"]
+    assert "sk-proj-" not in "".join(e.get("content", "") for e in events if e["type"] == "tool_result")
+    assert not (tmp_path / "build").exists() and (tmp_path / ".env").exists()

@@ -149,7 +149,7 @@ class AgentSession:
             start_model = tree.current_model() or chosen
             services = AgentServices(on_print, str(cwd))
             host = ExtensionHost(replace(config or HostConfig(), state_path=tree.state_path), services)
-            report = host.load_discovered(extensions) if discover else host.load_many(extensions)
+            report = host.load_discovered(extensions, search=discover)
             if report.failed:
                 raise report.failed[0][1]
             tools = ToolRegistry(cwd)

@@ -232,6 +232,8 @@ class RunningExtension:
                                               "deadlines_ms": deadlines})
         now = time.monotonic()
         self._last_pong = now
+        self.last_pong_info = (False, None, 0)  # the previous process's last pong says nothing about this one
+        self._ping_outstanding = False
         self._next_ping = now + self.config.supervision.heartbeat_ms / 1000
         self._next_watch = now
         self._consecutive_ok = 0

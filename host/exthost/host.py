@@ -175,9 +175,10 @@ class ExtensionHost:
             report.loaded.append(ext)
         return report
 
-    def load_discovered(self, explicit: Sequence[str | Path] = ()) -> LoadReport:
-        """Load every extension from the search directories, then ``explicit`` paths."""
-        found = discover(self.config.search_dirs, [Path(p) for p in explicit])
+    def load_discovered(self, explicit: Sequence[str | Path] = (), *, search: bool = True) -> LoadReport:
+        """Load every extension from the search directories (unless ``search`` is false), then ``explicit``
+        paths — each a directory with an ``extension.toml``, the manifest, or a directory of extensions."""
+        found = discover(self.config.search_dirs if search else (), [Path(p) for p in explicit])
         report = self.load_many(found.manifests)
         report.failed[:0] = [(str(path), ManifestError(message)) for path, message in found.problems]
         return report

@@ -207,7 +207,7 @@ def test_handler_stuck_far_past_its_deadline_is_killed_and_restarted(new_host: C
                                                                      tmp_path: Path) -> None:
     host, ext = start(new_host, tmp_path, "hang_sleep", supervision=replace(FAST, stuck_ms=1500))
     assert host.emit("tool_call", tool_call("ls", call_id="fault")).failures[0].kind == "timeout"
-    assert wait_for(lambda: ext.restarts == 1 and ext.state.value == "ready")
+    assert wait_for(lambda: ext.restarts == 1 and ext.state.value == "ready"), (ext.transitions, ext.last_pong_info)
     assert any(t.reason.startswith("stuck: tool_call handler running for") for t in ext.transitions)
     assert not host.emit("tool_call", tool_call("ls", call_id="after")).stopped
 
