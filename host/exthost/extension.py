@@ -145,6 +145,8 @@ class RunningExtension:
         self.wake_delivery: Callable[[], None] = lambda: None
         #: Called after a restart reached ``ready`` (set by the host to re-route the handlers).
         self.on_ready: Callable[[RunningExtension], None] = lambda ext: None
+        #: Called when the process exits (set by the host to wake its supervisor).
+        self.wake_supervisor: Callable[[], None] = lambda: None
         # ---- supervision (see supervisor.py); guarded by _state_lock
         self._state_lock = threading.RLock()
         mode = config.restart.get(manifest.name, manifest.restart)
@@ -205,6 +207,11 @@ class RunningExtension:
             self._set_state(ExtState.DEAD, f"could not start: {exc}")
             raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
         self._kill_reason = None
+        proc = self.process
+        # An exit wakes the supervisor at once (no waiting for its next tick): kill → ready stays close to a
+        # cold start. Popen.wait in another thread is safe: Popen serialises its waits.
+        threading.Thread(target=lambda: (proc.popen.wait(), self.wake_supervisor()),
+                         name=f"kithost-exitwatch-{proc.pid}", daemon=True).start()
         self._set_state(ExtState.STARTING, f"spawned pid {self.process.pid}")
 
     def finish_start(self) -> None:
@@ -427,7 +434,15 @@ class RunningExtension:
             state = {"restarting": ExtState.RESTARTING, "dead": ExtState.DEAD, "stopped": ExtState.STOPPED}
             self.next_restart_at = time.monotonic() + decision.delay_s if decision.state == "restarting" else None
             self._set_state(state[decision.state], decision.reason)
+        if decision.state == "restarting":
+            self._wake_at(decision.delay_s)
         self._discard_queue(decision.state)
+
+    def _wake_at(self, delay_s: float) -> None:
+        """Wake the supervisor when the restart is due (not at its next tick after that)."""
+        timer = threading.Timer(delay_s, self.wake_supervisor)
+        timer.daemon = True
+        timer.start()
 
     def _discard_queue(self, state: str) -> None:
         pending, _ = self._take_pending()
@@ -472,13 +487,14 @@ class RunningExtension:
         if self._stopping:
             return
         if state is ExtState.RESTARTING:
-            if self.next_restart_at is not None and now >= self.next_restart_at and self._restart_thread is None:
+            due = self.next_restart_at is not None and time.monotonic() >= self.next_restart_at
+            if due and self._restart_thread is None:
                 self._respawn()
             return
         if state not in (ExtState.READY, ExtState.DEGRADED) or self.process is None or self.channel is None:
             return
         if not self.process.alive():
-            self.process_gone()
+            self.process_gone()  # a restart is then woken by its timer when its backoff is over
             return
         cfg = self.config.supervision
         # Only look for a pong while one is outstanding: every socket call releases the GIL, and under a
@@ -550,6 +566,8 @@ class RunningExtension:
             self.next_restart_at = time.monotonic() + decision.delay_s if decision.state == "restarting" else None
             self._set_state(ExtState.RESTARTING if decision.state == "restarting" else ExtState.DEAD,
                             decision.reason)
+        if decision.state == "restarting":
+            self._wake_at(decision.delay_s)
 
     def restart_now(self, reason: str = "restarted by the operator") -> None:
         """Operator restart: stop the process if running, forget the crash history, respawn next tick."""
@@ -561,6 +579,7 @@ class RunningExtension:
             self.restart_policy.reset()
             self.next_restart_at = time.monotonic()
             self._set_state(ExtState.RESTARTING, reason)
+        self.wake_supervisor()
 
     # ------------------------------------------------------------------ notify queue
 

@@ -159,6 +159,7 @@ class ExtensionHost:
                                        self._zctx, self._runtime)
                 ext.wake_delivery = self._pump.wake
                 ext.on_ready = self._dispatch.replace_extension
+                ext.wake_supervisor = self._wake_supervisor
                 self._extensions[manifest.name] = ext
             try:
                 ext.spawn()
@@ -268,6 +269,9 @@ class ExtensionHost:
     def restart(self, name: str) -> None:
         """Operator restart of ``name`` (also brings a ``dead`` extension back); asynchronous."""
         self.extension(name).restart_now()
+
+    def _wake_supervisor(self) -> None:
+        self._supervisor.wake()
 
     def _supervise(self) -> None:
         now = time.monotonic()

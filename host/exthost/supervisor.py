@@ -180,13 +180,23 @@ class Supervisor(threading.Thread):
         self._tick = tick
         self._tick_s = tick_s
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Tick now (a process exited: no need to wait for the next tick)."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         self.join(timeout=10)
 
     def run(self) -> None:
-        while not self._stopping.wait(self._tick_s):
+        while not self._stopping.is_set():
+            self._wake.wait(self._tick_s)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
             try:
                 self._tick()
             except Exception:
