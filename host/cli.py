@@ -135,12 +135,16 @@ def _config(args: argparse.Namespace) -> HostConfig:
 def _ext_list(args: argparse.Namespace) -> int:
     from .exthost.discovery import discover
 
+    from .status_view import running_states
+
     found = discover(_config(args).search_dirs, args.extension)
+    running = running_states()
     if args.json:
         print(json.dumps({
             "extensions": [{"name": m.name, "version": m.version, "runtime": m.runtime, "events": list(m.events),
                             "permissions": list(m.permissions), "path": str(m.path),
-                            "description": m.description} for m in found.manifests],
+                            "description": m.description, "running": running.get(m.name, [])}
+                           for m in found.manifests],
             "problems": [{"path": str(p), "error": e} for p, e in found.problems],
         }, indent=2))
         return 1 if found.problems else 0
@@ -148,7 +152,8 @@ def _ext_list(args: argparse.Namespace) -> int:
         print("no extensions found (search dirs: ~/.config/kithost/extensions, ./.kithost/extensions; add -e PATH)")
         return 0
     for m in found.manifests:
-        print(f"{m.name} {m.version}  [{m.runtime}]  {m.path.parent}")
+        where = "; ".join(running.get(m.name, [])) or "not running"
+        print(f"{m.name} {m.version}  [{m.runtime}]  {m.path.parent}  ({where})")
         if m.description:
             print(f"    {m.description}")
         print(f"    events: {', '.join(m.events) or '-'}   permissions: {', '.join(m.permissions) or '-'}")

@@ -21,7 +21,7 @@ from .errors import HostError, UnknownExtensionError
 from .exthost.host import runtime_base
 from .exthost.ops import OpsClient, RunningHost, find_hosts
 
-__all__ = ["follow_logs", "show_logs", "show_status", "restart_extension"]
+__all__ = ["follow_logs", "restart_extension", "running_states", "show_logs", "show_status"]
 
 _NO_HOST = "no running kithost found (start one with `kithost chat` or `kithost run`, or embed ExtensionHost)"
 
@@ -65,6 +65,15 @@ def _uptime(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f}s"
     return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+
+
+def running_states(base: Path | None = None) -> dict[str, list[str]]:
+    """Extension name → ``["ready in kithost 1234", ...]`` for every running host (for ``ext list``)."""
+    out: dict[str, list[str]] = {}
+    for host, exts in _collect(base, None):
+        for e in exts:
+            out.setdefault(e["name"], []).append(f"{e['state']} in kithost {host.pid}")
+    return out
 
 
 def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: int | None = None) -> int:

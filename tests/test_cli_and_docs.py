@@ -120,3 +120,12 @@ def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path) -> None
     assert len(blocked) == 1 and blocked[0]["is_error"]
     assert "sk-proj-" not in "".join(e.get("content", "") for e in events if e["type"] == "tool_result")
     assert not (tmp_path / "build").exists() and (tmp_path / ".env").exists()
+
+
+def test_readme_script_example_parses() -> None:
+    from host.agent.script import parse_script
+
+    section = README.split("## Scripting the offline model", 1)[1]
+    example = re.findall(r"```json\n(.*?)```", section, re.S)[0]
+    script = parse_script(json.loads(example), "README example")
+    assert len(script.turns) == 2
