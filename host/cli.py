@@ -134,7 +134,6 @@ def _config(args: argparse.Namespace) -> HostConfig:
 
 def _ext_list(args: argparse.Namespace) -> int:
     from .exthost.discovery import discover
-
     from .status_view import running_states
 
     found = discover(_config(args).search_dirs, args.extension)
