@@ -20,14 +20,13 @@ never duplicates output. Anything else raises
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,7 +48,6 @@ from .llm_events import (
 __all__ = [
     "OFFLINE_ENV",
     "ErrorInfo",
-    "astream_completion",
     "classify_error",
     "litellm_module",
     "stream_completion",
@@ -426,54 +424,3 @@ def stream_completion(
         yield from asm.finish(litellm)
         return
 
-
-async def astream_completion(
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    *,
-    tools: Sequence[Mapping[str, Any]] = (),
-    num_retries: int = 2,
-    retry_base_delay_s: float = 1.0,
-    retry_max_delay_s: float = 30.0,
-    timeout_s: float | None = None,
-    params: Mapping[str, Any] | None = None,
-    cancel: asyncio.Event | None = None,
-) -> AsyncIterator[StreamEvent]:
-    """The async twin of :func:`stream_completion` (``litellm.acompletion``), same contract."""
-    litellm = litellm_module()
-    request = _request(model, messages, tools, timeout_s, params)
-    provider = _provider(litellm, model)
-    attempt = 0
-    while True:
-        attempt += 1
-        asm = _Assembler(model, provider)
-        try:
-            stream = await litellm.acompletion(**request)
-            async for chunk in stream:
-                if cancel is not None and cancel.is_set():
-                    for event in asm.finish(litellm, cancelled=True):
-                        yield event
-                    return
-                for event in asm.feed(chunk):
-                    yield event
-        except Exception as exc:  # every failure is classified and converted
-            info = classify_error(exc)
-            if info.retryable and not asm.streamed and attempt <= num_retries:
-                delay = _delay(attempt, retry_base_delay_s, retry_max_delay_s)
-                yield Retry(attempt, info.message, delay)
-                if cancel is not None:
-                    try:
-                        await asyncio.wait_for(cancel.wait(), delay)
-                    except TimeoutError:
-                        pass
-                    else:
-                        for event in asm.finish(litellm, cancelled=True):
-                            yield event
-                        return
-                else:
-                    await asyncio.sleep(delay)
-                continue
-            raise _call_error(info, attempt, asm.streamed) from exc
-        for event in asm.finish(litellm):
-            yield event
-        return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,6 @@ import pytest
 
 from host.agent.errors import LLMCallError
 from host.agent.llm_convert import (
-    astream_completion,
     classify_error,
     stream_completion,
     to_litellm_messages,
@@ -190,20 +188,6 @@ def test_cancel_during_retry_wait(litellm_ready: Any, write_script: WriteScript)
             cancel.set()  # the 60 s wait returns at once
     assert [type(e).__name__ for e in events] == ["Retry", "Usage", "Finish"]
     assert isinstance(events[-1], Finish) and events[-1].reason == "cancelled"
-
-
-def test_async_twin(litellm_ready: Any, write_script: WriteScript) -> None:
-    path = write_script([[{"error": "RateLimitError"}, {"text": "async ok", "tool_calls": [{"name": "read"}]}]])
-
-    async def collect() -> list[StreamEvent]:
-        return [e async for e in astream_completion("scripted/t", MSGS, tools=TOOLS, params={"script": str(path)},
-                                                    retry_base_delay_s=0.001)]
-
-    events = asyncio.run(collect())
-    assert isinstance(events[0], Retry)
-    finish = events[-1]
-    assert isinstance(finish, Finish) and finish.message["content"] == "async ok"
-    assert finish.message["tool_calls"][0]["function"]["name"] == "read"
 
 
 def test_conversation_round_trip_through_the_provider(litellm_ready: Any, write_script: WriteScript) -> None:
