@@ -185,3 +185,27 @@ def hello(args, ctx):
     assert host.run_command("toolbox", "hello", "world") == ("hello world", False)
     content, is_error = host.invoke_tool("toolbox", "missing", {})
     assert is_error and "no tool 'missing'" in content
+
+
+def test_a_slow_extension_tool_can_be_cancelled(make_ext: MakeExt, new_host: Callable[..., ExtensionHost]) -> None:
+    import threading
+    import time
+
+    ext = make_ext("sleeper", """
+import time
+from ext_sdk import Extension
+ext = Extension("sleeper")
+@ext.tool("nap", "Sleeps.")
+def nap(args, ctx):
+    time.sleep(float(args.get("s", 0)))
+    return "woke"
+""", ["agent_start"])
+    host = new_host()
+    host.load(ext)
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    start = time.monotonic()
+    content, is_error = host.invoke_tool("sleeper", "nap", {"s": 1.0}, cancel=cancel)
+    assert is_error and "cancelled" in content and time.monotonic() - start < 0.8
+    # The stale result of the cancelled call is dropped; the next call gets its own answer.
+    assert host.invoke_tool("sleeper", "nap", {"s": 0}) == ("woke", False)

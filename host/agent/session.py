@@ -332,7 +332,7 @@ def _register_extension_tools(host: ExtensionHost, tools: ToolRegistry) -> None:
     for decl in host.tools():
         def call(args: dict[str, Any], ctx: ToolContext, ext: str = decl.extension, name: str = decl.name
                  ) -> ToolResult:
-            content, is_error = host.invoke_tool(ext, name, args)
+            content, is_error = host.invoke_tool(ext, name, args, cancel=ctx.cancel)
             return ToolResult(content, is_error, {"extension": ext})
 
         try:

@@ -226,15 +226,27 @@ class Channel:
         self.in_flight = None
         return msg
 
-    def request(self, kind: str, fields: dict[str, Any], timeout_s: float, on_call: CallHandler) -> dict[str, Any]:
-        """Send one request and wait for its reply, answering host calls meanwhile."""
+    def request(self, kind: str, fields: dict[str, Any], timeout_s: float, on_call: CallHandler,
+                cancel: threading.Event | None = None) -> dict[str, Any]:
+        """Send one request and wait for its reply, answering host calls meanwhile.
+
+        ``cancel`` (checked every 50 ms) abandons the wait with kind ``cancelled``;
+        the late reply is then dropped like any stale one.
+        """
         end = time.monotonic() + timeout_s
         self.send_request(kind, fields, timeout_s)
         poll = self._poller.poll
         while True:
             left_ms = (end - time.monotonic()) * 1000
+            if cancel is not None:
+                if cancel.is_set():
+                    self.in_flight = None
+                    raise ChannelFailure("cancelled", "cancelled while waiting for the extension")
+                left_ms = min(left_ms, 50.0) if left_ms > 0 else left_ms
             ready = poll(math.ceil(left_ms)) if left_ms > 0 else []
             if not ready:
+                if cancel is not None and time.monotonic() < end:
+                    continue  # a 50 ms slice ended: look at cancel again
                 self.in_flight = None
                 raise ChannelFailure("timeout", f"no reply within {timeout_s * 1000:.0f} ms")
             for sock, _ in ready:

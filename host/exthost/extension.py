@@ -674,7 +674,8 @@ class RunningExtension:
 
     # ------------------------------------------------------------------ tools and commands
 
-    def invoke(self, target: str, name: str, args: Any, timeout_s: float) -> tuple[str, bool]:
+    def invoke(self, target: str, name: str, args: Any, timeout_s: float,
+               cancel: threading.Event | None = None) -> tuple[str, bool]:
         """Run one of this extension's tools (``args``: map) or commands (``args``: string).
 
         Returns ``(content, is_error)``; every failure (not running, timeout,
@@ -695,8 +696,10 @@ class RunningExtension:
             left = max(timeout_s - (time.monotonic() - start), 0.0)
             try:
                 reply = self.channel.request("invoke", {"target": target, "name": name, "args": args}, left,
-                                             self._on_call)
+                                             self._on_call, cancel)
             except ChannelFailure as exc:
+                if exc.kind == "cancelled":
+                    return f"Error: {target} {name!r} cancelled", True
                 self._after_failure(exc)
                 self.stats.record_failure(exc.kind, "open")
                 return f"Error: {target} {name!r} of extension {self.name!r} failed ({exc.kind}: {exc.detail})", True

@@ -237,16 +237,20 @@ class ExtensionHost:
                 for ext in self.extensions() for c in ext.declared.commands
                 if ext.state.value in ("ready", "degraded")]
 
-    def invoke_tool(self, extension: str, name: str, args: dict[str, Any],
-                    timeout_s: float | None = None) -> tuple[str, bool]:
-        """Run tool ``name`` inside ``extension``; ``(content, is_error)``, never raises for the extension."""
-        timeout = self.config.deadlines.tool_ms / 1000 if timeout_s is None else timeout_s
-        return self.extension(extension).invoke("tool", name, args, timeout)
+    def invoke_tool(self, extension: str, name: str, args: dict[str, Any], timeout_s: float | None = None,
+                    cancel: threading.Event | None = None) -> tuple[str, bool]:
+        """Run tool ``name`` inside ``extension``; ``(content, is_error)``, never raises for the extension.
 
-    def run_command(self, extension: str, name: str, args: str, timeout_s: float | None = None) -> tuple[str, bool]:
+        Setting ``cancel`` stops waiting within 50 ms (the tool's late result is discarded).
+        """
+        timeout = self.config.deadlines.tool_ms / 1000 if timeout_s is None else timeout_s
+        return self.extension(extension).invoke("tool", name, args, timeout, cancel)
+
+    def run_command(self, extension: str, name: str, args: str, timeout_s: float | None = None,
+                    cancel: threading.Event | None = None) -> tuple[str, bool]:
         """Run slash command ``name`` of ``extension``; ``(output, is_error)``."""
         timeout = self.config.deadlines.tool_ms / 1000 if timeout_s is None else timeout_s
-        return self.extension(extension).invoke("command", name, args, timeout)
+        return self.extension(extension).invoke("command", name, args, timeout, cancel)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued notify event was delivered (or failed); ``False`` on timeout."""
