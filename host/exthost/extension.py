@@ -200,7 +200,7 @@ class RunningExtension:
         self._endpoints = endpoints
         try:
             self.channel = Channel(self._zctx, endpoints, secret, self.config.limits.max_frame)
-            spec = build_launch(self.manifest, endpoints)
+            spec = build_launch(self.manifest, endpoints, self._runtime_dir)
             self.process = ExtensionProcess(spec, self.log)
         except (OSError, zmq.ZMQError) as exc:
             self._cleanup_launch()

@@ -47,6 +47,7 @@ from .hostcalls import HostCallRouter
 from .manifest import Manifest, load_manifest
 from .notify import NotifyPump
 from .ops import OpsServer
+from .orphans import sweep_orphans
 from .outcome import Outcome
 from .services import HostServices, LocalServices
 from .state_store import StateStore
@@ -110,7 +111,10 @@ class ExtensionHost:
         self.services: HostServices = services or LocalServices()
         self.state = StateStore(self.config.state_path)
         self._zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self._runtime = _private_dir(self.config.runtime_dir or runtime_base())
+        base = self.config.runtime_dir or runtime_base()
+        self._runtime = _private_dir(base)
+        # Orphans of hosts that died hard (kill -9): swept in the background, start-up does not wait.
+        threading.Thread(target=sweep_orphans, args=(base,), name="kithost-sweep", daemon=True).start()
         self._extensions: dict[str, RunningExtension] = {}
         self._lock = threading.Lock()
         self._pump = NotifyPump(self.extensions)

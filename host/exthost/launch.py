@@ -19,6 +19,8 @@ Environment contract (the whole environment; nothing of the host's leaks in):
                                after the handshake)
 ``KITHOST_PROTOCOL_VERSIONS``  comma-separated versions the host speaks
 ``KITHOST_EXTENSION``          the extension's name
+``KITHOST_RUNTIME``            the host's private directory (children inherit
+                               it; a later host kills orphans of a dead host)
 (manifest ``[env]``)           the extension's own settings, if any
 =============================  ==============================================
 """
@@ -42,6 +44,7 @@ from ext_sdk.wire import (
 )
 
 from .manifest import Manifest
+from .orphans import ENV_RUNTIME
 
 __all__ = ["Endpoints", "LaunchSpec", "build_launch"]
 
@@ -91,7 +94,7 @@ def _python() -> str:
     return sys.executable
 
 
-def build_launch(manifest: Manifest, endpoints: Endpoints) -> LaunchSpec:
+def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None = None) -> LaunchSpec:
     """The argv/env/cwd for ``manifest``; raises ``FileNotFoundError`` if its runtime is missing."""
     if manifest.runtime == "python":
         argv: tuple[str, ...] = (_python(), "-I", "-m", "ext_sdk", "run", str(manifest.main))
@@ -121,4 +124,6 @@ def build_launch(manifest: Manifest, endpoints: Endpoints) -> LaunchSpec:
         ENV_VERSIONS: ",".join(str(v) for v in PROTOCOL_VERSIONS),
         ENV_NAME: manifest.name,
     }
+    if host_dir is not None:
+        env[ENV_RUNTIME] = str(host_dir)  # inherited by its children: lets a later host sweep up orphans
     return LaunchSpec(argv=argv, env=env, cwd=manifest.directory)

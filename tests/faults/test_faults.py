@@ -218,3 +218,42 @@ def test_unload_is_never_mistaken_for_a_crash(new_host: Callable[..., ExtensionH
         host.unload("faulty")
         assert [t.new for t in ext.transitions] == ["starting", "ready", "stopped"]
         assert ext.last_shutdown is not None and ext.last_shutdown.value == "shutdown request"
+
+
+def test_orphans_of_a_host_killed_with_kill_9_are_swept_by_the_next_host(
+        tmp_path: Path, new_host: Callable[..., ExtensionHost]) -> None:
+    ext_dir = faulty(tmp_path, "fork_children")
+    script = textwrap.dedent(f"""
+        import json, time
+        from host import ExtensionHost, HostConfig
+        h = ExtensionHost(HostConfig(search_dirs=()))
+        e = h.load({str(ext_dir)!r})
+        h.emit("tool_call", {{"tool_call_id": "fault", "tool_name": "bash", "tool_kind": "execute",
+                              "input": "{{}}", "parsed_args": {{}}, "source": "llm"}})
+        print(json.dumps([e.process.pid, h.state.get("faulty", "children")]), flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    ext_pid, kids = json.loads(proc.stdout.readline())
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert wait_for(lambda: not alive(ext_pid), 10)  # the extension dies with its host
+        assert len(kids) == 3 and all(alive(k) for k in kids)  # its children left the group and ignore SIGTERM: orphans for now
+        new_host()  # the next kithost to start sweeps them up
+        assert wait_for(lambda: not any(alive(k) for k in kids), 10)
+    finally:
+        for pid in [proc.pid, ext_pid, *kids]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        proc.wait(5)
