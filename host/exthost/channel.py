@@ -164,13 +164,6 @@ class Channel:
 
     # ------------------------------------------------------------------ events
 
-    def pump_monitor(self) -> None:
-        """Apply connection events already queued on the monitor (non-blocking)."""
-        monitor = self.monitor
-        while monitor.poll(0):
-            event = parse_monitor_message(monitor.recv_multipart())
-            self.connected = event["event"] == zmq.EVENT_ACCEPTED
-
     def send_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> int:
         """Seal and send one events-channel request; returns its id."""
         req_id = next(self._ids)

@@ -341,9 +341,9 @@ class RunningExtension:
     def _check_ready(self) -> None:
         if self.state is not ExtState.READY and self.state is not ExtState.DEGRADED:
             raise HandlerFailure("not_running", f"{self.name} is {self.state.value}")
-        if self.channel is not None:
-            self.channel.pump_monitor()
-        if self.channel is None or (not self.channel.connected and not self.alive()):
+        # No syscall here (this is the hot path): the exit watcher's wait() sets returncode when it exits;
+        # a connection dropped for other reasons surfaces from the request's own poll.
+        if self.channel is None or self.process is None or self.process.popen.returncode is not None:
             self.process_gone()
             raise HandlerFailure("not_running", f"{self.name} is not running ({self.last_exit})")
 

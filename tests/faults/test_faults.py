@@ -247,7 +247,8 @@ def test_orphans_of_a_host_killed_with_kill_9_are_swept_by_the_next_host(
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         assert wait_for(lambda: not alive(ext_pid), 10)  # the extension dies with its host
-        assert len(kids) == 3 and all(alive(k) for k in kids)  # its children left the group and ignore SIGTERM: orphans for now
+        # Its children left the group and ignore SIGTERM: orphans, for now.
+        assert len(kids) == 3 and all(alive(k) for k in kids)
         new_host()  # the next kithost to start sweeps them up
         assert wait_for(lambda: not any(alive(k) for k in kids), 10)
     finally:
