@@ -288,7 +288,7 @@ class Channel:
         """The newest valid ``pong`` already received, if any (non-blocking)."""
         newest = None
         with self.control_lock:
-            while self.control.poll(0):
+            while True:  # a NOBLOCK recv is the poll: one call per frame, and one to find none left
                 try:
                     frame = self.control.recv(zmq.NOBLOCK)
                 except zmq.Again:
