@@ -291,7 +291,7 @@ class Channel:
             while True:  # a NOBLOCK recv is the poll: one call per frame, and one to find none left
                 try:
                     frame = self.control.recv(zmq.NOBLOCK)
-                except zmq.Again:
+                except zmq.ZMQError:  # Again: nothing waiting; EFSM: no ping outstanding (REQ state)
                     break
                 try:
                     msg = self._control_in.open(frame)
