@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import time
@@ -64,3 +65,32 @@ def test_status_without_a_running_host(tmp_path: Path) -> None:
     from host.status_view import show_status
 
     assert show_status(None, as_json=False, base=tmp_path) == 0
+
+
+def test_logs_follow_prints_new_lines_as_they_come(make_ext: MakeExt,
+                                                   new_host: Callable[..., ExtensionHost]) -> None:
+    talker = make_ext("talker", """
+import sys
+from ext_sdk import Extension
+ext = Extension("talker", permissions=["conversation"])
+@ext.on("tool_call")
+def gate(event, ctx):
+    print("said", event.tool_call_id, file=sys.stderr, flush=True)
+""", ["tool_call"])
+    host = new_host()
+    host.load(talker)
+    host.emit("tool_call", tool_call("ls", call_id="first"))
+    follower = subprocess.Popen([sys.executable, "-m", "host", "ext", "logs", "talker", "-f"], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True)
+    def next_line() -> str:
+        assert follower.stdout is not None
+        ready, _, _ = select.select([follower.stdout], [], [], 10)  # bounded wait
+        return follower.stdout.readline() if ready else ""
+
+    try:
+        assert "said first" in next_line()
+        host.emit("tool_call", tool_call("ls", call_id="second"))
+        assert "said second" in next_line()  # arrives while following
+    finally:
+        follower.kill()
+        follower.wait(5)
