@@ -209,3 +209,37 @@ def nap(args, ctx):
     assert is_error and "cancelled" in content and time.monotonic() - start < 0.8
     # The stale result of the cancelled call is dropped; the next call gets its own answer.
     assert host.invoke_tool("sleeper", "nap", {"s": 0}) == ("woke", False)
+
+
+def test_failing_notify_handlers_are_counted_and_named_in_a_warning(
+        make_ext: MakeExt, new_host: Callable[..., ExtensionHost]) -> None:
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    ext = make_ext("grumpy", """
+from ext_sdk import Extension
+ext = Extension("grumpy", permissions=["conversation"])
+@ext.on("message_update")
+def update(event, ctx):
+    raise ValueError("chunk " + event.chunk + " is not to my taste")
+""", ["message_update"])
+    host = new_host()
+    host.load(ext)
+    collect = Collect()
+    logging.getLogger("kithost").addHandler(collect)
+    try:
+        for i in range(5):
+            host.emit("message_update", {"chunk": str(i)})
+        assert host.flush(10)
+    finally:
+        logging.getLogger("kithost").removeHandler(collect)
+    assert host.extension("grumpy").stats.failures["error"] == 5
+    warnings = [m for m in collect.messages if "notify handler error" in m]
+    assert len(warnings) == 1 and "grumpy" in warnings[0] and "is not to my taste" in warnings[0]

@@ -171,6 +171,8 @@ class RunningExtension:
         self._stopping = False
         self._last_slow = ""
         self._ping_outstanding = False
+        self._notify_warned_at = -10.0
+        self._notify_errors_unlogged = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -661,12 +663,26 @@ class RunningExtension:
 
     def _count_notify_results(self, results: list[dict[str, Any]]) -> None:
         ok = 0
+        errors: list[str] = []
         for item in results:
             if item.get("ok"):
                 ok += 1
             else:
                 self.stats.record_failure("error", "open")
+                errors.append(str(item.get("error") or "failed"))
         self.stats.record_notified(ok)
+        if errors:
+            self._warn_notify_errors(errors)
+
+    def _warn_notify_errors(self, errors: list[str]) -> None:
+        """Name failing notify handlers with the error text, at most once per 10 s per extension."""
+        now = time.monotonic()
+        self._notify_errors_unlogged += len(errors)
+        if now - self._notify_warned_at < 10:
+            return
+        count, self._notify_errors_unlogged = self._notify_errors_unlogged, 0
+        self._notify_warned_at = now
+        log.warning("extension %s: %d notify handler error(s); latest: %s", self.name, count, errors[-1])
 
     def _count_notify_failure(self, count: int, kind: str) -> None:
         for _ in range(count):
