@@ -33,6 +33,9 @@ mirrors these records::
 
     [restart]
     "flaky-ext" = "never"
+
+    [extension_limits."big-indexer"]    # over [supervision] for one extension
+    memory_mb = 4096
 """
 
 from __future__ import annotations
@@ -138,6 +141,14 @@ class HostConfig:
     supervision: Supervision = field(default_factory=Supervision)
     #: Restart policy per extension (``on-failure`` | ``always`` | ``never``), over the manifest's.
     restart: dict[str, str] = field(default_factory=dict)
+    #: Resource limits per extension, over ``supervision``'s: name → {memory_mb, cpu_seconds,
+    #: max_threads, max_fds, max_children}.
+    extension_limits: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def supervision_for(self, extension: str) -> Supervision:
+        """The supervision settings of ``extension`` (its limit overrides applied)."""
+        limits = self.extension_limits.get(extension)
+        return replace(self.supervision, **limits) if limits else self.supervision  # type: ignore[arg-type]
     #: Failure policy overrides by ``"<ext>"`` or ``"<ext>:<event>"``.
     policy: dict[str, Policy] = field(default_factory=dict)
     #: Deadline overrides (ms) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
@@ -226,12 +237,22 @@ class _SupervisionFile(BaseModel):
     slow_warn_per_min: int = Field(default=_S.slow_warn_per_min, gt=0)
 
 
+class _ExtensionLimitsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    memory_mb: int | None = Field(default=None, ge=0)
+    cpu_seconds: float | None = Field(default=None, ge=0)
+    max_threads: int | None = Field(default=None, ge=0)
+    max_fds: int | None = Field(default=None, ge=0)
+    max_children: int | None = Field(default=None, ge=0)
+
+
 class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     deadlines: _DeadlinesFile = _DeadlinesFile()
     limits: _LimitsFile = _LimitsFile()
     supervision: _SupervisionFile = _SupervisionFile()
     restart: dict[str, RestartMode] = {}
+    extension_limits: dict[str, _ExtensionLimitsFile] = {}
     policy: dict[str, Policy] = {}
     deadline_overrides: dict[str, int] = {}
     permissions: dict[str, list[str]] = {}
@@ -271,6 +292,8 @@ def load_config(path: Path | None = None) -> HostConfig:
         limits=Limits(**parsed.limits.model_dump()),
         supervision=Supervision(**parsed.supervision.model_dump()),
         restart=dict(parsed.restart),
+        extension_limits={name: limits.model_dump(exclude_none=True)
+                          for name, limits in parsed.extension_limits.items()},
         policy=dict(parsed.policy),
         deadline_overrides=dict(parsed.deadline_overrides),
         permissions={k: tuple(v) for k, v in parsed.permissions.items()},

@@ -150,7 +150,9 @@ class RunningExtension:
         # ---- supervision (see supervisor.py); guarded by _state_lock
         self._state_lock = threading.RLock()
         mode = config.restart.get(manifest.name, manifest.restart)
-        self.restart_policy = RestartPolicy(config.supervision, mode)
+        #: Supervision settings of this extension (operator's per-extension limits applied).
+        self.supervision = config.supervision_for(manifest.name)
+        self.restart_policy = RestartPolicy(self.supervision, mode)
         #: Successful restarts since load.
         self.restarts = 0
         #: When a ``restarting`` extension is due to be respawned (``time.monotonic()``).
@@ -243,7 +245,7 @@ class RunningExtension:
         self._last_pong = now
         self.last_pong_info = (False, None, 0)  # the previous process's last pong says nothing about this one
         self._ping_outstanding = False
-        self._next_ping = now + self.config.supervision.heartbeat_ms / 1000
+        self._next_ping = now + self.supervision.heartbeat_ms / 1000
         self._next_watch = now
         self._consecutive_ok = 0
         self._set_state(ExtState.READY, f"handshake done (protocol {self.declared.protocol})")
@@ -468,7 +470,7 @@ class RunningExtension:
         self._slow.append(now)
         while self._slow and now - self._slow[0] > 60:
             self._slow.popleft()
-        limit = self.config.supervision.slow_warn_per_min
+        limit = self.supervision.slow_warn_per_min
         if len(self._slow) >= limit and self.state is ExtState.READY:
             self._set_state(ExtState.DEGRADED, f"slow: {len(self._slow)} handler timeouts in the last minute")
         if len(self._slow) >= limit and now - self._slow_warned_at > 60:
@@ -498,7 +500,7 @@ class RunningExtension:
         if not self.process.alive():
             self.process_gone()  # a restart is then woken by its timer when its backoff is over
             return
-        cfg = self.config.supervision
+        cfg = self.supervision
         # Only look for a pong while one is outstanding: every socket call releases the GIL, and under a
         # busy main thread each re-acquire can cost a switch interval (the tick must stay cheap).
         pong = self.channel.poll_pong() if self._ping_outstanding else None

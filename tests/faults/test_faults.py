@@ -145,7 +145,9 @@ def test_children_that_leave_the_group_and_ignore_sigterm_are_killed(new_host: C
 
 def test_memory_hog_is_killed_with_the_reason_and_restarted(new_host: Callable[..., ExtensionHost],
                                                            tmp_path: Path) -> None:
-    host, ext = start(new_host, tmp_path, "allocate", supervision=replace(FAST, memory_mb=150))
+    # The limit comes from the operator's per-extension override; the global limit stays at 1 GiB.
+    host, ext = start(new_host, tmp_path, "allocate", extension_limits={"faulty": {"memory_mb": 150}})
+    assert FAST.memory_mb == 1024 and ext.supervision.memory_mb == 150
     out = host.emit("tool_call", tool_call("ls", call_id="fault"))
     assert out.stop is not None and out.stop.failed  # gate fails closed while it is being killed
     assert wait_for(lambda: ext.restarts == 1 and ext.state.value == "ready")
