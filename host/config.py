@@ -167,9 +167,6 @@ class HostConfig:
     #: Extension search directories, in load order (``-e`` paths come after these).
     search_dirs: tuple[Path, ...] = field(default_factory=lambda: default_search_dirs())
 
-    def with_state_path(self, path: Path | None) -> HostConfig:
-        """A copy with another state sidecar."""
-        return replace(self, state_path=path)
 
 
 def default_search_dirs() -> tuple[Path, ...]:

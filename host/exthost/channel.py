@@ -16,7 +16,7 @@ Sockets, all bound by the host inside the extension's private 0700 directory:
 
 Failure contract: :meth:`Channel.request` returns the verified reply envelope
 or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
-``disconnected``, ``bad_frame``, ``not_connected``). Every rejected inbound
+``disconnected``, ``bad_frame``). Every rejected inbound
 frame is counted in :attr:`Channel.frame_errors` by reason: the
 :data:`ext_sdk.wire.FRAME_ERRORS` of the codec, plus ``wrong_id`` (a valid
 reply to another request) and ``dropped`` (the connection was cut while a
@@ -61,7 +61,7 @@ class ChannelFailure(Exception):
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
-        #: ``timeout`` | ``disconnected`` | ``bad_frame`` | ``not_connected``.
+        #: ``timeout`` | ``disconnected`` | ``bad_frame`` | ``cancelled``.
         self.kind = kind
         self.detail = detail
 
@@ -84,8 +84,6 @@ class Channel:
         self.calls = self._socket(zctx, zmq.REP, endpoints.calls, limit)
         self.control = self._socket(zctx, zmq.REQ, endpoints.control, 64 * 1024, relaxed=True)
         self.monitor = self.events.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
-        #: Whether the extension's events socket is connected (from the monitor).
-        self.connected = False
         self._events_out = Sealer(secret)
         self._events_in = Opener(secret, _EVENT_KINDS, max_frame)
         self._calls_out = Sealer(secret)
@@ -173,7 +171,7 @@ class Channel:
         except zmq.Again:
             # No pipe yet (the extension is still connecting): wait for one, bounded.
             if not self.events.poll(max(1, int(timeout_s * 1000)), zmq.POLLOUT):
-                raise ChannelFailure("not_connected", "extension is not connected") from None
+                raise ChannelFailure("disconnected", "extension is not connected") from None
             self.events.send(frame, zmq.NOBLOCK)
         self.in_flight = req_id
         return req_id
@@ -191,9 +189,7 @@ class Channel:
         if sock is self.monitor:
             event = parse_monitor_message(self.monitor.recv_multipart())
             if event["event"] == zmq.EVENT_ACCEPTED:
-                self.connected = True
                 return None
-            self.connected = False
             if self.in_flight is not None:
                 self.in_flight = None
                 self.frame_errors["dropped"] += 1

@@ -48,7 +48,7 @@ from .outcome import HandlerFailure
 from .policy import effective_deadline_ms, effective_policy
 from .process import ExtensionProcess, LogBuffer, ShutdownRung, describe_exit
 from .stats import ExtensionStats
-from .supervisor import Resources, RestartPolicy, limit_exceeded, sample_tree
+from .supervisor import ExitDecision, Resources, RestartPolicy, limit_exceeded, sample_tree
 
 if TYPE_CHECKING:
     from .hostcalls import HostCallRouter
@@ -67,6 +67,11 @@ class ExtState(enum.Enum):
     RESTARTING = "restarting"
     DEAD = "dead"
     STOPPED = "stopped"
+
+
+#: State entered for each :class:`ExitDecision` state.
+_DECIDED: dict[str, ExtState] = {"restarting": ExtState.RESTARTING, "dead": ExtState.DEAD,
+                                 "stopped": ExtState.STOPPED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +367,7 @@ class RunningExtension:
             item = {"event": decl.event, "handler": decl.index, "data": payload}
             pending, dropped = self._take_pending()
             if pending:
-                extra = min(sum(p.deadline_s for p in pending), self.config.deadlines.notify_batch_ms / 1000)
+                extra = self._backlog_wait(pending)
                 items = [{"event": p.event, "data": p.data} for p in pending] + [item]
                 kind, fields = "batch", {"events": items, "dropped": dropped}
             else:
@@ -374,14 +379,13 @@ class RunningExtension:
             try:
                 reply = self.channel.request(kind, fields, max(left, 0.0) + extra, self._on_call)
             except ChannelFailure as exc:
-                kind = "disconnected" if exc.kind == "not_connected" else exc.kind
                 if pending:
-                    self._count_notify_failure(len(pending), kind)
+                    self._count_notify_failure(len(pending), exc.kind)
                 self._after_failure(exc)
                 detail = exc.detail
-                if kind == "disconnected" and self.process is not None and not self.process.alive():
+                if exc.kind == "disconnected" and self.process is not None and not self.process.alive():
                     detail = f"the extension died during the handler ({self.last_exit})"
-                raise HandlerFailure(kind, detail) from None
+                raise HandlerFailure(exc.kind, detail) from None
             results = reply["results"]
             if len(results) != len(pending) + 1:
                 raise HandlerFailure("bad_frame", f"reply has {len(results)} results for {len(pending) + 1} events")
@@ -399,7 +403,7 @@ class RunningExtension:
                     spec.result.check(result, "result")
                 except SchemaError as exc:
                     raise HandlerFailure("bad_result", f"bad result for {decl.event}: {exc}") from None
-            self.stats.record_ok(f"{self.name}:{decl.event}", (time.monotonic() - start) * 1e6)
+            self.stats.record_ok((time.monotonic() - start) * 1e6)
             if self.state is ExtState.DEGRADED:
                 self.note_ok()
             return result  # type: ignore[no-any-return]
@@ -409,7 +413,7 @@ class RunningExtension:
                 self.wake_delivery()
 
     def _after_failure(self, exc: ChannelFailure) -> None:
-        if exc.kind in ("disconnected", "not_connected") and self.process is not None:
+        if exc.kind == "disconnected" and self.process is not None:
             try:  # the socket closes a moment before the exit status is there: give it that moment
                 self.process.popen.wait(0.25)
             except subprocess.TimeoutExpired:
@@ -434,24 +438,21 @@ class RunningExtension:
             if cause:
                 self.last_exit = f"{cause} ({self.last_exit})"
             code = proc.returncode if cause is None else None
-            decision = self.restart_policy.after_exit(time.monotonic(), time.monotonic() - proc.started, code, why)
-            state = {"restarting": ExtState.RESTARTING, "dead": ExtState.DEAD, "stopped": ExtState.STOPPED}
-            self.next_restart_at = time.monotonic() + decision.delay_s if decision.state == "restarting" else None
-            self._set_state(state[decision.state], decision.reason)
-        if decision.state == "restarting":
-            self._wake_at(decision.delay_s)
-        self._discard_queue(decision.state)
-
-    def _wake_at(self, delay_s: float) -> None:
-        """Wake the supervisor when the restart is due (not at its next tick after that)."""
-        timer = threading.Timer(delay_s, self.wake_supervisor)
-        timer.daemon = True
-        timer.start()
-
-    def _discard_queue(self, state: str) -> None:
-        pending, _ = self._take_pending()
+            self._apply(self.restart_policy.after_exit(time.monotonic(), time.monotonic() - proc.started, code, why))
+        pending, _ = self._take_pending()  # queued notify events cannot be delivered any more
         if pending:
             self._count_notify_failure(len(pending), "not_running")
+
+    def _apply(self, decision: ExitDecision) -> None:
+        """Enter the decided state; a restart wakes the supervisor when its backoff is over."""
+        with self._state_lock:
+            restarting = decision.state == "restarting"
+            self.next_restart_at = time.monotonic() + decision.delay_s if restarting else None
+            self._set_state(_DECIDED[decision.state], decision.reason)
+        if restarting:
+            timer = threading.Timer(decision.delay_s, self.wake_supervisor)
+            timer.daemon = True
+            timer.start()
 
     def kill(self, reason: str) -> None:
         """Kill the process tree for ``reason`` (hang, limit) and apply the restart policy."""
@@ -566,12 +567,7 @@ class RunningExtension:
             proc = self.process
             ran = time.monotonic() - proc.started if proc is not None else 0.0
             code = proc.returncode if proc is not None else None
-            decision = self.restart_policy.after_exit(time.monotonic(), ran, code, f"restart failed: {reason}")
-            self.next_restart_at = time.monotonic() + decision.delay_s if decision.state == "restarting" else None
-            self._set_state(ExtState.RESTARTING if decision.state == "restarting" else ExtState.DEAD,
-                            decision.reason)
-        if decision.state == "restarting":
-            self._wake_at(decision.delay_s)
+            self._apply(self.restart_policy.after_exit(time.monotonic(), ran, code, f"restart failed: {reason}"))
 
     def restart_now(self, reason: str = "restarted by the operator") -> None:
         """Operator restart: stop the process if running, forget the crash history, respawn next tick."""
@@ -597,6 +593,10 @@ class RunningExtension:
             self._queue.append(_Pending(event, data, deadline_s))
             return True
 
+    def _backlog_wait(self, pending: list[_Pending]) -> float:
+        """How long a batch of ``pending`` notify events may take: their deadlines, capped."""
+        return min(sum(p.deadline_s for p in pending), self.config.deadlines.notify_batch_ms / 1000)
+
     def queued(self) -> int:
         """Notify events waiting for delivery."""
         return len(self._queue)
@@ -620,8 +620,7 @@ class RunningExtension:
         try:
             self._check_ready()
             assert self.channel is not None
-            deadline = min(sum(p.deadline_s for p in pending), self.config.deadlines.notify_batch_ms / 1000)
-            deadline = max(deadline, max(p.deadline_s for p in pending))
+            deadline = max(self._backlog_wait(pending), max(p.deadline_s for p in pending))
             items = [{"event": p.event, "data": p.data} for p in pending]
             req = self.channel.send_request("batch", {"events": items, "dropped": dropped}, deadline)
         except HandlerFailure as exc:
@@ -629,8 +628,7 @@ class RunningExtension:
             self._in_batch = []
             return None
         except ChannelFailure as exc:
-            kind = "disconnected" if exc.kind == "not_connected" else exc.kind
-            self._count_notify_failure(len(pending), kind)
+            self._count_notify_failure(len(pending), exc.kind)
             self._in_batch = []
             return None
         return req, deadline
@@ -730,7 +728,7 @@ class RunningExtension:
             if not isinstance(result, dict) or not isinstance(result.get("content"), str):
                 self.stats.record_failure("bad_result", "open")
                 return f"Error: extension {self.name!r} returned a malformed {target} result", True
-            self.stats.record_ok(f"{self.name}:{target}:{name}", (time.monotonic() - start) * 1e6)
+            self.stats.record_ok((time.monotonic() - start) * 1e6)
             return result["content"], bool(result.get("is_error"))
         finally:
             self.lock.release()
@@ -738,10 +736,10 @@ class RunningExtension:
     def _flush_pending(self, pending: list[_Pending], dropped: int) -> None:
         """Deliver a notify backlog synchronously (caller holds ``lock``)."""
         assert self.channel is not None
-        deadline = min(sum(p.deadline_s for p in pending), self.config.deadlines.notify_batch_ms / 1000)
         items = [{"event": p.event, "data": p.data} for p in pending]
         try:
-            reply = self.channel.request("batch", {"events": items, "dropped": dropped}, deadline, self._on_call)
+            reply = self.channel.request("batch", {"events": items, "dropped": dropped}, self._backlog_wait(pending),
+                                         self._on_call)
         except ChannelFailure as exc:
             self._count_notify_failure(len(pending), exc.kind)
             self._after_failure(exc)
@@ -750,8 +748,6 @@ class RunningExtension:
 
     # ------------------------------------------------------------------ views
 
-    def handlers_for(self, event: str) -> list[HandlerDecl]:
-        return [h for h in self.declared.handlers if h.event == event]
 
     def info(self) -> dict[str, Any]:
         """Plain-data status (for ``--json``, tables and tests)."""

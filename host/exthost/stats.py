@@ -58,17 +58,11 @@ class ExtensionStats:
         #: Events stopped (blocked/cancelled/handled) by a valid result of this extension.
         self.stopped = 0
         self._latency_us: deque[float] = deque(maxlen=window)
-        #: Handler name → ``[count, total µs, max µs]`` for naming slow handlers.
-        self.by_handler: dict[str, list[float]] = {}
 
-    def record_ok(self, handler: str, micros: float) -> None:
+    def record_ok(self, micros: float) -> None:
         with self._lock:
             self.handled += 1
             self._latency_us.append(micros)
-            row = self.by_handler.setdefault(handler, [0, 0.0, 0.0])
-            row[0] += 1
-            row[1] += micros
-            row[2] = max(row[2], micros)
 
     def record_failure(self, kind: str, policy: str) -> None:
         with self._lock:
