@@ -108,18 +108,9 @@ class Dispatcher:
         """Load-order slot for a new extension or hook."""
         return next(self._order)
 
-    def add_extension(self, ext: RunningExtension) -> None:
-        """Route ``ext``'s declared handlers."""
-        routes = [
-            _Route(h.event, h.priority, ext.load_order, h.index, h.policy, ext.name, h.deadline_s, ext=ext, decl=h)
-            for h in ext.declared.handlers
-        ]
-        with self._mutate:
-            self._routes.extend(routes)
-            self._rebuild()
-
-    def replace_extension(self, ext: RunningExtension) -> None:
-        """Re-route ``ext`` after a restart, in one table swap (no window without its handlers)."""
+    def route_extension(self, ext: RunningExtension) -> None:
+        """Route ``ext``'s declared handlers, replacing any earlier routes of it in one table swap
+        (after a restart there is no window without its handlers)."""
         routes = [
             _Route(h.event, h.priority, ext.load_order, h.index, h.policy, ext.name, h.deadline_s, ext=ext, decl=h)
             for h in ext.declared.handlers

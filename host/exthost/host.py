@@ -162,7 +162,7 @@ class ExtensionHost:
                 ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
                                        self._zctx, self._runtime)
                 ext.wake_delivery = self._pump.wake
-                ext.on_ready = self._dispatch.replace_extension
+                ext.on_ready = self._dispatch.route_extension
                 ext.wake_supervisor = self._wake_supervisor
                 self._extensions[manifest.name] = ext
             try:
@@ -176,7 +176,7 @@ class ExtensionHost:
             except ExtensionStartError as exc:
                 report.failed.append((ext.name, exc))
                 continue
-            self._dispatch.add_extension(ext)
+            self._dispatch.route_extension(ext)
             report.loaded.append(ext)
         return report
 
