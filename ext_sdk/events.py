@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from enum import StrEnum
+from typing import Final
 
 from .schema import Any, Bool, Enum, Field, Float, Int, List, Str, Struct, Type
 
@@ -47,8 +48,27 @@ __all__ = [
     "spec_for",
 ]
 
-Mode = Literal["notify", "gate", "chain"]
-Policy = Literal["open", "closed"]
+
+
+class Mode(StrEnum):
+    """How the results of an event's handlers combine (derived from its definition)."""
+
+    #: Observers: no result; the agent never waits for them.
+    NOTIFY = "notify"
+    #: Handlers run in order; the first result matching the stop rule ends the chain.
+    GATE = "gate"
+    #: Each handler sees the payload as the previous one left it.
+    CHAIN = "chain"
+
+
+class Policy(StrEnum):
+    """What a failed handler (timeout, crash, error, bad reply) does to its event."""
+
+    #: Skip the handler; the event goes on.
+    OPEN = "open"
+    #: Stop the event (block/cancel) with a reason naming the extension.
+    CLOSED = "closed"
+
 
 #: Prefix of custom inter-extension event names (``custom:<name>``).
 CUSTOM_PREFIX: Final = "custom:"
@@ -119,7 +139,7 @@ class EventSpec:
     mode: Mode = field(init=False)
 
     def __post_init__(self) -> None:
-        mode: Mode = "notify" if self.result is None else "gate" if self.stop else "chain"
+        mode = Mode.NOTIFY if self.result is None else Mode.GATE if self.stop else Mode.CHAIN
         object.__setattr__(self, "mode", mode)
         if self.result is None and (self.stop or self.chain):
             raise ValueError(f"{self.name}: stop/chain rules need a result")
@@ -132,7 +152,7 @@ class EventSpec:
     @property
     def default_policy(self) -> Policy:
         """``closed`` for gate events, ``open`` otherwise."""
-        return "closed" if self.mode == "gate" else "open"
+        return Policy.CLOSED if self.mode is Mode.GATE else Policy.OPEN
 
 
 # --------------------------------------------------------------------------- shared shapes

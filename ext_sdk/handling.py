@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from .combine import check_result, order_key
 from .context import Caller, Context, EventData
 from .events import spec_for
 from .extension import Extension, Subscription
@@ -41,8 +42,9 @@ class HandlerRunner:
         self.extension = extension
         self._caller = caller
         self._by_event: dict[str, list[Subscription]] = {}
-        for sub in sorted(extension.subscriptions, key=lambda s: s.priority):  # stable: registration order
-            self._by_event.setdefault(sub.event, []).append(sub)
+        subs = extension.subscriptions
+        for index in sorted(range(len(subs)), key=lambda i: order_key(subs[i].priority, 0, i)):
+            self._by_event.setdefault(subs[index].event, []).append(subs[index])
         #: Name of the event currently being handled (read by the heartbeat thread).
         self.current: str | None = None
 
@@ -67,9 +69,9 @@ class HandlerRunner:
             value = sub.fn(EventData(data), Context(self._caller, sub.event))
             result = to_plain(sub.event, value)
             if result is not None:
-                if spec is None or spec.result is None:
+                if spec is None:
                     return {"ok": False, "error": f"{sub.event!r} takes no result (returned {result!r})"}
-                spec.result.check(result, "result")
+                check_result(spec, result)
             return {"ok": True, "result": result}
         except SchemaError as exc:
             return {"ok": False, "error": f"{_name(sub.fn)} returned a bad result for {sub.event!r}: {exc}"}

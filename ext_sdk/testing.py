@@ -1,16 +1,22 @@
 """Unit-test an extension in-process, without a host (kit's public test harness, ported).
 
 ``FakeHost`` runs an extension's handlers directly — no process, no socket —
-with the same rules the real host applies to one extension:
+through the same combination loop the real host uses
+(:func:`ext_sdk.combine.combine`: order, stop rule, chaining, result check,
+failure policy). What differs from a real host is only what a process adds:
 
-* the payload you pass is checked against the event's schema first;
-* handlers run in priority, then registration order; for gate and chain
-  events each sees the payload as the previous one left it and the first
-  stop result ends the chain; notify events run every handler;
-* results are checked against the event's result schema;
+* the payload you pass is checked against the event's schema, then
+  deep-copied as if it crossed the wire;
+* each handler is reached through an in-process transport (no deadline:
+  a handler that hangs hangs your test);
 * ``ctx`` calls are answered from in-memory state, recorded for assertions,
   and refused (``HostCallError``) if the extension did not ask for the
   permission they need.
+
+:class:`FakeTransport` is the public stand-in for one handler (httpx's
+``MockTransport``): wrap a function ``fn(payload) -> result | None``, or make
+it fail with a :class:`~ext_sdk.combine.HandlerFailure`, to drive
+:func:`~ext_sdk.combine.combine` in tests of the combination rules themselves.
 
 Example::
 
@@ -25,41 +31,38 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .combine import FailureKind, Handler, HandlerDecl, HandlerFailure, Outcome, combine, in_order
 from .context import HostCallError
-from .events import custom_event_name, spec_for
+from .events import Policy, custom_event_name, spec_for
 from .extension import Extension
 from .handling import HandlerRunner
 from .hostcalls import ALWAYS_GRANTED, HOST_CALLS
 from .runtime import load_extension
 
-__all__ = ["FakeHost", "FakeOutcome"]
+__all__ = ["FakeHost", "FakeTransport"]
 
 
-@dataclass
-class FakeOutcome:
-    """What one :meth:`FakeHost.emit` produced."""
+class FakeTransport:
+    """A handler transport backed by a plain function (see the module doc).
 
-    #: The payload after chaining.
-    payload: dict[str, Any]
-    #: The result that stopped the chain (gate events), else ``None``.
-    stop: dict[str, Any] | None = None
-    #: Handler errors, as the wire reports them.
-    errors: list[str] = field(default_factory=list)
+    ``fn(payload)`` returns the result map (or ``None``); raising
+    :class:`HandlerFailure` simulates a timeout, crash or bad reply. Every
+    call's payload (a copy) and timeout are kept in :attr:`calls`.
+    """
 
-    @property
-    def stopped(self) -> bool:
-        """Whether a handler blocked/cancelled/handled."""
-        return self.stop is not None
+    def __init__(self, fn: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+        self._fn = fn
+        #: ``(payload copy, timeout_s)`` of every call, in order.
+        self.calls: list[tuple[dict[str, Any], float | None]] = []
 
-    @property
-    def reason(self) -> str:
-        """The stop reason ('' if none)."""
-        return str((self.stop or {}).get("reason") or "")
+    def __call__(self, payload: dict[str, Any], timeout_s: float | None, /) -> dict[str, Any] | None:
+        self.calls.append((dict(payload), timeout_s))
+        return self._fn(payload)
 
 
 class FakeHost:
@@ -84,6 +87,15 @@ class FakeHost:
         self.model = "scripted/test"
         self._ids = itertools.count(1)
         self._runner = HandlerRunner(extension, self._call)
+        self._handlers: dict[str, tuple[Handler, ...]] = {}
+        for index, sub in enumerate(extension.subscriptions):
+            spec = spec_for(sub.event)
+            if spec is None:
+                raise ValueError(f"unknown event {sub.event!r}")
+            policy = Policy(sub.policy) if sub.policy is not None else spec.default_policy
+            decl = HandlerDecl(index, sub.event, sub.priority, None, policy)
+            handler = Handler(decl, 0, extension.name, self._transport(sub.event, index))
+            self._handlers[sub.event] = in_order((*self._handlers.get(sub.event, ()), handler))
 
     @classmethod
     def load(cls, path: str | Path) -> FakeHost:
@@ -94,36 +106,28 @@ class FakeHost:
         """Everything printed, one line per call."""
         return "\n".join(text for _, text in self.printed)
 
-    def emit(self, event: str, payload: dict[str, Any]) -> FakeOutcome:
+    def emit(self, event: str, payload: dict[str, Any]) -> Outcome:
         """Deliver ``event`` to the extension's handlers with the host's combination rules."""
         spec = spec_for(event)
         if spec is None:
             raise ValueError(f"unknown event {event!r}")
         spec.payload.check(payload, "payload")
         current = json.loads(json.dumps(payload))  # a deep copy, as if it crossed the wire
-        outcome = FakeOutcome(current)
-        for index in self._order(event):
-            item = self._runner.run_item(event, index, current)
-            if not item["ok"]:
-                outcome.errors.append(item["error"])
-                continue
-            result = item.get("result")
-            if result is None:
-                continue
-            if spec.chain is not None:
-                spec.chain.apply(current, result)
-            if spec.stop is not None and spec.stop.matches(result):
-                outcome.stop = result
-                break
-        return outcome
+        return combine(event, spec, self._handlers.get(event, ()), current, budget_s=0.0)
 
-    def emit_custom(self, name: str, data: Any = None, source: str = "test") -> FakeOutcome:
+    def emit_custom(self, name: str, data: Any = None, source: str = "test") -> Outcome:
         """Deliver custom event ``name``."""
         return self.emit(custom_event_name(name), {"name": name, "data": data, "source": source})
 
-    def _order(self, event: str) -> list[int]:
-        subs = self.extension.subscriptions
-        return sorted((i for i, s in enumerate(subs) if s.event == event), key=lambda i: (subs[i].priority, i))
+    def _transport(self, event: str, index: int) -> FakeTransport:
+        def run(payload: dict[str, Any]) -> dict[str, Any] | None:
+            item = self._runner.run_item(event, index, payload)
+            if not item["ok"]:
+                raise HandlerFailure(FailureKind.ERROR, str(item["error"]))
+            result: dict[str, Any] | None = item.get("result")
+            return result
+
+        return FakeTransport(run)
 
     @staticmethod
     def tool_call(tool: str, args: dict[str, Any], call_id: str = "call_1") -> dict[str, Any]:
@@ -140,7 +144,14 @@ class FakeHost:
 
     def invoke_tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run one of the extension's tools; returns ``{content, is_error}``."""
-        out = self._runner.invoke("tool", name, args)
+        return self._invoke("tool", name, args)
+
+    def run_command(self, name: str, args: str = "") -> dict[str, Any]:
+        """Run one of the extension's slash commands; returns ``{content, is_error}``."""
+        return self._invoke("command", name, args)
+
+    def _invoke(self, target: str, name: str, args: Any) -> dict[str, Any]:
+        out = self._runner.invoke(target, name, args)
         if not out["ok"]:
             raise LookupError(out["error"])
         return out["result"]  # type: ignore[no-any-return]

@@ -44,6 +44,7 @@ from typing import Final
 
 import msgpack
 
+from .events import Policy
 from .schema import Any, Bool, Enum, Field, Int, List, Map, SchemaError, Str, Struct
 
 __all__ = [
@@ -121,7 +122,7 @@ _SUBSCRIPTION = Struct(
     event=Field(Str, "Event name, or 'custom:<name>'."),
     priority=Field(Int, "Lower runs first; default 50."),
     deadline_ms=Field(Int, "Requested deadline (clamped to the operator's bounds).", required=False),
-    policy=Field(Enum("open", "closed"), "Failure policy; default derived from the event.", required=False),
+    policy=Field(Enum(*Policy), "Failure policy; default derived from the event.", required=False),
 )
 _TOOL_DECL = Struct(
     "A tool the extension provides to the model.",

@@ -36,8 +36,8 @@ from typing import Any
 
 from ext_sdk.events import spec_for
 
+from ..exthost import Outcome
 from ..exthost.host import ExtensionHost
-from ..exthost.outcome import Outcome
 
 __all__ = ["Emitter", "EventSink", "FailureRecord"]
 

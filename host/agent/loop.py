@@ -67,7 +67,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..exthost.outcome import Outcome
+from ..exthost import Outcome
 from .agent_config import AgentConfig
 from .compaction import CompactionResult, Compactor, estimate_tokens, should_auto_compact
 from .context_messages import apply_context_messages, message_text, to_context_messages

@@ -1,8 +1,9 @@
 """The extension host: manifests, launch, channels, dispatch, notify delivery, state."""
 
+from ext_sdk.combine import Failure, Outcome, StopInfo
+
 from .dispatch import HIGH, LOW, NORMAL
 from .host import ExtensionCommand, ExtensionHost, ExtensionTool, LoadReport
-from .outcome import Failure, Outcome, StopInfo
 
 __all__ = [
     "HIGH",

@@ -42,6 +42,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from ext_sdk.combine import FailureKind
 from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
 
 from .launch import Endpoints
@@ -59,7 +60,7 @@ _CONTROL_KINDS = frozenset({"pong", "bye"})
 class ChannelFailure(Exception):
     """A request got no valid reply. ``kind`` says why."""
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: FailureKind, detail: str) -> None:
         super().__init__(detail)
         #: ``timeout`` | ``disconnected`` | ``bad_frame`` | ``cancelled``.
         self.kind = kind
@@ -140,9 +141,9 @@ class Channel:
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise ChannelFailure("timeout", f"no handshake within {timeout_s:.1f} s")
+                raise ChannelFailure(FailureKind.TIMEOUT, f"no handshake within {timeout_s:.1f} s")
             if not alive():
-                raise ChannelFailure("disconnected", "exited before the handshake")
+                raise ChannelFailure(FailureKind.DISCONNECTED, "exited before the handshake")
             if self.calls.poll(min(50, max(1, int(left * 1000)))):
                 frame = self.calls.recv()
                 try:
@@ -150,10 +151,10 @@ class Channel:
                 except FrameError as exc:
                     self.frame_errors[exc.reason] += 1
                     self.calls.send(self._calls_out.seal("reject", {"reason": f"bad handshake frame: {exc}"}))
-                    raise ChannelFailure("bad_frame", f"bad handshake frame: {exc}") from exc
+                    raise ChannelFailure(FailureKind.BAD_FRAME, f"bad handshake frame: {exc}") from exc
                 if msg["k"] != "hello":
                     self.calls.send(self._calls_out.seal("reject", {"reason": "expected hello first"}))
-                    raise ChannelFailure("bad_frame", f"expected hello, got {msg['k']!r}")
+                    raise ChannelFailure(FailureKind.BAD_FRAME, f"expected hello, got {msg['k']!r}")
                 return msg
 
     def answer_hello(self, kind: str, fields: dict[str, Any]) -> None:
@@ -171,7 +172,7 @@ class Channel:
         except zmq.Again:
             # No pipe yet (the extension is still connecting): wait for one, bounded.
             if not self.events.poll(max(1, int(timeout_s * 1000)), zmq.POLLOUT):
-                raise ChannelFailure("disconnected", "extension is not connected") from None
+                raise ChannelFailure(FailureKind.DISCONNECTED, "extension is not connected") from None
             self.events.send(frame, zmq.NOBLOCK)
         self.in_flight = req_id
         return req_id
@@ -193,7 +194,7 @@ class Channel:
             if self.in_flight is not None:
                 self.in_flight = None
                 self.frame_errors["dropped"] += 1
-                raise ChannelFailure("disconnected", "the extension dropped its connection "
+                raise ChannelFailure(FailureKind.DISCONNECTED, "the extension dropped its connection "
                                      "(it exited, or sent a frame over the size limit)")
             return None
         try:
@@ -207,11 +208,11 @@ class Channel:
         except FrameError as exc:
             self.frame_errors[exc.reason] += 1
             self.in_flight = None
-            raise ChannelFailure("bad_frame", f"rejected reply ({exc})") from exc
+            raise ChannelFailure(FailureKind.BAD_FRAME, f"rejected reply ({exc})") from exc
         if msg["id"] != self.in_flight:
             self.frame_errors["wrong_id"] += 1
-            self.in_flight = None
-            raise ChannelFailure("bad_frame", f"reply id {msg['id']} does not match request {self.in_flight}")
+            expected, self.in_flight = self.in_flight, None
+            raise ChannelFailure(FailureKind.BAD_FRAME, f"reply id {msg['id']} does not match request {expected}")
         self.in_flight = None
         return msg
 
@@ -230,14 +231,14 @@ class Channel:
             if cancel is not None:
                 if cancel.is_set():
                     self.in_flight = None
-                    raise ChannelFailure("cancelled", "cancelled while waiting for the extension")
+                    raise ChannelFailure(FailureKind.CANCELLED, "cancelled while waiting for the extension")
                 left_ms = min(left_ms, 50.0) if left_ms > 0 else left_ms
             ready = poll(math.ceil(left_ms)) if left_ms > 0 else []
             if not ready:
                 if cancel is not None and time.monotonic() < end:
                     continue  # a 50 ms slice ended: look at cancel again
                 self.in_flight = None
-                raise ChannelFailure("timeout", f"no reply within {timeout_s * 1000:.0f} ms")
+                raise ChannelFailure(FailureKind.TIMEOUT, f"no reply within {timeout_s * 1000:.0f} ms")
             for sock, _ in ready:
                 reply = self.service(sock, on_call)
                 if reply is not None:

@@ -1,29 +1,26 @@
-"""The one dispatch loop: order, modes, deadlines, budgets, failure policy.
+"""The dispatcher: a routing table per event, and the one combination loop applied to it.
 
-Routing table: for each event name, the tuple of routes sorted by
-``(priority, load_order, registration order)`` — lower priority runs first;
-then extensions (and in-process hooks) in the order they were loaded; then
-the order handlers were registered inside one extension. The table is
-rebuilt (copy-on-write) when extensions load/unload or hooks are added, so
-:meth:`Dispatcher.emit` reads it without a lock, and an event nobody
-subscribed to returns after one dict lookup — no IPC, no allocation beyond
-the :class:`Outcome`.
+Routing table: for each event name, the tuple of handlers sorted by the one
+ordering rule (:func:`ext_sdk.combine.order_key`: priority, load order,
+registration order). The table is rebuilt (copy-on-write) when extensions
+load/unload or hooks are added, so :meth:`Dispatcher.emit` reads it without a
+lock, and an event nobody subscribed to returns after one dict lookup — no
+IPC, no allocation beyond the :class:`Outcome`.
 
 Modes (derived from the event's definition, :mod:`ext_sdk.events`):
 
-* **notify** — in-process hooks run inline; each subscribed extension gets
-  the event appended to its FIFO (once per extension), and the delivery
-  thread sends it. :meth:`emit` never waits for an extension. The payload is
-  held by reference until delivered: do not mutate it after ``emit``.
-* **gate / chain** — handlers run one after another. Chained fields of a
-  result replace those of the payload for the next handler; a result
-  matching the stop rule ends the loop (first block wins).
+* **notify** — in-process hooks run inline through the combination loop;
+  each subscribed extension gets the event appended to its FIFO (once per
+  extension) and the notify pump sends it. :meth:`emit` never waits for an
+  extension. The payload is held by reference until delivered: do not mutate
+  it after ``emit``.
+* **gate / chain** — :func:`ext_sdk.combine.combine` runs the handlers: order,
+  deadlines within the event budget, result check, failure policy, chaining,
+  stop rule (its module doc is the contract).
 
-Deadlines and policy: each handler's wait is ``min(its deadline, what is
-left of the event budget)``. A failed handler (timeout, crash, error, bad
-reply, budget) is counted and logged with the extension's name; policy
-``open`` skips it, ``closed`` stops the event with a reason naming the
-extension. Nothing an extension does raises out of :meth:`emit`.
+Every failure is counted on its extension and logged with its name (at most
+once per ``WARN_EVERY_S`` per extension, event and kind). Nothing an
+extension does raises out of :meth:`emit`.
 """
 
 from __future__ import annotations
@@ -34,19 +31,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ext_sdk.combine import (
+    Failure,
+    FailureKind,
+    Handler,
+    HandlerDecl,
+    HandlerFailure,
+    Outcome,
+    combine,
+    in_order,
+)
 from ext_sdk.context import EventData
-from ext_sdk.events import EventSpec, spec_for
+from ext_sdk.events import EventSpec, Mode, Policy, spec_for
 from ext_sdk.results import to_plain
 from ext_sdk.schema import SchemaError
 
 from ..config import HostConfig
 from ..errors import EventError
-from .outcome import Failure, HandlerFailure, Outcome, StopInfo
-
-if TYPE_CHECKING:
-    from .extension import HandlerDecl, RunningExtension
+from .extension import RunningExtension
 
 __all__ = ["HIGH", "LOW", "NORMAL", "Dispatcher", "InProcessHook"]
 
@@ -62,32 +66,30 @@ HIGH, NORMAL, LOW = 0, 50, 100
 InProcessHook = Callable[[EventData], Any]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _Route:
-    event: str
-    priority: int
-    load_order: int
-    reg_order: int
-    policy: str
-    label: str
-    deadline_s: float
-    ext: RunningExtension | None = None
-    decl: HandlerDecl | None = None
-    hook: InProcessHook | None = None
-
-    def key(self) -> tuple[int, int, int]:
-        return (self.priority, self.load_order, self.reg_order)
-
-
 @dataclass(frozen=True, slots=True)
 class _Table:
-    #: Gate/chain routes in call order (notify events: in-process hooks only).
-    routes: tuple[_Route, ...]
+    #: Handlers in call order (notify events: in-process hooks only).
+    handlers: tuple[Handler, ...]
     #: Notify events: ``(extension, deadline)`` to enqueue for, once each.
     notify: tuple[tuple[RunningExtension, float], ...]
 
 
 _EMPTY: dict[str, _Table] = {}
+
+
+def _hook_transport(fn: InProcessHook, event: str, label: str) -> Callable[[dict[str, Any], float | None], Any]:
+    """An in-process hook as a handler transport (runs inline, unbounded)."""
+
+    def transport(payload: dict[str, Any], timeout_s: float | None, /) -> dict[str, Any] | None:
+        try:
+            return to_plain(event, fn(EventData(payload)))
+        except SchemaError as exc:
+            raise HandlerFailure(FailureKind.BAD_RESULT, str(exc)) from None
+        except Exception as exc:
+            log.exception("in-process hook %s failed on %s", label, event)
+            raise HandlerFailure(FailureKind.ERROR, f"{type(exc).__name__}: {exc}") from None
+
+    return transport
 
 
 class Dispatcher:
@@ -96,8 +98,9 @@ class Dispatcher:
     def __init__(self, config: HostConfig, wake_delivery: Callable[[], None]) -> None:
         self.config = config
         self._wake = wake_delivery
+        self._budget_s = config.deadlines.event_budget_ms / 1000
         self._tables: dict[str, _Table] = _EMPTY
-        self._routes: list[_Route] = []
+        self._handlers: list[Handler] = []
         self._mutate = threading.Lock()
         self._order = itertools.count()
         self._warned: dict[tuple[str, str, str], tuple[float, int]] = {}
@@ -111,54 +114,53 @@ class Dispatcher:
     def route_extension(self, ext: RunningExtension) -> None:
         """Route ``ext``'s declared handlers, replacing any earlier routes of it in one table swap
         (after a restart there is no window without its handlers)."""
-        routes = [
-            _Route(h.event, h.priority, ext.load_order, h.index, h.policy, ext.name, h.deadline_s, ext=ext, decl=h)
-            for h in ext.declared.handlers
-        ]
+        handlers = [Handler(decl, ext.load_order, ext.name, ext.handler_transport(decl.event, decl.index), ext)
+                    for decl in ext.declared.handlers]
         with self._mutate:
-            self._routes = [r for r in self._routes if r.ext is not ext] + routes
+            self._handlers = [h for h in self._handlers if h.owner is not ext] + handlers
             self._rebuild()
 
     def remove_extension(self, ext: RunningExtension) -> None:
         """Stop routing to ``ext``."""
         with self._mutate:
-            self._routes = [r for r in self._routes if r.ext is not ext]
+            self._handlers = [h for h in self._handlers if h.owner is not ext]
             self._rebuild()
 
     def add_hook(self, event: str, fn: InProcessHook, priority: int, policy: str | None) -> Callable[[], None]:
         """Route a trusted in-process hook; returns a function that unregisters it."""
         spec = self._spec(event)
         label = f"host:{getattr(fn, '__qualname__', 'hook')}"
-        route = _Route(event, priority, self.next_load_order(), 0, policy or spec.default_policy, label, 0.0,
-                       hook=fn)
+        # A notify hook's failure never stops its event (there is nothing to stop): always open.
+        chosen = Policy.OPEN if spec.mode is Mode.NOTIFY else Policy(policy) if policy else spec.default_policy
+        decl = HandlerDecl(0, event, priority, None, chosen)
+        handler = Handler(decl, self.next_load_order(), label, _hook_transport(fn, event, label))
         with self._mutate:
-            self._routes.append(route)
+            self._handlers.append(handler)
             self._rebuild()
 
         def unregister() -> None:
             with self._mutate:
-                self._routes = [r for r in self._routes if r is not route]
+                self._handlers = [h for h in self._handlers if h is not handler]
                 self._rebuild()
 
         return unregister
 
     def _rebuild(self) -> None:
-        by_event: dict[str, list[_Route]] = {}
-        for route in self._routes:
-            by_event.setdefault(route.event, []).append(route)
+        by_event: dict[str, list[Handler]] = {}
+        for handler in self._handlers:
+            by_event.setdefault(handler.decl.event, []).append(handler)
         tables: dict[str, _Table] = {}
-        for event, routes in by_event.items():
-            routes.sort(key=_Route.key)
-            spec = self._spec(event)
-            if spec.mode == "notify":
+        for event, handlers in by_event.items():
+            ordered = in_order(handlers)
+            if self._spec(event).mode is Mode.NOTIFY:
                 notify: dict[int, tuple[RunningExtension, float]] = {}
-                for r in routes:
-                    if r.ext is not None:
-                        old = notify.get(id(r.ext))
-                        notify[id(r.ext)] = (r.ext, max(r.deadline_s, old[1] if old else 0.0))
-                tables[event] = _Table(tuple(r for r in routes if r.hook is not None), tuple(notify.values()))
+                for h in ordered:
+                    if isinstance(h.owner, RunningExtension):
+                        old = notify.get(id(h.owner))
+                        notify[id(h.owner)] = (h.owner, max(h.decl.deadline_s or 0.0, old[1] if old else 0.0))
+                tables[event] = _Table(tuple(h for h in ordered if h.owner is None), tuple(notify.values()))
             else:
-                tables[event] = _Table(tuple(routes), ())
+                tables[event] = _Table(ordered, ())
         self._tables = tables
 
     def subscribed(self, event: str) -> bool:
@@ -187,9 +189,9 @@ class Dispatcher:
         spec = self._spec(event)
         if self.config.validate_payloads:
             self._check_payload(spec, event, payload)
-        if spec.mode == "notify":
-            return self._notify(event, table, payload, exclude)
-        return self._run_chain(spec, table.routes, payload)
+        if spec.mode is Mode.NOTIFY:
+            return self._notify(event, spec, table, payload, exclude)
+        return combine(event, spec, table.handlers, payload, self._budget_s, self._failed)
 
     @staticmethod
     def _check_payload(spec: EventSpec, event: str, payload: dict[str, Any]) -> None:
@@ -198,91 +200,22 @@ class Dispatcher:
         except SchemaError as exc:
             raise EventError(f"bad payload for {event!r}: {exc}") from exc
 
-    def _notify(self, event: str, table: _Table, payload: dict[str, Any], exclude: str | None) -> Outcome:
-        spec = self._spec(event)
-        failures: list[Failure] = []
-        for route in table.routes:  # in-process hooks only
-            try:
-                self._call_hook(route, spec, payload)
-            except HandlerFailure as exc:
-                failures.append(self._fail(route, exc, "open"))
+    def _notify(self, event: str, spec: EventSpec, table: _Table, payload: dict[str, Any],
+                exclude: str | None) -> Outcome:
+        hooks = combine(event, spec, table.handlers, payload, self._budget_s, self._failed) if table.handlers else None
         queued = 0
         for ext, deadline in table.notify:
             if ext.name != exclude:
-                ext.enqueue(event, payload, deadline)
+                ext.exchange.enqueue(event, payload, deadline)
                 queued += 1
         if queued:
             self._wake()
-        return Outcome(event, payload, failures=tuple(failures), handlers=len(table.routes) + queued)
+        failures = hooks.failures if hooks is not None else ()
+        return Outcome(event, payload, failures=failures, handlers=len(table.handlers) + queued)
 
-    def _run_chain(self, spec: EventSpec, routes: tuple[_Route, ...], payload: dict[str, Any]) -> Outcome:
-        current = dict(payload)
-        failures: list[Failure] = []
-        stop: StopInfo | None = None
-        budget_end = time.monotonic() + self.config.deadlines.event_budget_ms / 1000
-        for route in routes:
-            try:
-                if route.hook is not None:
-                    result = self._call_hook(route, spec, current)
-                else:
-                    left = budget_end - time.monotonic()
-                    if left <= 0:
-                        raise HandlerFailure("budget", f"event budget of {self.config.deadlines.event_budget_ms} ms "
-                                                       "was used up before it ran")
-                    assert route.ext is not None and route.decl is not None
-                    timeout = min(route.deadline_s, left)
-                    try:
-                        result = route.ext.call_handler(route.decl, current, timeout)
-                    except HandlerFailure as exc:
-                        if exc.kind in ("timeout", "busy") and timeout < route.deadline_s:
-                            raise HandlerFailure("budget", f"stopped when the event budget ran out "
-                                                           f"({exc.detail})") from None
-                        raise
-            except HandlerFailure as exc:
-                failure = self._fail(route, exc, route.policy)
-                failures.append(failure)
-                if route.policy == "closed":
-                    stop = self._closed_stop(spec, route, failure)
-                    break
-                continue
-            if result is None:
-                continue
-            if spec.chain is not None:
-                spec.chain.apply(current, result)
-            if spec.stop is not None and spec.stop.matches(result):
-                reason_field = spec.stop.reason_field
-                reason = str(result.get(reason_field) or "") if reason_field else ""
-                stop = StopInfo(route.label, result, reason or f"{spec.name} stopped by {route.label}")
-                if route.ext is not None:
-                    route.ext.stats.record_stop()
-                break
-        return Outcome(spec.name, current, stop, tuple(failures), len(routes))
-
-    @staticmethod
-    def _call_hook(route: _Route, spec: EventSpec, payload: dict[str, Any]) -> dict[str, Any] | None:
-        assert route.hook is not None
-        try:
-            result = to_plain(spec.name, route.hook(EventData(payload)))
-            if result is not None:
-                if spec.result is None:
-                    raise SchemaError("result", "this event takes no result")
-                spec.result.check(result, "result")
-            return result
-        except SchemaError as exc:
-            raise HandlerFailure("bad_result", str(exc)) from None
-        except Exception as exc:
-            log.exception("in-process hook %s failed on %s", route.label, spec.name)
-            raise HandlerFailure("error", f"{type(exc).__name__}: {exc}") from None
-
-    def _fail(self, route: _Route, exc: HandlerFailure, policy: str) -> Failure:
-        if route.ext is not None:
-            route.ext.stats.record_failure(exc.kind, policy)
-        self._warn(route, exc, policy)
-        return Failure(route.label, exc.kind, exc.detail, policy)
-
-    def _warn(self, route: _Route, exc: HandlerFailure, policy: str) -> None:
+    def _failed(self, handler: Handler, failure: Failure) -> None:
         """Log a handler failure with the extension's name, at most once per key per ``WARN_EVERY_S``."""
-        key = (route.label, route.event, exc.kind)
+        key = (handler.label, handler.decl.event, failure.kind)
         now = time.monotonic()
         last, suppressed = self._warned.get(key, (-WARN_EVERY_S, 0))
         if now - last < WARN_EVERY_S:
@@ -290,16 +223,5 @@ class Dispatcher:
             return
         self._warned[key] = (now, 0)
         more = f" (+{suppressed} more like it since the last warning)" if suppressed else ""
-        log.warning("extension %s: %s handler failed (%s: %s); policy %s%s", route.label, route.event, exc.kind,
-                    exc.detail, policy, more)
-
-    @staticmethod
-    def _closed_stop(spec: EventSpec, route: _Route, failure: Failure) -> StopInfo:
-        reason = f"{route.label} failed ({failure.kind}: {failure.detail}); failing closed"
-        result: dict[str, Any] = {}
-        if spec.stop is not None:
-            result[spec.stop.field] = spec.stop.equals
-            if spec.stop.reason_field:
-                result[spec.stop.reason_field] = reason
-        return StopInfo(route.label, result, reason, failed=True)
-
+        log.warning("extension %s: %s handler failed (%s: %s); policy %s%s", handler.label, handler.decl.event,
+                    failure.kind, failure.detail, failure.policy, more)

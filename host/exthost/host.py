@@ -27,7 +27,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,19 +35,19 @@ from typing import Any
 
 import zmq
 
+from ext_sdk.combine import Outcome
 from ext_sdk.events import custom_event_name
 
 from ..config import HostConfig
 from ..errors import ExtensionStartError, HostError, ManifestError, UnknownExtensionError
 from .discovery import discover
 from .dispatch import NORMAL, Dispatcher, InProcessHook
-from .extension import RunningExtension
+from .extension import Hooks, RunningExtension
 from .hostcalls import HostCallRouter
 from .manifest import Manifest, load_manifest
 from .notify import NotifyPump
 from .ops import OpsServer
 from .orphans import sweep_orphans
-from .outcome import Outcome
 from .services import HostServices, LocalServices
 from .state_store import StateStore
 from .supervisor import Supervisor
@@ -120,6 +119,8 @@ class ExtensionHost:
         self._pump = NotifyPump(self.extensions)
         self._dispatch = Dispatcher(self.config, self._pump.wake)
         self._router = HostCallRouter(self.state, self.services, self._emit_custom)
+        self._hooks = Hooks(queued=self._pump.wake, ready_again=self._dispatch.route_extension,
+                            needs_supervision=self._wake_supervisor)
         self._closed = False
         self._pump.start()
         self._ops = OpsServer(self._zctx, self._runtime, {
@@ -160,10 +161,7 @@ class ExtensionHost:
                                                                    "name is already loaded")))
                     continue
                 ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
-                                       self._zctx, self._runtime)
-                ext.wake_delivery = self._pump.wake
-                ext.on_ready = self._dispatch.route_extension
-                ext.wake_supervisor = self._wake_supervisor
+                                       self._zctx, self._runtime, self._hooks)
                 self._extensions[manifest.name] = ext
             try:
                 ext.spawn()
@@ -230,7 +228,7 @@ class ExtensionHost:
         out: list[ExtensionTool] = []
         for ext in self.extensions():
             for decl in ext.declared.tools:
-                if decl["name"] not in seen and ext.state.value in ("ready", "degraded"):
+                if decl["name"] not in seen and ext.state.running:
                     seen.add(decl["name"])
                     out.append(ExtensionTool(decl["name"], decl["description"], dict(decl["parameters"]), ext.name))
         return out
@@ -239,7 +237,7 @@ class ExtensionHost:
         """Slash commands declared by ready extensions, in load order."""
         return [ExtensionCommand(c["name"], c["description"], ext.name)
                 for ext in self.extensions() for c in ext.declared.commands
-                if ext.state.value in ("ready", "degraded")]
+                if ext.state.running]
 
     def invoke_tool(self, extension: str, name: str, args: dict[str, Any], timeout_s: float | None = None,
                     cancel: threading.Event | None = None) -> tuple[str, bool]:
@@ -282,9 +280,8 @@ class ExtensionHost:
         self._supervisor.wake()
 
     def _supervise(self) -> None:
-        now = time.monotonic()
         for ext in self.extensions():
-            ext.supervise(now)
+            ext.supervise()
         self._ops.serve()
 
     def _ops_logs(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,9 @@ error ``answer`` and counts it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ext_sdk.hostcalls import HOST_CALLS
 from ext_sdk.schema import SchemaError
@@ -24,13 +25,24 @@ from ext_sdk.schema import SchemaError
 from .services import HostServices, NotAvailable
 from .state_store import StateStore
 
-if TYPE_CHECKING:
-    from .extension import RunningExtension
+__all__ = ["Caller", "HostCallRefused", "HostCallRouter"]
 
-__all__ = ["HostCallRefused", "HostCallRouter"]
+log = logging.getLogger("kithost.hostcalls")
 
 #: ``emit_custom(source_extension, name, data) -> number of extensions queued``.
 EmitCustom = Callable[[str, str, Any], int]
+
+
+class Caller(Protocol):
+    """What the router needs to know of the extension that calls (its host handle)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def granted(self) -> frozenset[str]: ...
+
+    def channel_in_flight(self) -> int | None: ...
 
 
 class HostCallRefused(Exception):
@@ -44,11 +56,11 @@ class HostCallRouter:
         self.state = state
         self.services = services
         self._emit_custom = emit_custom
-        self.table: dict[str, Callable[[RunningExtension, dict[str, Any]], Any]] = {
+        self.table: dict[str, Callable[[Caller, dict[str, Any]], Any]] = {
             name.removeprefix("_call_"): getattr(self, name) for name in dir(self) if name.startswith("_call_")
         }
 
-    def handle(self, ext: RunningExtension, method: str, args: dict[str, Any], event_id: int | None) -> Any:
+    def handle(self, ext: Caller, method: str, args: dict[str, Any], event_id: int | None) -> Any:
         """Answer one call or raise :class:`HostCallRefused`."""
         if event_id is None or event_id != ext.channel_in_flight():
             raise HostCallRefused(
@@ -70,44 +82,51 @@ class HostCallRouter:
             return handler(ext, args)
         except NotAvailable as exc:
             raise HostCallRefused(str(exc)) from exc
+        except HostCallRefused:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the host's own
+            # The host's own failure (a closed stdout, a full disk): logged here, never shown to the extension.
+            log.warning("host call %s from extension %s failed in the host: %s: %s", method, ext.name,
+                        type(exc).__name__, exc)
+            raise HostCallRefused(f"{method}: the host could not answer (its error is in the host's log)") from None
 
     # ------------------------------------------------------------------ ui
-    def _call_print(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+    def _call_print(self, ext: Caller, args: dict[str, Any]) -> None:
         self.services.print(ext.name, args["level"], args["text"])
 
-    def _call_get_info(self, ext: RunningExtension, args: dict[str, Any]) -> dict[str, str]:
+    def _call_get_info(self, ext: Caller, args: dict[str, Any]) -> dict[str, str]:
         return self.services.info()
 
     # ------------------------------------------------------------------ state
-    def _call_get_state(self, ext: RunningExtension, args: dict[str, Any]) -> Any:
+    def _call_get_state(self, ext: Caller, args: dict[str, Any]) -> Any:
         return self.state.get(ext.name, args["key"])
 
-    def _call_set_state(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+    def _call_set_state(self, ext: Caller, args: dict[str, Any]) -> None:
         self.state.set(ext.name, args["key"], args["value"])
 
-    def _call_delete_state(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+    def _call_delete_state(self, ext: Caller, args: dict[str, Any]) -> None:
         self.state.delete(ext.name, args["key"])
 
-    def _call_list_state(self, ext: RunningExtension, args: dict[str, Any]) -> list[str]:
+    def _call_list_state(self, ext: Caller, args: dict[str, Any]) -> list[str]:
         return self.state.keys(ext.name)
 
     # ------------------------------------------------------------------ session
-    def _call_append_entry(self, ext: RunningExtension, args: dict[str, Any]) -> str:
+    def _call_append_entry(self, ext: Caller, args: dict[str, Any]) -> str:
         return self.services.append_entry(ext.name, args["type"], args["data"])
 
-    def _call_get_entries(self, ext: RunningExtension, args: dict[str, Any]) -> list[dict[str, Any]]:
+    def _call_get_entries(self, ext: Caller, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.services.get_entries(ext.name, args["type"])
 
     # ------------------------------------------------------------------ events
-    def _call_emit(self, ext: RunningExtension, args: dict[str, Any]) -> int:
+    def _call_emit(self, ext: Caller, args: dict[str, Any]) -> int:
         return self._emit_custom(ext.name, args["name"], args["data"])
 
     # ------------------------------------------------------------------ conversation / agent
-    def _call_get_messages(self, ext: RunningExtension, args: dict[str, Any]) -> list[dict[str, Any]]:
+    def _call_get_messages(self, ext: Caller, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.services.get_messages()
 
-    def _call_send_message(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+    def _call_send_message(self, ext: Caller, args: dict[str, Any]) -> None:
         self.services.send_message(ext.name, args["text"])
 
-    def _call_set_model(self, ext: RunningExtension, args: dict[str, Any]) -> None:
+    def _call_set_model(self, ext: Caller, args: dict[str, Any]) -> None:
         self.services.set_model(ext.name, args["model"])

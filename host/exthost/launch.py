@@ -1,9 +1,13 @@
 """The one place that decides how an extension process is started.
 
-:func:`build_launch` turns a manifest and the extension's private socket
-directory into a :class:`LaunchSpec` — argv, environment, working directory.
-Nothing else in the host builds a command line, so confinement (bubblewrap,
-Landlock, seccomp, rlimits) can wrap this one spec.
+:func:`prepare_launch` makes one launch of an extension: its private 0700
+directory (``x<slot>`` under the host's runtime directory) with the socket
+paths (:class:`Endpoints`), a fresh per-launch secret written to a 0600 file,
+the extension's work directory, and the :class:`LaunchSpec` — argv,
+environment, working directory — from :func:`build_launch`. Nothing else in
+the host builds a command line or creates endpoints, so confinement
+(bubblewrap, Landlock, seccomp, rlimits) can wrap this one spec.
+:meth:`Launch.cleanup` removes the sockets and the secret again.
 
 Environment contract (the whole environment; nothing of the host's leaks in):
 
@@ -28,6 +32,7 @@ Environment contract (the whole environment; nothing of the host's leaks in):
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 from dataclasses import dataclass
@@ -46,7 +51,7 @@ from ext_sdk.wire import (
 from .manifest import Manifest
 from .orphans import ENV_RUNTIME
 
-__all__ = ["Endpoints", "LaunchSpec", "build_launch"]
+__all__ = ["Endpoints", "Launch", "LaunchSpec", "build_launch", "prepare_launch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +132,40 @@ def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None
     if host_dir is not None:
         env[ENV_RUNTIME] = str(host_dir)  # inherited by its children: lets a later host sweep up orphans
     return LaunchSpec(argv=argv, env=env, cwd=manifest.directory)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Everything one start of an extension needs: endpoints, secret, and how to run it."""
+
+    endpoints: Endpoints
+    #: The per-launch HMAC key (also in ``endpoints.secret_file`` until the handshake ends).
+    secret: bytes
+    spec: LaunchSpec
+
+    def forget_secret_file(self) -> None:
+        """Delete the secret file (the extension has read it, or never will)."""
+        self.endpoints.secret_file.unlink(missing_ok=True)
+
+    def cleanup(self) -> None:
+        """Remove the socket files and the secret file (idempotent)."""
+        for name in ("e", "c", "k", "secret"):
+            (self.endpoints.directory / name).unlink(missing_ok=True)
+
+
+def prepare_launch(manifest: Manifest, host_dir: Path, slot: int) -> Launch:
+    """Make the private directory and secret of one launch; raises ``OSError``/``FileNotFoundError``."""
+    directory = Path(os.path.join(host_dir, f"x{slot}"))
+    directory.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    endpoints = Endpoints(directory)
+    endpoints.work_dir.mkdir(mode=0o700, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    fd = os.open(endpoints.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret)
+    try:
+        return Launch(endpoints, secret, build_launch(manifest, endpoints, host_dir))
+    except OSError:
+        endpoints.secret_file.unlink(missing_ok=True)
+        raise

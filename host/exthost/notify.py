@@ -5,12 +5,13 @@ Contract:
 * :meth:`NotifyPump.wake` is all ``emit`` does for a notify event (after the
   enqueue): setting a ``threading.Event``. The agent never waits for an
   observer.
-* One round: for every extension with queued events whose lock is free, send
-  one ``batch`` (up to ``limits.notify_batch`` events, oldest first); then
-  wait for all replies together with one poller, answering host calls, until
-  each batch is answered or reaches its deadline. A busy extension (its lock
-  held by a gate/chain request) is skipped: that request carries the backlog
-  itself, so order is kept either way.
+* One round: for every extension with queued events whose exchange is free,
+  :meth:`~.exchange.Exchange.begin_backlog` sends one ``batch`` (up to
+  ``limits.notify_batch`` events, oldest first); then all replies are awaited
+  together with one poller, answering host calls, until each batch is
+  answered or reaches its deadline. A busy extension (a gate/chain request in
+  flight) is skipped: that request carries the backlog itself, so order is
+  kept either way.
 * Per-extension order is the queue order; across extensions there is no
   ordering promise.
 * :meth:`NotifyPump.flush` waits (bounded) until every queue is empty and no
@@ -27,6 +28,7 @@ from collections.abc import Callable
 
 import zmq
 
+from .exchange import InFlight
 from .extension import RunningExtension
 
 __all__ = ["NotifyPump"]
@@ -88,48 +90,42 @@ class NotifyPump(threading.Thread):
 
     def _round(self) -> bool:
         """One delivery round; ``True`` if anything was sent (so go again)."""
-        in_flight: dict[RunningExtension, float] = {}
+        in_flight: list[InFlight] = []
         poller = zmq.Poller()
-        owners: dict[zmq.Socket[bytes], RunningExtension] = {}
+        owners: dict[zmq.Socket[bytes], InFlight] = {}
         for ext in self._extensions():
-            if not ext.queued() or not ext.lock.acquire(blocking=False):
+            batch = ext.exchange.begin_backlog()
+            if batch is None:
                 continue
-            started = ext.begin_notify_batch()
-            if started is None or ext.channel is None:
-                ext.lock.release()
-                continue
-            in_flight[ext] = time.monotonic() + started[1]
-            for sock in (ext.channel.events, ext.channel.calls, ext.channel.monitor):
+            in_flight.append(batch)
+            for sock in batch.sockets:
                 poller.register(sock, zmq.POLLIN)
-                owners[sock] = ext
+                owners[sock] = batch
         sent = bool(in_flight)
         try:
             while in_flight:
                 now = time.monotonic()
-                for ext, end in list(in_flight.items()):
-                    if end <= now:
-                        ext.expire_notify()
-                        self._finish(ext, poller, in_flight)
+                for batch in [b for b in in_flight if b.ends_at <= now]:
+                    batch.expire()
+                    self._finish(batch, poller, in_flight)
                 if not in_flight:
                     break
-                wait_ms = math.ceil((min(in_flight.values()) - now) * 1000)
+                wait_ms = math.ceil((min(b.ends_at for b in in_flight) - now) * 1000)
                 for sock, _ in poller.poll(max(wait_ms, 1)):
-                    ext = owners[sock]
-                    if ext in in_flight and ext.service_notify(sock):
-                        self._finish(ext, poller, in_flight)
+                    batch = owners[sock]
+                    if not batch.finished and batch.service(sock):
+                        self._finish(batch, poller, in_flight)
         finally:
-            for ext in list(in_flight):
-                ext.expire_notify()
-                self._finish(ext, poller, in_flight)
+            for batch in list(in_flight):
+                batch.expire()
+                self._finish(batch, poller, in_flight)
         return sent
 
     @staticmethod
-    def _finish(ext: RunningExtension, poller: zmq.Poller, in_flight: dict[RunningExtension, float]) -> None:
-        del in_flight[ext]
-        if ext.channel is not None:
-            for sock in (ext.channel.events, ext.channel.calls, ext.channel.monitor):
-                try:
-                    poller.unregister(sock)
-                except KeyError:
-                    pass
-        ext.lock.release()
+    def _finish(batch: InFlight, poller: zmq.Poller, in_flight: list[InFlight]) -> None:
+        in_flight.remove(batch)
+        for sock in batch.sockets:
+            try:
+                poller.unregister(sock)
+            except KeyError:
+                pass

@@ -7,7 +7,7 @@ implementation. Keys in the override maps are ``"<extension>:<event>"``
 
 from __future__ import annotations
 
-from ext_sdk.events import EventSpec
+from ext_sdk.events import EventSpec, Mode, Policy
 
 from ..config import HostConfig
 
@@ -19,7 +19,7 @@ def default_deadline_ms(config: HostConfig, spec: EventSpec) -> int:
     d = config.deadlines
     if spec.hot:
         return d.hot_ms
-    return {"gate": d.gate_ms, "chain": d.chain_ms, "notify": d.notify_ms}[spec.mode]
+    return {Mode.GATE: d.gate_ms, Mode.CHAIN: d.chain_ms, Mode.NOTIFY: d.notify_ms}[spec.mode]
 
 
 def effective_deadline_ms(config: HostConfig, extension: str, spec: EventSpec, event: str,
@@ -35,9 +35,9 @@ def effective_deadline_ms(config: HostConfig, extension: str, spec: EventSpec, e
 
 
 def effective_policy(config: HostConfig, extension: str, spec: EventSpec, event: str,
-                     declared: str | None) -> str:
+                     declared: str | None) -> Policy:
     """Operator override > declared > the event's default."""
     for key in (f"{extension}:{event}", extension):
         if key in config.policy:
-            return config.policy[key]
-    return declared or spec.default_policy
+            return Policy(config.policy[key])
+    return Policy(declared) if declared else spec.default_policy

@@ -14,19 +14,12 @@ import threading
 from collections import Counter, deque
 from typing import Final
 
+from ext_sdk.combine import FailureKind
+
 __all__ = ["FAILURE_KINDS", "ExtensionStats", "percentile"]
 
-#: Why a handler call can fail.
-FAILURE_KINDS: Final = (
-    "timeout",        # no reply within its deadline
-    "budget",         # the event's total budget ran out before or during it
-    "error",          # the handler raised / returned an error
-    "bad_result",     # the result does not match the event's result schema
-    "bad_frame",      # the reply frame was rejected (MAC, replay, size, decode, schema)
-    "disconnected",   # the extension dropped its connection mid-request
-    "not_running",    # the extension was not ready (starting, crashed, stopped)
-    "busy",           # could not get the extension's channel within the deadline
-)
+#: Why a handler call can fail (derived from :class:`ext_sdk.combine.FailureKind`).
+FAILURE_KINDS: Final = tuple(kind.value for kind in FailureKind)
 
 
 def percentile(samples: list[float], q: float) -> float | None:

@@ -1,41 +1,50 @@
-"""Supervision: restarts with backoff, hang detection, resource limits, slow-handler warnings.
+"""Supervision: lifecycle states, restart decisions, the per-extension watchdog, and the supervisor thread.
 
-One thread per host (:class:`Supervisor`) ticks every :data:`TICK_S` and, for
-each extension:
+The states of an extension (every transition is recorded with its reason)::
+
+    starting → ready → (degraded) → restarting → ready | dead
+                    └──────────────────────────────────→ stopped
+
+One thread per host (:class:`Supervisor`) ticks every :data:`TICK_S` (and at
+once when a process exits or a backoff is over) and, for each extension,
+calls its ``supervise`` step, which consults the extension's
+:class:`Watchdog`:
 
 * **exit** — the process is gone (exit status or signal, in words) →
   :meth:`RestartPolicy.after_exit` decides: ``restarting`` with the next
-  backoff delay, or ``dead``;
-* **heartbeat** — sends ``ping`` on the control channel every
-  ``heartbeat_ms``; the SDK answers from a thread, so a long handler never
-  looks dead. No ``pong`` for ``hang_ms`` → the process is **hung**: it is
-  killed and handled as a crash with reason ``hung: no heartbeat for N s``.
-  A handler past its deadline is only **slow** (the event moved on; the
-  extension is ``degraded`` and named in a rate-limited warning) — until it
-  has run for ``stuck_ms`` (60 s, as the pong reports): then it is **stuck**,
-  since every later event to it would time out, and it is killed and
-  restarted with reason ``stuck: <event> handler running for N s``;
-* **resources** — every ``watch_ms``, RSS, CPU time, threads, fds and
-  children of the whole process tree (psutil); a limit crossed → killed with
-  the reason (``killed: memory limit 512 MiB (rss 530 MiB)``);
+  backoff delay, ``dead`` or ``stopped``;
+* **heartbeat** — ``ping`` on the control channel every ``heartbeat_ms``; the
+  SDK answers from a thread, so a long handler never looks dead. No ``pong``
+  for ``hang_ms`` → **hung**: killed and handled as a crash with reason
+  ``hung: no heartbeat for N s``. A handler past its deadline is only
+  **slow** (the event moved on; ``slow_warn_per_min`` of those in a minute
+  make the extension ``degraded`` and name it in a rate-limited warning; 20
+  answers in time bring it back) — until it has run for ``stuck_ms`` (as the
+  pong reports): then it is **stuck**, since every later event to it would
+  time out, and it is killed with reason ``stuck: <event> handler running for N s``;
+* **resources** — every ``watch_ms``, RSS, CPU time, threads, fds and children
+  of the whole process tree (psutil); a limit crossed → killed with the reason
+  (``killed: memory limit 512 MiB (rss 530 MiB)``);
 * **restart** — when a ``restarting`` extension's delay is due, it is
-  respawned here (spawning from this long-lived thread matters: the
-  parent-death signal is tied to the spawning thread) and its handshake is
+  respawned from the supervisor thread (the parent-death signal is tied to the
+  spawning thread, so a long-lived thread must spawn) and its handshake is
   awaited on a short-lived worker thread.
 
 Restart rules (:class:`RestartPolicy`), after each exit:
 
-1. policy ``never``, or a clean exit (status 0) under ``on-failure`` → ``dead``
-   / ``stopped`` as appropriate, no restart;
-2. an exit status in ``no_retry_exit_codes`` (bad config, protocol refused) → ``dead``;
-3. a run that lasted ``stable_after_s`` resets the crash history and backoff;
-4. the crash is recorded; ``crash_limit`` crashes within ``crash_window_s`` → ``dead``
+1. mode ``never``: ``stopped`` after a clean exit (status 0), else ``dead``;
+2. a clean exit under ``on-failure`` → ``stopped``;
+3. an exit status in ``no_retry_exit_codes`` (bad code, handshake refused) → ``dead``;
+4. a run that lasted ``stable_after_s`` resets the crash history and backoff;
+5. the crash is recorded; ``crash_limit`` crashes within ``crash_window_s`` → ``dead``
    (until the operator restarts it: ``kithost ext restart NAME``);
-5. otherwise ``restarting`` after the current backoff, which then doubles
+6. otherwise ``restarting`` after the current backoff, which then doubles
    (``backoff_initial_ms`` … ``backoff_max_ms``).
 
-Events that arrive while an extension is restarting or dead fail at once
-with ``not_running`` and follow that handler's failure policy (counted).
+A process the host killed (hung, stuck, over a limit) has no exit status of
+its own: rules 1–3 see it as a crash. Events that arrive while an extension
+is restarting or dead fail at once with ``not_running`` and follow that
+handler's failure policy (counted).
 """
 
 from __future__ import annotations
@@ -46,17 +55,37 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import psutil
 
 from ..config import Supervision
 
-__all__ = ["TICK_S", "ExitDecision", "Resources", "RestartPolicy", "Supervisor"]
+__all__ = ["TICK_S", "ExitDecision", "ExtState", "Resources", "RestartPolicy", "Supervisor", "Watchdog"]
 
 log = logging.getLogger("kithost.supervisor")
 
 #: How often the supervisor looks at every extension.
 TICK_S = 0.05
+
+#: A clock: seconds, monotonic (``time.monotonic``; tests pass a fake one).
+Clock = Callable[[], float]
+
+
+class ExtState(StrEnum):
+    """Lifecycle state of an extension (see the module doc)."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DEGRADED = "degraded"
+    RESTARTING = "restarting"
+    DEAD = "dead"
+    STOPPED = "stopped"
+
+    @property
+    def running(self) -> bool:
+        """Whether events are delivered in this state."""
+        return self is ExtState.READY or self is ExtState.DEGRADED
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +93,7 @@ class ExitDecision:
     """What to do after an extension's process ended."""
 
     #: ``restarting``, ``dead`` or ``stopped``.
-    state: str
+    state: ExtState
     #: Delay before the restart (seconds), when restarting.
     delay_s: float
     #: Why, in words (recorded as the transition reason).
@@ -73,42 +102,47 @@ class ExitDecision:
 
 @dataclass
 class RestartPolicy:
-    """Crash history and backoff of one extension (pure logic; no threads, no I/O)."""
+    """Crash history and backoff of one extension (pure logic: no threads, no I/O; time from ``clock``)."""
 
     config: Supervision
     #: ``on-failure`` | ``always`` | ``never``.
     mode: str
+    clock: Clock = time.monotonic
     crashes: deque[float] = field(default_factory=deque)
     backoff_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.backoff_s = self.config.backoff_initial_ms / 1000
 
-    def after_exit(self, now: float, ran_s: float, exit_code: int | None, cause: str) -> ExitDecision:
-        """Decide after an exit. ``cause`` describes it (``exited with status 1``, ``hung: ...``)."""
+    def after_exit(self, ran_s: float, exit_code: int | None, cause: str) -> ExitDecision:
+        """Decide after an exit (rules in the module doc).
+
+        ``exit_code`` is the status of a process that exited by itself (``None`` when
+        the host killed it); ``cause`` says what happened, in words.
+        """
         cfg = self.config
-        clean = exit_code == 0 and cause.startswith("exited")
+        now = self.clock()
+        clean = exit_code == 0
         if self.mode == "never":
-            return ExitDecision("dead" if not clean else "stopped", 0.0, f"{cause}; restart policy 'never'")
+            return ExitDecision(ExtState.STOPPED if clean else ExtState.DEAD, 0.0, f"{cause}; restart policy 'never'")
         if clean and self.mode == "on-failure":
-            return ExitDecision("stopped", 0.0, f"{cause} (clean exit; restart policy 'on-failure')")
-        if exit_code is not None and exit_code in cfg.no_retry_exit_codes and cause.startswith("exited"):
-            return ExitDecision("dead", 0.0, f"{cause}: the extension reports a broken setup; not retried")
+            return ExitDecision(ExtState.STOPPED, 0.0, f"{cause} (clean exit; restart policy 'on-failure')")
+        if exit_code is not None and exit_code in cfg.no_retry_exit_codes:
+            return ExitDecision(ExtState.DEAD, 0.0, f"{cause}: the extension reports a broken setup; not retried")
         if ran_s >= cfg.stable_after_s:
-            self.crashes.clear()
-            self.backoff_s = cfg.backoff_initial_ms / 1000
+            self.reset()
         self.crashes.append(now)
         while self.crashes and now - self.crashes[0] > cfg.crash_window_s:
             self.crashes.popleft()
         if len(self.crashes) >= cfg.crash_limit:
-            return ExitDecision("dead", 0.0, f"{cause}; {len(self.crashes)} crashes within "
-                                             f"{cfg.crash_window_s:.0f} s: crash loop, not restarted")
+            return ExitDecision(ExtState.DEAD, 0.0, f"{cause}; {len(self.crashes)} crashes within "
+                                                    f"{cfg.crash_window_s:.0f} s: crash loop, not restarted")
         delay = self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, cfg.backoff_max_ms / 1000)
-        return ExitDecision("restarting", delay, f"{cause}; restarting in {delay * 1000:.0f} ms")
+        return ExitDecision(ExtState.RESTARTING, delay, f"{cause}; restarting in {delay * 1000:.0f} ms")
 
     def reset(self) -> None:
-        """Forget the crash history (an operator restart)."""
+        """Forget the crash history (a stable run, or an operator restart)."""
         self.crashes.clear()
         self.backoff_s = self.config.backoff_initial_ms / 1000
 
@@ -170,6 +204,106 @@ def limit_exceeded(cfg: Supervision, res: Resources) -> str | None:
     if cfg.max_children and res.children > cfg.max_children:
         return f"killed: child process limit {cfg.max_children} ({res.children} children)"
     return None
+
+
+class Watchdog:
+    """Heartbeat, stuck-handler, resource and slowness watch of one extension's current process.
+
+    Used by its extension handle only from the supervisor thread (:meth:`check`)
+    and from whoever saw a handler's outcome (:meth:`note_slow`, :meth:`note_ok`).
+    """
+
+    def __init__(self, name: str, config: Supervision, clock: Clock = time.monotonic) -> None:
+        self.name = name
+        self.config = config
+        self._clock = clock
+        #: Last resource sample of the process tree.
+        self.resources: Resources | None = None
+        #: What the last pong said: ``(busy, current event, busy ms)``.
+        self.last_pong_info: tuple[bool, str | None, int] = (False, None, 0)
+        self._cpu_prev: tuple[float, float] | None = None
+        self._last_pong = 0.0
+        self._next_ping = 0.0
+        self._next_watch = 0.0
+        self._ping_outstanding = False
+        self._slow: deque[float] = deque()
+        self._slow_warned_at = -60.0
+        self._last_slow = ""
+        self._consecutive_ok = 0
+
+    def reset(self) -> None:
+        """A new process finished its handshake: nothing the previous one said counts."""
+        now = self._clock()
+        self._last_pong = now
+        self.last_pong_info = (False, None, 0)
+        self._ping_outstanding = False
+        self._next_ping = now + self.config.heartbeat_ms / 1000
+        self._next_watch = now
+        self._consecutive_ok = 0
+        self._cpu_prev = None
+        self.resources = None
+
+    def check(self, pid: int, poll_pong: Callable[[], dict[str, object] | None],
+              send_ping: Callable[[], None]) -> str | None:
+        """One watch step; the reason to kill the process (hung, stuck, over a limit) or ``None``."""
+        cfg = self.config
+        now = self._clock()
+        # Only look for a pong while one is outstanding: every socket call releases the GIL, and under a
+        # busy main thread each re-acquire can cost a switch interval (the tick must stay cheap).
+        pong = poll_pong() if self._ping_outstanding else None
+        if pong is not None:
+            self._ping_outstanding = False
+            self._last_pong = now
+            current = pong.get("current")
+            self.last_pong_info = (bool(pong["busy"]), current if isinstance(current, str) else None,
+                                   int(pong["busy_ms"]))  # type: ignore[call-overload]
+        if now - self._last_pong > cfg.hang_ms / 1000:
+            return f"hung: no heartbeat for {(now - self._last_pong):.1f} s"
+        busy, current, busy_ms = self.last_pong_info
+        if busy and cfg.stuck_ms and busy_ms > cfg.stuck_ms:
+            # Alive but one handler has run far past any deadline: every later event would time out.
+            return f"stuck: {current} handler running for {busy_ms / 1000:.0f} s"
+        if now >= self._next_ping:
+            self._next_ping = now + cfg.heartbeat_ms / 1000
+            send_ping()
+            self._ping_outstanding = True
+        if now >= self._next_watch:
+            self._next_watch = now + cfg.watch_ms / 1000
+            try:
+                self.resources, self._cpu_prev = sample_tree(psutil.Process(pid), self._cpu_prev)
+            except psutil.Error:
+                return None
+            return limit_exceeded(cfg, self.resources)
+        return None
+
+    def note_slow(self, detail: str = "") -> bool:
+        """A handler ran past its deadline; ``True`` when that makes ``slow_warn_per_min`` in the last minute."""
+        now = self._clock()
+        busy = self.last_pong_info
+        what = f"{busy[1]} handler" if busy[0] and busy[1] else "a handler"
+        self._last_slow = f"{what} ({detail})" if detail else what
+        self._consecutive_ok = 0
+        self._slow.append(now)
+        while self._slow and now - self._slow[0] > 60:
+            self._slow.popleft()
+        slow = len(self._slow) >= self.config.slow_warn_per_min
+        if slow and now - self._slow_warned_at > 60:
+            self._slow_warned_at = now
+            log.warning("extension %s is slow: %d handler timeout(s) in the last minute; last: %s", self.name,
+                        len(self._slow), self._last_slow)
+        return slow
+
+    def slow_count(self) -> int:
+        """Handler timeouts in the last minute (as last counted)."""
+        return len(self._slow)
+
+    def note_ok(self) -> bool:
+        """A handler answered in time; ``True`` once 20 in a row did (a degraded extension recovered)."""
+        self._consecutive_ok += 1
+        if self._consecutive_ok >= 20:
+            self._slow.clear()
+            return True
+        return False
 
 
 class Supervisor(threading.Thread):

@@ -1,0 +1,54 @@
+"""The status view of one extension: plain data for ``ext status --json``, the status table and tests.
+
+:func:`extension_status` reads an extension handle's records and never
+changes them. Keys (stable; ``kithost ext status --json`` prints them):
+``name, version, state, pid, uptime_s, last_exit, restarts, restart_policy,
+resources, busy, last_reason, protocol, sdk, granted, subscriptions, tools,
+commands, queued, frame_errors, call_errors, stats, manifest``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .extension import RunningExtension
+
+__all__ = ["extension_status"]
+
+
+def extension_status(ext: RunningExtension) -> dict[str, Any]:
+    """Plain-data status of ``ext`` (see the module doc)."""
+    proc = ext.process
+    running = proc is not None and proc.alive()
+    busy, current, busy_ms = ext.last_pong_info
+    declared = ext.declared
+    channel = ext.channel
+    return {
+        "name": ext.name,
+        "version": declared.version or ext.manifest.version,
+        "state": ext.state.value,
+        "pid": proc.pid if running and proc is not None else None,
+        "uptime_s": round(time.monotonic() - proc.started, 3) if running and proc is not None else 0.0,
+        "last_exit": ext.last_exit,
+        "restarts": ext.restarts,
+        "restart_policy": ext.restart_policy.mode,
+        "resources": ext.resources.as_dict() if ext.resources is not None else None,
+        "busy": {"event": current, "ms": busy_ms} if busy else None,
+        "last_reason": ext.transitions[-1].reason if ext.transitions else "",
+        "protocol": declared.protocol,
+        "sdk": declared.sdk,
+        "granted": sorted(declared.granted),
+        "subscriptions": [
+            {"event": h.event, "priority": h.priority, "deadline_ms": round((h.deadline_s or 0.0) * 1000),
+             "policy": str(h.policy)} for h in declared.handlers
+        ],
+        "tools": [t["name"] for t in declared.tools],
+        "commands": [c["name"] for c in declared.commands],
+        "queued": ext.queued(),
+        "frame_errors": dict(channel.frame_errors) if channel is not None else {},
+        "call_errors": channel.call_errors if channel is not None else 0,
+        "stats": ext.stats.snapshot(),
+        "manifest": str(ext.manifest.path),
+    }
