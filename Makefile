@@ -1,6 +1,7 @@
 # kithost — the two commands of the README:
 #   make demo   a real agent session with the bundled extensions, offline
 #   make test   lint (ruff), types (mypy), then the whole test suite
+# (make test-unit runs only the process-free unit layer, in seconds.)
 # Both create .venv in the repo and install the pinned dependencies first.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -13,7 +14,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint bench clean venv schema
+.PHONY: demo test test-unit lint bench clean venv schema
 
 venv: $(STAMP)
 
@@ -34,6 +35,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The fast layer alone (no processes; seconds): for your own edit-test loop.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

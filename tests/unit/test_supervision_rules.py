@@ -1,0 +1,106 @@
+"""Restart decisions and the watchdog's judgements, on a fake clock (no processes, no sleeping)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from host.config import Supervision
+from host.exthost.supervisor import ExtState, RestartPolicy, Watchdog
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CFG = replace(Supervision(), backoff_initial_ms=100, backoff_max_ms=400, crash_limit=3, crash_window_s=60,
+              stable_after_s=10)
+
+
+def policy(mode: str = "on-failure") -> tuple[RestartPolicy, FakeClock]:
+    clock = FakeClock()
+    return RestartPolicy(CFG, mode, clock), clock
+
+
+def test_backoff_doubles_up_to_its_cap_and_a_crash_loop_ends_dead() -> None:
+    p, clock = policy()
+    delays = []
+    for _ in range(2):
+        decision = p.after_exit(0.5, 1, "exited with status 1")
+        assert decision.state is ExtState.RESTARTING
+        delays.append(decision.delay_s)
+        clock.now += 1
+    assert delays == [0.1, 0.2]
+    final = p.after_exit(0.5, 1, "exited with status 1")
+    assert final.state is ExtState.DEAD and "3 crashes within 60 s" in final.reason
+
+
+def test_crashes_outside_the_window_are_forgotten() -> None:
+    p, clock = policy()
+    for _ in range(5):
+        assert p.after_exit(0.5, None, "hung: no heartbeat").state is ExtState.RESTARTING
+        clock.now += 61
+
+
+def test_a_stable_run_resets_backoff_and_history() -> None:
+    p, _ = policy()
+    p.after_exit(0.5, 1, "crash")
+    p.after_exit(0.5, 1, "crash")
+    decision = p.after_exit(30.0, 1, "crash after a long run")
+    assert decision.state is ExtState.RESTARTING and decision.delay_s == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("mode", "code", "state"), [
+    ("on-failure", 0, ExtState.STOPPED),
+    ("always", 0, ExtState.RESTARTING),
+    ("never", 0, ExtState.STOPPED),
+    ("never", 1, ExtState.DEAD),
+    ("never", None, ExtState.DEAD),
+    ("on-failure", 3, ExtState.DEAD),   # the SDK's "broken extension": not retried
+    ("always", 4, ExtState.DEAD),       # handshake refused: not retried
+    ("on-failure", 1, ExtState.RESTARTING),
+    ("on-failure", None, ExtState.RESTARTING),  # killed by the host (hung, over a limit)
+])
+def test_exit_rules(mode: str, code: int | None, state: ExtState) -> None:
+    p, _ = policy(mode)
+    assert p.after_exit(1.0, code, "exited").state is state
+
+
+def test_watchdog_declares_a_silent_process_hung() -> None:
+    clock = FakeClock()
+    dog = Watchdog("x", replace(Supervision(), heartbeat_ms=1000, hang_ms=5000, watch_ms=10**9), clock)
+    dog.reset()
+    pings: list[int] = []
+    assert dog.check(0, lambda: None, lambda: pings.append(1)) is None
+    clock.now += 1.5
+    assert dog.check(0, lambda: None, lambda: pings.append(1)) is None and pings == [1]
+    clock.now += 1.0  # a pong arrives: alive
+    assert dog.check(0, lambda: {"busy": False, "busy_ms": 0}, lambda: None) is None
+    clock.now += 5.5
+    reason = dog.check(0, lambda: None, lambda: None)
+    assert reason is not None and reason.startswith("hung: no heartbeat for 5.5 s")
+
+
+def test_watchdog_declares_a_long_busy_handler_stuck() -> None:
+    clock = FakeClock()
+    dog = Watchdog("x", replace(Supervision(), heartbeat_ms=100, stuck_ms=60_000, watch_ms=10**9), clock)
+    dog.reset()
+    clock.now += 0.2
+    dog.check(0, lambda: None, lambda: None)  # sends a ping
+    clock.now += 0.1
+    reason = dog.check(0, lambda: {"busy": True, "current": "tool_call", "busy_ms": 61_000}, lambda: None)
+    assert reason == "stuck: tool_call handler running for 61 s"
+
+
+def test_slowness_degrades_after_the_limit_and_twenty_answers_recover() -> None:
+    clock = FakeClock()
+    dog = Watchdog("x", replace(Supervision(), slow_warn_per_min=3), clock)
+    assert [dog.note_slow("t") for _ in range(3)] == [False, False, True]
+    clock.now += 61
+    assert dog.note_slow("t") is False  # the old ones left the one-minute window
+    assert [dog.note_ok() for _ in range(20)][-2:] == [False, True]
