@@ -238,9 +238,9 @@ class Sealer:
 
     __slots__ = ("_key", "_seq")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, first_seq: int = 1) -> None:
         self._key = key
-        self._seq = 0
+        self._seq = first_seq - 1
 
     def seal(self, kind: str, fields: dict[str, object]) -> bytes:
         """One frame for message ``kind`` with ``fields`` (``k``/``seq`` are added)."""
@@ -260,11 +260,13 @@ class Opener:
     Not thread-safe: one opener per socket.
     """
 
-    __slots__ = ("_accept", "_key", "_last_seq", "_limits", "_max_frame", "_validate")
+    __slots__ = ("_accept", "_key", "_last_seq", "_limits", "_max_frame", "_schemas", "_validate")
 
     def __init__(self, key: bytes, accept: frozenset[str], max_frame: int = DEFAULT_MAX_FRAME,
-                 validate: bool = True) -> None:
+                 validate: bool = True, schemas: dict[str, Struct] | None = None) -> None:
         self._key = key
+        #: Schema of each accepted kind (default :data:`MESSAGES`; the host's operator channel has its own).
+        self._schemas = MESSAGES if schemas is None else schemas
         #: Check the envelope against its schema. The host always does (it trusts no
         #: extension); an SDK may skip it for frames from its authenticated host.
         self._validate = validate
@@ -304,7 +306,7 @@ class Opener:
             raise FrameError("replay", f"seq {seq!r} not after {self._last_seq}")
         if self._validate:
             try:
-                MESSAGES[kind].check(msg)  # type: ignore[index]
+                self._schemas[kind].check(msg)  # type: ignore[index]
             except SchemaError as exc:
                 reason = "too_deep" if "deeper" in exc.problem else "schema"
                 raise FrameError(reason, str(exc)) from exc

@@ -142,7 +142,7 @@ def _ext_list(args: argparse.Namespace) -> int:
         print(json.dumps({
             "extensions": [{"name": m.name, "version": m.version, "runtime": m.runtime, "events": list(m.events),
                             "permissions": list(m.permissions), "path": str(m.path),
-                            "description": m.description, "running": running.get(m.name, [])}
+                            "description": m.description, "running": running.get(str(m.path), [])}
                            for m in found.manifests],
             "problems": [{"path": str(p), "error": e} for p, e in found.problems],
         }, indent=2))
@@ -151,7 +151,7 @@ def _ext_list(args: argparse.Namespace) -> int:
         print("no extensions found (search dirs: ~/.config/kithost/extensions, ./.kithost/extensions; add -e PATH)")
         return 0
     for m in found.manifests:
-        where = "; ".join(running.get(m.name, [])) or "not running"
+        where = "; ".join(running.get(str(m.path), [])) or "not running"
         print(f"{m.name} {m.version}  [{m.runtime}]  {m.path.parent}  ({where})")
         if m.description:
             print(f"    {m.description}")

@@ -2,8 +2,10 @@
 
 The data comes from each running host's ops channel (:mod:`host.exthost.ops`);
 this module only selects and formats it. Columns of ``status``: state, pid,
-uptime, restarts and the last reason, RSS, CPU, events handled, p50/p99
-handler latency, timeouts, fail-open/closed counts, and what it is busy with.
+uptime, restarts and the last reason, RSS, CPU, handler calls answered
+(``handled``) and notify events delivered (``notified``), p50/p99 handler
+latency, timeouts, fail-open/closed counts, rejected frames / refused host
+calls, and what it is busy with.
 """
 
 from __future__ import annotations
@@ -68,12 +70,23 @@ def _uptime(seconds: float) -> str:
 
 
 def running_states(base: Path | None = None) -> dict[str, list[str]]:
-    """Extension name → ``["ready in kithost 1234", ...]`` for every running host (for ``ext list``)."""
+    """Manifest path → ``["ready in kithost 1234", ...]`` for every running host (for ``ext list``).
+
+    Keyed by the manifest file, not the name: an extension of the same name loaded
+    from another checkout or directory is another extension.
+    """
     out: dict[str, list[str]] = {}
     for host, exts in _collect(base, None):
         for e in exts:
-            out.setdefault(e["name"], []).append(f"{e['state']} in kithost {host.pid}")
+            out.setdefault(str(e["manifest"]), []).append(f"{e['state']} in kithost {host.pid}")
     return out
+
+
+def _rejected(ext: dict[str, Any]) -> str:
+    """Frames refused from the extension plus host calls answered with an error."""
+    frames = sum(ext.get("frame_errors", {}).values())
+    calls = ext.get("call_errors", 0)
+    return f"{frames}/{calls}" if frames or calls else "-"
 
 
 def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: int | None = None) -> int:
@@ -93,8 +106,8 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
     console = Console() if sys.stdout.isatty() else Console(width=160)  # pipes and files get full rows
     for host, exts in found:
         table = Table(title=f"kithost pid {host.pid} — {host.cwd}", title_justify="left")
-        for column in ("extension", "state", "pid", "up", "restarts", "rss", "cpu", "handled", "p50", "p99",
-                       "timeouts", "open/closed"):
+        for column in ("extension", "state", "pid", "up", "restarts", "rss", "cpu", "handled", "notified", "p50",
+                       "p99", "timeouts", "open/closed", "rejected"):
             table.add_column(column, no_wrap=True)
         table.add_column("last reason", overflow="fold", min_width=20)
         for e in exts:
@@ -106,8 +119,9 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
                 e["name"], f"[{state_style.get(e['state'], 'white')}]{e['state']}[/]", str(e["pid"] or "-"),
                 _uptime(e["uptime_s"]), str(e["restarts"]),
                 f"{res['rss_bytes'] / 2**20:.0f} MiB" if res else "-", f"{res['cpu_percent']:.0f}%" if res else "-",
-                str(stats["handled"] + stats["notified"]), _us(stats["latency_p50_us"]), _us(stats["latency_p99_us"]),
-                str(stats["timeouts"]), f"{stats['fail_open']}/{stats['fail_closed']}", reason,
+                str(stats["handled"]), str(stats["notified"]),
+                _us(stats["latency_p50_us"]), _us(stats["latency_p99_us"]),
+                str(stats["timeouts"]), f"{stats['fail_open']}/{stats['fail_closed']}", _rejected(e), reason,
             )
         console.print(table)
     return 0

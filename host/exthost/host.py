@@ -124,7 +124,8 @@ class ExtensionHost:
         self._closed = False
         self._pump.start()
         self._ops = OpsServer(self._zctx, self._runtime, {
-            "status": lambda args: {"pid": os.getpid(), "extensions": [e.info() for e in self.extensions()]},
+            "status": lambda args: {"pid": os.getpid(), "extensions": [e.info() for e in self.extensions()],
+                                    "ops_rejected": dict(self._ops.rejected)},
             "logs": self._ops_logs,
             "restart": lambda args: self.restart(str(args.get("name"))),
         })

@@ -1,51 +1,57 @@
 """The operator channel of a running host: ``kithost ext status|logs|restart`` talk to it.
 
 Every :class:`~host.exthost.host.ExtensionHost` binds a REP socket at
-``<its private 0700 dir>/ops`` and writes ``host.json`` (pid, start time,
-working directory) and ``ops.key`` (0600, random) beside it. The CLI finds
-running hosts by listing the runtime base directory, so only the same user
-can reach them; every frame is also HMAC-signed with ``ops.key``.
+``<its private 0700 dir>/ops`` (mode 0600) and writes ``host.json`` (pid,
+start time, working directory, checkout) and ``ops.key`` (0600, random)
+beside it. The CLI finds running hosts by listing the runtime base directory,
+so only the same user can reach them.
 
-Frame: 32-byte HMAC-SHA256 over the body, then msgpack
-``{"op": "status" | "logs" | "restart", "args": {...}}``; the reply is
-``{"ok": true, "data": ...}`` or ``{"ok": false, "error": "..."}``.
+Frames are sealed and opened by the one code path of :mod:`ext_sdk.wire`
+(HMAC-SHA256 with ``ops.key``, sequence numbers, size and schema limits),
+with this channel's own kinds (:data:`OPS_MESSAGES`):
+
+* request ``op`` ``{op: "status" | "logs" | "restart", args: {...}}``; its
+  ``seq`` is the client's ``time.time_ns()``, so every request carries a
+  number above any earlier one and a replayed request is refused;
+* reply ``op_reply`` ``{id: <the request's seq>, ok, data | error}``.
+
+A refused request frame is answered with an error and counted by reason in
+:attr:`OpsServer.rejected` (``status`` reports it as ``ops_rejected``).
 Requests are served from the supervisor thread (at most one tick late).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import secrets
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-import msgpack
 import psutil
 import zmq
 
-__all__ = ["OpsClient", "OpsServer", "RunningHost", "find_hosts"]
+from ext_sdk.schema import Any as AnyValue
+from ext_sdk.schema import Bool, Enum, Field, Int, Map, Str, Struct
+from ext_sdk.wire import FrameError, Opener, Sealer
 
-_MAC = 32
+__all__ = ["OPS", "OPS_MESSAGES", "OpsClient", "OpsServer", "RunningHost", "find_hosts"]
 
-
-def _seal(key: bytes, msg: dict[str, Any]) -> bytes:
-    body: bytes = msgpack.packb(msg, use_bin_type=True)
-    return hmac.digest(key, body, "sha256") + body
-
-
-def _open(key: bytes, frame: bytes) -> dict[str, Any] | None:
-    if len(frame) <= _MAC or not hmac.compare_digest(frame[:_MAC], hmac.digest(key, frame[_MAC:], "sha256")):
-        return None
-    try:
-        msg = msgpack.unpackb(frame[_MAC:], raw=False, max_str_len=1 << 20, max_array_len=100_000)
-    except Exception:  # noqa: BLE001 - a bad frame is just ignored
-        return None
-    return msg if isinstance(msg, dict) else None
+#: The operations a host answers.
+OPS: Final = ("status", "logs", "restart")
+_HEAD = {"k": Str, "seq": Int}
+#: The operator channel's message kinds.
+OPS_MESSAGES: Final[dict[str, Struct]] = {
+    "op": Struct("An operator request.", **_HEAD, op=Enum(*OPS), args=Map(AnyValue)),
+    "op_reply": Struct("The host's answer.", **_HEAD, id=Field(Int, "The request's seq."), ok=Bool,
+                       data=Field(AnyValue, required=False), error=Field(Str, required=False)),
+}
+_MAX_FRAME: Final = 1 << 20
 
 
 class OpsServer:
@@ -53,37 +59,50 @@ class OpsServer:
 
     def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], directory: Path,
                  handlers: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
-        self._key = secrets.token_bytes(32)
+        key = secrets.token_bytes(32)
         key_file = directory / "ops.key"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(self._key)
+            fh.write(key)
+        self._in = Opener(key, frozenset({"op"}), _MAX_FRAME, schemas=OPS_MESSAGES)
+        self._out = Sealer(key)
+        #: Refused request frames by reason (see ``ext_sdk.wire.FRAME_ERRORS``).
+        self.rejected: Counter[str] = Counter()
         self._sock = zctx.socket(zmq.REP)
         self._sock.linger = 0
-        self._sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, _MAX_FRAME)
         self._sock.bind(f"ipc://{directory}/ops")
+        os.chmod(directory / "ops", 0o600)
         (directory / "host.json").write_text(json.dumps({"pid": os.getpid(), "started": time.time(),
-                                                         "cwd": os.getcwd()}))
+                                                         "cwd": os.getcwd(), "checkout": _checkout()}))
         self._handlers = handlers
 
     def serve(self) -> None:
         """Answer every request already waiting (non-blocking)."""
         while self._sock.poll(0):
-            msg = _open(self._key, self._sock.recv())
-            if msg is None:
-                self._sock.send(_seal(self._key, {"ok": False, "error": "bad request frame"}))
+            frame = self._sock.recv()
+            try:
+                msg = self._in.open(frame)
+            except FrameError as exc:
+                self.rejected[exc.reason] += 1
+                self._sock.send(self._out.seal("op_reply", {"id": 0, "ok": False, "error": "bad request frame"}))
                 continue
-            handler = self._handlers.get(str(msg.get("op")))
+            handler = self._handlers.get(str(msg["op"]))
             try:
                 if handler is None:
-                    raise ValueError(f"unknown op {msg.get('op')!r}")
-                reply = {"ok": True, "data": handler(dict(msg.get("args") or {}))}
+                    raise ValueError(f"unknown op {msg['op']!r}")
+                reply: dict[str, object] = {"ok": True, "data": handler(dict(msg["args"]))}  # type: ignore[call-overload]
             except Exception as exc:  # noqa: BLE001 - the operator sees the error text
                 reply = {"ok": False, "error": str(exc)}
-            self._sock.send(_seal(self._key, reply))
+            self._sock.send(self._out.seal("op_reply", {"id": msg["seq"], **reply}))
 
     def close(self) -> None:
         self._sock.close(linger=0)
+
+
+def _checkout() -> str:
+    """Where this host's code lives (``ext list`` tells hosts of different checkouts apart)."""
+    return str(Path(sys.modules[__name__.split(".")[0]].__file__ or "").resolve().parent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,8 @@ class RunningHost:
     started: float
     cwd: str
     directory: Path
+    #: The code directory of that host's ``host`` package ('' if it did not say).
+    checkout: str = ""
 
 
 def find_hosts(base: Path) -> list[RunningHost]:
@@ -107,7 +128,8 @@ def find_hosts(base: Path) -> list[RunningHost]:
             continue
         if not psutil.pid_exists(pid) or not (info.parent / "ops").exists():
             continue
-        hosts.append(RunningHost(pid, float(meta.get("started", 0)), str(meta.get("cwd", "")), info.parent))
+        hosts.append(RunningHost(pid, float(meta.get("started", 0)), str(meta.get("cwd", "")), info.parent,
+                                 str(meta.get("checkout", ""))))
     return sorted(hosts, key=lambda h: h.started)
 
 
@@ -124,16 +146,21 @@ class OpsClient:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         sock = ctx.socket(zmq.REQ)
         sock.linger = 0
+        seq = time.time_ns()
         try:
             sock.connect(f"ipc://{self.host.directory}/ops")
-            sock.send(_seal(self._key, {"op": op, "args": args}))
+            sock.send(Sealer(self._key, first_seq=seq).seal("op", {"op": op, "args": args}))
             if not sock.poll(self._timeout_ms):
                 raise RuntimeError(f"kithost pid {self.host.pid} did not answer within {self._timeout_ms} ms")
-            reply = _open(self._key, sock.recv())
+            frame = sock.recv()
         finally:
             sock.close(linger=0)
-        if reply is None:
-            raise RuntimeError(f"kithost pid {self.host.pid} sent a bad reply")
-        if not reply.get("ok"):
+        try:
+            reply = Opener(self._key, frozenset({"op_reply"}), _MAX_FRAME, schemas=OPS_MESSAGES).open(frame)
+        except FrameError as exc:
+            raise RuntimeError(f"kithost pid {self.host.pid} sent a bad reply ({exc.reason})") from None
+        if not reply["ok"]:
             raise RuntimeError(str(reply.get("error")))
+        if reply["id"] != seq:
+            raise RuntimeError(f"kithost pid {self.host.pid} answered another request")
         return reply.get("data")
