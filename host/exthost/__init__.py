@@ -1,4 +1,33 @@
-"""The extension host: manifests, launch, channels, dispatch, notify delivery, state."""
+"""The extension host: every extension in its own process, reached over ZeroMQ, supervised.
+
+One concern per module (a test keeps this map complete); each module's
+docstring states its contract.
+
+==================  ==========================================================================
+module              concern
+==================  ==========================================================================
+``host``            the embedding API (:class:`ExtensionHost`): load, emit, tools, restart, close
+``dispatch``        routing table per event; runs :func:`ext_sdk.combine.combine` (the one call loop)
+``extension``       one extension's lifecycle (start, handshake, crash, restart, stop) and records
+``handshake``       the pure decision on a ``hello``: granted (deadlines, policies) or refused
+``policy``          each handler's effective deadline and failure policy from the operator's config
+``exchange``        one extension's FIFO: notify backlog + every request on its events channel
+``notify``          the delivery thread that drains every extension's notify backlog
+``channel``         the host end of one extension's sockets: frames, request/reply, host calls, pings
+``launch``          the one place that decides how a process starts: private dir, secret, argv, env
+``process``         the OS process: spawn, output capture, the shutdown ladder, kill the tree
+``supervisor``      states, restart decisions, the watchdog (heartbeat, stuck, limits), its thread
+``hostcalls``       answering ``ctx`` calls: in-flight check, permission, arguments
+``services``        what the embedding application answers for ``ctx`` (prints, entries, agent)
+``state_store``     per-session extension state, kit's sidecar file, atomic writes
+``stats``           per-extension counters and latency percentiles
+``status``          the plain-data status view of one extension
+``manifest``        reading and validating ``extension.toml``
+``discovery``       finding extensions in search directories and ``-e`` paths
+``ops``             the operator channel (``kithost ext status|logs|restart``)
+``orphans``         sweeping up processes of hosts that died hard
+==================  ==========================================================================
+"""
 
 from ext_sdk.combine import Failure, Outcome, StopInfo
 

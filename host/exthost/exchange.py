@@ -124,6 +124,10 @@ class Exchange:
 
     def _compose(self, item: dict[str, Any] | None, limit: int | None = None) -> _Request:
         """The next request: the backlog (up to ``limit``) followed by ``item``, as one frame's fields."""
+        if item is not None and not self._queue:
+            # The hot path: no backlog (and then nothing dropped either: drops happen only to a full queue,
+            # and _take_pending takes the queue and the drop count together).
+            return _Request("event", item, [], 0.0, True)
         pending, dropped = self._take_pending(limit)
         wait = min(sum(p.deadline_s for p in pending), self._config.deadlines.notify_batch_ms / 1000)
         if item is not None and not pending:

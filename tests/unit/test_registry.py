@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import ext_sdk
@@ -110,3 +111,14 @@ def test_public_surface_is_sorted_and_complete() -> None:
 def test_specs_are_consistent() -> None:
     for name, spec in EVENTS.items():
         assert isinstance(spec, EventSpec) and spec.name == name and spec.doc
+
+
+def test_every_exthost_module_is_on_the_package_map() -> None:
+    import host.exthost
+
+    doc = host.exthost.__doc__ or ""
+    modules = sorted(p.stem for p in (ROOT / "host" / "exthost").glob("*.py") if p.stem != "__init__")
+    assert len(modules) > 10
+    assert [m for m in modules if f"``{m}``" not in doc] == []
+    mapped = set(re.findall(r"^``(\w+)``", doc, flags=re.M))
+    assert mapped == set(modules), "the map names a module that does not exist"
