@@ -114,7 +114,7 @@ def run_demo(quiet: bool = False) -> int:
             session.host.flush(10)
             broken = session.host.extension("misbehaving")
             end = time.monotonic() + 10
-            while broken.state.value != "ready" and time.monotonic() < end:  # bounded: the supervisor's backoff
+            while broken.state is not ExtState.READY and time.monotonic() < end:  # bounded: the supervisor's backoff
                 time.sleep(0.05)
             out.write(f"\n== the supervisor restarted misbehaving {broken.restarts} time(s); it is {broken.state.value}"
                       f" again (last exit: {broken.last_exit})\n")

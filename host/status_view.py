@@ -22,6 +22,7 @@ from rich.table import Table
 from .errors import HostError, UnknownExtensionError
 from .exthost.host import runtime_base
 from .exthost.ops import OpsClient, RunningHost, find_hosts
+from .exthost.supervisor import ExtState
 
 __all__ = ["follow_logs", "restart_extension", "running_states", "show_logs", "show_status"]
 
@@ -114,7 +115,8 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
             stats, res = e["stats"], e.get("resources") or {}
             busy = e.get("busy")
             reason = e["last_reason"] + (f" (busy in {busy['event']} for {busy['ms']} ms)" if busy else "")
-            state_style = {"ready": "green", "degraded": "yellow", "restarting": "yellow", "dead": "red"}
+            state_style = {ExtState.READY: "green", ExtState.DEGRADED: "yellow", ExtState.RESTARTING: "yellow",
+                           ExtState.DEAD: "red"}
             table.add_row(
                 e["name"], f"[{state_style.get(e['state'], 'white')}]{e['state']}[/]", str(e["pid"] or "-"),
                 _uptime(e["uptime_s"]), str(e["restarts"]),

@@ -15,6 +15,7 @@ from collections import Counter, deque
 from typing import Final
 
 from ext_sdk.combine import FailureKind
+from ext_sdk.events import Policy
 
 __all__ = ["FAILURE_KINDS", "ExtensionStats", "percentile"]
 
@@ -57,10 +58,10 @@ class ExtensionStats:
             self.handled += 1
             self._latency_us.append(micros)
 
-    def record_failure(self, kind: str, policy: str) -> None:
+    def record_failure(self, kind: FailureKind, policy: Policy) -> None:
         with self._lock:
             self.failures[kind] += 1
-            if policy == "closed":
+            if policy == Policy.CLOSED:
                 self.fail_closed += 1
             else:
                 self.fail_open += 1
@@ -92,7 +93,7 @@ class ExtensionStats:
                 "notify_dropped": self.notify_dropped,
                 "stopped": self.stopped,
                 "failures": dict(self.failures),
-                "timeouts": self.failures.get("timeout", 0) + self.failures.get("budget", 0),
+                "timeouts": self.failures.get(FailureKind.TIMEOUT, 0) + self.failures.get(FailureKind.BUDGET, 0),
                 "fail_open": self.fail_open,
                 "fail_closed": self.fail_closed,
                 "latency_p50_us": percentile(lat, 50),
