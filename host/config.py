@@ -3,7 +3,9 @@
 Each setting is written once, below: its type, default, bounds and ``#:``
 comment. The records are frozen pydantic dataclasses: built in code
 (``HostConfig(deadlines=replace(Deadlines(), gate_ms=500))``) or read from the
-config file by ``load_config``, both checked the same way.
+config file by ``load_config``, both checked the same way. The reference of
+every key (``docs/configuration.md``) is generated from ``host/config.py`` by
+``make docs``; a test keeps the two in sync.
 
 Precedence for a handler's **deadline**: the handler's requested
 ``deadline_ms`` (or the default for its event: ``hot_ms`` for hot-path
