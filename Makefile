@@ -14,7 +14,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-unit lint bench clean venv schema
+.PHONY: demo test test-unit lint bench clean venv schema docs
 
 venv: $(STAMP)
 
@@ -45,6 +45,9 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/kithost schema --write docs/protocol.schema.json
+
+docs: $(STAMP)
+	$(BIN)/python -m host.config_doc --write docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

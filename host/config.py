@@ -1,4 +1,11 @@
-"""Operator configuration: frozen records with sane defaults, loadable from TOML.
+"""Operator configuration: one typed definition per setting, loadable from TOML.
+
+Each setting is written once, below: its type, default, bounds and ``#:``
+comment. The records are frozen pydantic dataclasses: built in code
+(``HostConfig(deadlines=replace(Deadlines(), gate_ms=500))``) or read from the
+config file by ``load_config``, both checked the same way. The reference of
+every key (``docs/configuration.md``) is generated from ``host/config.py`` by
+``make docs``; a test keeps the two in sync.
 
 Precedence for a handler's **deadline**: the handler's requested
 ``deadline_ms`` (or the default for its event: ``hot_ms`` for hot-path
@@ -9,6 +16,10 @@ it (the more specific one wins).
 Precedence for a handler's **failure policy**: operator override
 (``"<extension>:<event>"``, then ``"<extension>"``) > the handler's declared
 policy > the event's default (``closed`` for gate events, ``open`` otherwise).
+
+Precedence for an extension's **restart mode** (``HostConfig.restart_mode``):
+``[restart]."<extension>"`` > ``[supervision] restart`` (when set) > the
+``restart`` key of the extension's manifest > ``on-failure``.
 
 The config file (``--config FILE``, default ``~/.config/kithost/config.toml``)
 mirrors these records::
@@ -30,9 +41,10 @@ mirrors these records::
     [supervision]
     memory_mb = 512
     hang_ms = 5000
+    restart = "on-failure"              # every extension, over its manifest
 
     [restart]
-    "flaky-ext" = "never"
+    "flaky-ext" = "never"               # one extension, over everything else
 
     [extension_limits."big-indexer"]    # over [supervision] for one extension
     memory_mb = 4096
@@ -40,133 +52,172 @@ mirrors these records::
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import json
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field, replace
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import field
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails
+
+from ext_sdk.events import Policy
+from ext_sdk.hostcalls import PERMISSIONS
 
 from .errors import ConfigError
 
-__all__ = ["Deadlines", "HostConfig", "Limits", "Supervision", "load_config"]
+__all__ = [
+    "Deadlines",
+    "ExtensionLimits",
+    "HostConfig",
+    "Limits",
+    "RestartMode",
+    "Supervision",
+    "load_config",
+]
 
-Policy = Literal["open", "closed"]
+
+class RestartMode(StrEnum):
+    """When an extension whose process ended is started again."""
+
+    #: After a crash (an exit status other than 0, a signal, a hang, a broken limit); not after a clean exit.
+    ON_FAILURE = "on-failure"
+    #: After any exit, a clean one too.
+    ALWAYS = "always"
+    #: Never: a crashed extension stays ``dead`` until ``kithost ext restart NAME``.
+    NEVER = "never"
 
 
-@dataclass(frozen=True, slots=True)
+def _known_permission(name: str) -> str:
+    if name not in PERMISSIONS:
+        close = difflib.get_close_matches(name, PERMISSIONS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown permission {name!r} ({hint}known: {', '.join(PERMISSIONS)})")
+    return name
+
+
+# Bounds, each written once and shared by the settings they apply to.
+_Positive = Annotated[int, Field(gt=0)]
+_PositiveSeconds = Annotated[float, Field(gt=0)]
+#: A resource limit; ``0`` means none.
+_Limit = Annotated[int, Field(ge=0)]
+_LimitSeconds = Annotated[float, Field(ge=0)]
+_Permission = Annotated[str, AfterValidator(_known_permission)]
+_UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+
+#: Field metadata: set by the program (CLI, session, embedding code), not in the config file.
+PROGRAM_ONLY: Final[Mapping[str, bool]] = {"in_file": False}
+
+_RECORD = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True, config=_RECORD)
 class Deadlines:
-    """Handler deadlines and per-event budgets, in milliseconds."""
+    """Handler deadlines and per-event budgets, in milliseconds (``[deadlines]``)."""
 
     #: Default for gate handlers (they usually decide quickly, but may ask a person).
-    gate_ms: int = 1000
+    gate_ms: _Positive = 1000
     #: Default for chain handlers.
-    chain_ms: int = 1000
+    chain_ms: _Positive = 1000
     #: Default for notify handlers.
-    notify_ms: int = 1000
+    notify_ms: _Positive = 1000
     #: Default for hot-path events (tool_call, tool_result, context_prepare, streaming).
-    hot_ms: int = 250
+    hot_ms: _Positive = 250
     #: Smallest deadline a handler may ask for.
-    min_ms: int = 1
+    min_ms: _Positive = 1
     #: Largest deadline a handler may ask for (without an operator override).
-    max_ms: int = 30_000
+    max_ms: _Positive = 30_000
     #: Total time all handlers of one gate/chain event may take together.
-    event_budget_ms: int = 10_000
+    event_budget_ms: _Positive = 10_000
     #: Largest extra wait for a notify backlog delivered in one batch.
-    notify_batch_ms: int = 5_000
+    notify_batch_ms: _Positive = 5_000
     #: How long an extension has from spawn to a finished handshake.
-    start_ms: int = 10_000
+    start_ms: _Positive = 10_000
     #: Shutdown ladder: time for the polite request, then the same for SIGTERM.
-    shutdown_ms: int = 2_000
+    shutdown_ms: _Positive = 2_000
     #: How long an extension-provided tool or slash command may run.
-    tool_ms: int = 120_000
+    tool_ms: _Positive = 120_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=_RECORD)
 class Limits:
-    """Bounds on what an extension can send or queue."""
+    """Bounds on what an extension can send or queue (``[limits]``)."""
 
     #: Largest frame accepted from an extension (bytes).
-    max_frame: int = 8 * 1024 * 1024
+    max_frame: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     #: Notify events queued per extension before new ones are dropped (and counted).
-    notify_queue: int = 10_000
+    notify_queue: _Positive = 10_000
     #: Most notify events delivered in one batch.
-    notify_batch: int = 256
+    notify_batch: _Positive = 256
     #: Lines of stderr/stdout kept per extension.
-    log_lines: int = 2_000
+    log_lines: _Positive = 2_000
     #: Longest kept log line (bytes); longer lines are cut and marked.
-    log_line_bytes: int = 4_096
+    log_line_bytes: Annotated[int, Field(ge=80)] = 4_096
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=_RECORD)
 class Supervision:
-    """Restarts, heartbeats and resource limits (see :mod:`host.exthost.supervisor`)."""
+    """Restarts, heartbeats and resource limits (``[supervision]``; see :mod:`host.exthost.supervisor`)."""
 
-    #: ``on-failure`` (restart after a crash), ``always`` (also after a clean exit), ``never``.
-    restart: str = "on-failure"
+    #: Restart mode of every extension, over each manifest's ``restart``; unset, the manifest decides
+    #: (``[restart]."NAME"`` is over both: see :meth:`HostConfig.restart_mode`).
+    restart: RestartMode | None = None
     #: First restart delay; doubles after each crash up to ``backoff_max_ms``.
-    backoff_initial_ms: int = 100
-    backoff_max_ms: int = 30_000
+    backoff_initial_ms: _Positive = 100
+    #: Longest restart delay.
+    backoff_max_ms: _Positive = 30_000
     #: This many crashes within ``crash_window_s`` make the extension ``dead`` until restarted by hand.
-    crash_limit: int = 5
-    crash_window_s: float = 60.0
-    #: A run this long counts as stable: the crash count and backoff start over.
-    stable_after_s: float = 10.0
-    #: Exit statuses that mean "broken extension/config" — never retried.
+    crash_limit: _Positive = 5
+    #: The window (seconds) in which ``crash_limit`` crashes are counted.
+    crash_window_s: _PositiveSeconds = 60.0
+    #: A run this long (seconds) counts as stable: the crash count and backoff start over.
+    stable_after_s: _PositiveSeconds = 10.0
+    #: Exit statuses that mean "broken extension/config": never retried.
     no_retry_exit_codes: tuple[int, ...] = (2, 3, 4)
-    #: Heartbeat period, and how long without an answer makes a process "hung".
-    heartbeat_ms: int = 1_000
-    hang_ms: int = 5_000
-    #: A handler still running after this long (heartbeats fine) is "stuck": killed and restarted.
-    stuck_ms: int = 60_000
+    #: Heartbeat period.
+    heartbeat_ms: _Positive = 1_000
+    #: Without an answer to a heartbeat for this long, a process is "hung": killed and restarted.
+    hang_ms: _Positive = 5_000
+    #: A handler still running after this long (heartbeats fine) is "stuck": killed and restarted (``0`` = never).
+    stuck_ms: Annotated[int, Field(ge=0)] = 60_000
     #: How often RSS/CPU/threads/fds/children are sampled.
-    watch_ms: int = 1_000
-    #: Limits over the extension's whole process tree (``0`` = no limit).
-    memory_mb: int = 1_024
-    cpu_seconds: float = 0
-    max_threads: int = 256
-    max_fds: int = 1_024
-    max_children: int = 64
+    watch_ms: _Positive = 1_000
+    #: Largest RSS of the extension's whole process tree, in MiB (``0`` = no limit).
+    memory_mb: _Limit = 1_024
+    #: Most CPU time the process tree may use, in seconds (``0`` = no limit).
+    cpu_seconds: _LimitSeconds = 0
+    #: Most threads in the process tree (``0`` = no limit).
+    max_threads: _Limit = 256
+    #: Most open file descriptors in the process tree (``0`` = no limit).
+    max_fds: _Limit = 1_024
+    #: Most child processes (``0`` = no limit).
+    max_children: _Limit = 64
     #: A handler timing out this often (per minute) marks the extension ``degraded`` and warns.
-    slow_warn_per_min: int = 3
+    slow_warn_per_min: _Positive = 3
 
 
-@dataclass(frozen=True, slots=True)
-class HostConfig:
-    """Everything the operator decides. Immutable; use :func:`dataclasses.replace` to vary."""
+@dataclass(frozen=True, slots=True, config=_RECORD)
+class ExtensionLimits:
+    """One extension's resource limits (``[extension_limits."NAME"]``); unset keys keep ``[supervision]``'s."""
 
-    deadlines: Deadlines = field(default_factory=Deadlines)
-    limits: Limits = field(default_factory=Limits)
-    supervision: Supervision = field(default_factory=Supervision)
-    #: Restart policy per extension (``on-failure`` | ``always`` | ``never``), over the manifest's.
-    restart: dict[str, str] = field(default_factory=dict)
-    #: Resource limits per extension, over ``supervision``'s: name → {memory_mb, cpu_seconds,
-    #: max_threads, max_fds, max_children}.
-    extension_limits: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def supervision_for(self, extension: str) -> Supervision:
-        """The supervision settings of ``extension`` (its limit overrides applied)."""
-        limits = self.extension_limits.get(extension)
-        return replace(self.supervision, **limits) if limits else self.supervision  # type: ignore[arg-type]
-    #: Failure policy overrides by ``"<ext>"`` or ``"<ext>:<event>"``.
-    policy: dict[str, Policy] = field(default_factory=dict)
-    #: Deadline overrides (ms) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
-    deadline_overrides: dict[str, int] = field(default_factory=dict)
-    #: Permissions granted per extension; an extension not listed gets what it asks for.
-    permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: The state sidecar file (``<session>.ext-state.json``); ``None`` keeps state in memory.
-    state_path: Path | None = None
-    #: Where private socket directories are made; ``None`` picks a short runtime dir.
-    runtime_dir: Path | None = None
-    #: Check payloads the application emits against their event schema (only when
-    #: someone subscribed, so unsubscribed events stay ~1 µs).
-    validate_payloads: bool = True
-    #: Also check payloads nobody subscribed to (tests of an embedding application).
-    validate_all_payloads: bool = False
-    #: Extension search directories, in load order (``-e`` paths come after these).
-    search_dirs: tuple[Path, ...] = field(default_factory=lambda: default_search_dirs())
-
+    #: Over ``[supervision] memory_mb``.
+    memory_mb: _Limit | None = None
+    #: Over ``[supervision] cpu_seconds``.
+    cpu_seconds: _LimitSeconds | None = None
+    #: Over ``[supervision] max_threads``.
+    max_threads: _Limit | None = None
+    #: Over ``[supervision] max_fds``.
+    max_fds: _Limit | None = None
+    #: Over ``[supervision] max_children``.
+    max_children: _Limit | None = None
 
 
 def default_search_dirs() -> tuple[Path, ...]:
@@ -181,85 +232,71 @@ def default_config_path() -> Path:
     return base / "kithost" / "config.toml"
 
 
-_D = Deadlines()
-_L = Limits()
+@dataclass(frozen=True, slots=True, config=_RECORD)
+class HostConfig:
+    """Everything the operator decides. Immutable; use :func:`dataclasses.replace` to vary."""
+
+    #: Handler deadlines and per-event budgets.
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    #: Bounds on what an extension can send or queue.
+    limits: Limits = field(default_factory=Limits)
+    #: Restarts, heartbeats and resource limits of every extension.
+    supervision: Supervision = field(default_factory=Supervision)
+    #: Restart mode per extension, over ``[supervision] restart`` and the manifest's ``restart``.
+    restart: dict[str, RestartMode] = field(default_factory=dict)
+    #: Resource limits per extension: each key set replaces the same key of ``[supervision]`` for it.
+    extension_limits: dict[str, ExtensionLimits] = field(default_factory=dict)
+    #: Failure policy overrides by ``"<ext>"`` or ``"<ext>:<event>"``.
+    policy: dict[str, Policy] = field(default_factory=dict)
+    #: Deadline overrides (ms) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
+    deadline_overrides: dict[str, _Positive] = field(default_factory=dict)
+    #: Permissions granted per extension (names as in a manifest's ``permissions``); an extension not
+    #: listed gets what it asks for.
+    permissions: dict[str, tuple[_Permission, ...]] = field(default_factory=dict)
+    #: Extension search directories, in load order (``-e`` paths come after these).
+    search_dirs: tuple[_UserPath, ...] = field(default_factory=default_search_dirs)
+    #: The state sidecar file (``<session>.ext-state.json``); ``None`` keeps state in memory.
+    state_path: Path | None = field(default=None, metadata=PROGRAM_ONLY)
+    #: Where private socket directories are made; ``None`` picks a short runtime dir.
+    runtime_dir: Path | None = field(default=None, metadata=PROGRAM_ONLY)
+    #: Check payloads the application emits against their event schema (only when
+    #: someone subscribed, so unsubscribed events stay ~1 µs).
+    validate_payloads: bool = field(default=True, metadata=PROGRAM_ONLY)
+    #: Also check payloads nobody subscribed to (tests of an embedding application).
+    validate_all_payloads: bool = field(default=False, metadata=PROGRAM_ONLY)
+
+    def supervision_for(self, extension: str) -> Supervision:
+        """The supervision settings of ``extension`` (its ``[extension_limits]`` applied)."""
+        limits = self.extension_limits.get(extension)
+        if limits is None:
+            return self.supervision
+        changes = {f.name: value for f in dataclasses.fields(limits)
+                   if (value := getattr(limits, f.name)) is not None}
+        return dataclasses.replace(self.supervision, **changes) if changes else self.supervision
+
+    def restart_mode(self, extension: str, manifest_default: RestartMode | str | None = None) -> RestartMode:
+        """When ``extension`` is started again after its process ended; the first of these that is set:
+
+        1. ``[restart]."<extension>"``: the operator, for this extension;
+        2. ``[supervision] restart``: the operator, for every extension;
+        3. ``manifest_default``: the ``restart`` key of the extension's manifest (its author's choice);
+        4. ``on-failure``.
+        """
+        mode = (self.restart.get(extension) or self.supervision.restart or manifest_default
+                or RestartMode.ON_FAILURE)
+        return RestartMode(mode)
 
 
-class _DeadlinesFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gate_ms: int = Field(default=_D.gate_ms, gt=0)
-    chain_ms: int = Field(default=_D.chain_ms, gt=0)
-    notify_ms: int = Field(default=_D.notify_ms, gt=0)
-    hot_ms: int = Field(default=_D.hot_ms, gt=0)
-    min_ms: int = Field(default=_D.min_ms, gt=0)
-    max_ms: int = Field(default=_D.max_ms, gt=0)
-    event_budget_ms: int = Field(default=_D.event_budget_ms, gt=0)
-    notify_batch_ms: int = Field(default=_D.notify_batch_ms, gt=0)
-    start_ms: int = Field(default=_D.start_ms, gt=0)
-    shutdown_ms: int = Field(default=_D.shutdown_ms, gt=0)
-    tool_ms: int = Field(default=_D.tool_ms, gt=0)
-
-
-class _LimitsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_frame: int = Field(default=_L.max_frame, ge=1024)
-    notify_queue: int = Field(default=_L.notify_queue, gt=0)
-    notify_batch: int = Field(default=_L.notify_batch, gt=0)
-    log_lines: int = Field(default=_L.log_lines, gt=0)
-    log_line_bytes: int = Field(default=_L.log_line_bytes, ge=80)
-
-
-_S = Supervision()
-RestartMode = Literal["on-failure", "always", "never"]
-
-
-class _SupervisionFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    restart: RestartMode = "on-failure"
-    backoff_initial_ms: int = Field(default=_S.backoff_initial_ms, gt=0)
-    backoff_max_ms: int = Field(default=_S.backoff_max_ms, gt=0)
-    crash_limit: int = Field(default=_S.crash_limit, gt=0)
-    crash_window_s: float = Field(default=_S.crash_window_s, gt=0)
-    stable_after_s: float = Field(default=_S.stable_after_s, gt=0)
-    no_retry_exit_codes: tuple[int, ...] = _S.no_retry_exit_codes
-    heartbeat_ms: int = Field(default=_S.heartbeat_ms, gt=0)
-    hang_ms: int = Field(default=_S.hang_ms, gt=0)
-    stuck_ms: int = Field(default=_S.stuck_ms, ge=0)
-    watch_ms: int = Field(default=_S.watch_ms, gt=0)
-    memory_mb: int = Field(default=_S.memory_mb, ge=0)
-    cpu_seconds: float = Field(default=_S.cpu_seconds, ge=0)
-    max_threads: int = Field(default=_S.max_threads, ge=0)
-    max_fds: int = Field(default=_S.max_fds, ge=0)
-    max_children: int = Field(default=_S.max_children, ge=0)
-    slow_warn_per_min: int = Field(default=_S.slow_warn_per_min, gt=0)
-
-
-class _ExtensionLimitsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    memory_mb: int | None = Field(default=None, ge=0)
-    cpu_seconds: float | None = Field(default=None, ge=0)
-    max_threads: int | None = Field(default=None, ge=0)
-    max_fds: int | None = Field(default=None, ge=0)
-    max_children: int | None = Field(default=None, ge=0)
-
-
-class _ConfigFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    deadlines: _DeadlinesFile = _DeadlinesFile()
-    limits: _LimitsFile = _LimitsFile()
-    supervision: _SupervisionFile = _SupervisionFile()
-    restart: dict[str, RestartMode] = {}
-    extension_limits: dict[str, _ExtensionLimitsFile] = {}
-    policy: dict[str, Policy] = {}
-    deadline_overrides: dict[str, int] = {}
-    permissions: dict[str, list[str]] = {}
-    search_dirs: list[str] | None = None
+#: Reads the config file's tables into a :class:`HostConfig`, with the same checks as building one in code.
+_FILE: Final = TypeAdapter(HostConfig)
+#: Fields the config file may not set.
+_NOT_IN_FILE: Final = frozenset(f.name for f in dataclasses.fields(HostConfig) if f.metadata == PROGRAM_ONLY)
 
 
 def load_config(path: Path | None = None) -> HostConfig:
     """Read the operator config; a missing default file gives the defaults.
 
-    Raises :class:`ConfigError` naming the file and the bad key.
+    Raises :class:`ConfigError` naming the file, each bad key and what it must be.
     """
     explicit = path is not None
     path = path or default_config_path()
@@ -269,32 +306,127 @@ def load_config(path: Path | None = None) -> HostConfig:
         return HostConfig()
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        parsed = _ConfigFile.model_validate(raw)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    problems = [f"{key!r} is set by the program, not in the config file" for key in raw if key in _NOT_IN_FILE]
+    try:
+        config = _FILE.validate_python({k: v for k, v in raw.items() if k not in _NOT_IN_FILE})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
-    from ext_sdk.hostcalls import PERMISSIONS
-
-    for name, perms in parsed.permissions.items():
-        bad = [p for p in perms if p not in PERMISSIONS]
-        if bad:
-            raise ConfigError(f"{path}: permissions.{name}: unknown {bad}; known: {', '.join(PERMISSIONS)}")
-    config = HostConfig(
-        deadlines=Deadlines(**parsed.deadlines.model_dump()),
-        limits=Limits(**parsed.limits.model_dump()),
-        supervision=Supervision(**parsed.supervision.model_dump()),
-        restart=dict(parsed.restart),
-        extension_limits={name: limits.model_dump(exclude_none=True)
-                          for name, limits in parsed.extension_limits.items()},
-        policy=dict(parsed.policy),
-        deadline_overrides=dict(parsed.deadline_overrides),
-        permissions={k: tuple(v) for k, v in parsed.permissions.items()},
-    )
-    if parsed.search_dirs is not None:
-        config = replace(config, search_dirs=tuple(Path(d).expanduser() for d in parsed.search_dirs))
+        problems += [_in_words(error) for error in exc.errors()]
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {problem}" for problem in problems))
     return config
+
+
+# ---- config errors in words ("[deadlines] gate_ms must be greater than 0 (got -1)")
+
+_EXPECTED: Final = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "string_type": "a string", "path_type": "a path (a string)",
+    "dict_type": "a table", "dataclass_type": "a table", "dataclass_exact_type": "a table",
+    "list_type": "a list", "tuple_type": "a list",
+}
+
+
+def _in_words(error: ErrorDetails) -> str:
+    """One validation error as a sentence naming the table and key."""
+    loc, kind, got = error["loc"], error["type"], error["input"]
+    ctx = error.get("ctx") or {}
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        name, parent = str(loc[-1]), loc[:-1]
+        known = _keys_of(_type_at(parent))
+        what = "table" if isinstance(got, dict) else "key"
+        where = f" in {_table(parent)}" if parent else ""
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})" if known else ""
+        return f"unknown {what} {name!r}{where}{hint}"
+    if kind == "value_error":  # our own validators' words (they name the bad value)
+        return f"{_subject([p for p in loc if isinstance(p, str)])}: {ctx.get('error', error['msg'])}"
+    subject, hint = _subject(loc), ""
+    if kind == "greater_than":
+        expected = f"greater than {ctx['gt']}"
+    elif kind == "greater_than_equal":
+        expected = f"at least {ctx['ge']}"
+    elif kind in ("enum", "literal_error"):
+        choices = _choices(_type_at(loc))
+        expected = "one of " + ", ".join(json.dumps(c) for c in choices)
+        close = difflib.get_close_matches(str(got), choices, n=1)
+        hint = f"; did you mean {json.dumps(close[0])}?" if close else ""
+    else:
+        expected = _EXPECTED.get(kind, "")
+    if not expected:  # a kind not translated yet: pydantic's words, still naming the key
+        return f"{subject}: {error['msg'][0].lower()}{error['msg'][1:]} (got {_show(got)})"
+    return f"{subject} must be {expected} (got {_show(got)}{hint})"
+
+
+def _subject(loc: Sequence[int | str]) -> str:
+    """``[deadlines] gate_ms``, ``[extension_limits.x] memory_mb``, ``search_dirs (item 2)``."""
+    keys = [str(p) for p in loc if isinstance(p, str)]
+    items = [p for p in loc if isinstance(p, int)]
+    head = f"{_table(keys[:-1])} {_key(keys[-1])}" if len(keys) > 1 else _key(keys[0]) if keys else "the file"
+    return head + (f" (item {items[0] + 1})" if items else "")
+
+
+def _table(keys: Sequence[int | str]) -> str:
+    return "[" + ".".join(_key(str(k)) for k in keys) + "]"
+
+
+def _key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    try:
+        text = json.dumps(value)
+    except TypeError:
+        text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Annotated[X, ...]`` → ``X``; ``X | None`` → ``X``."""
+    while True:
+        if get_origin(tp) is Annotated:
+            tp = get_args(tp)[0]
+        elif get_origin(tp) in (Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _type_at(loc: Sequence[int | str]) -> Any:
+    """The declared type of the value at ``loc`` (a table's record, a dict's values, a list's items)."""
+    tp: Any = HostConfig
+    for part in loc:
+        tp = _unwrap(tp)
+        if dataclasses.is_dataclass(tp) and isinstance(part, str):
+            tp = get_type_hints(tp, include_extras=True).get(part)
+        elif get_origin(tp) in (dict, tuple, list):
+            tp = get_args(tp)[-1] if get_origin(tp) is dict else get_args(tp)[0]
+        else:
+            return None
+    return _unwrap(tp)
+
+
+def _keys_of(tp: Any) -> list[str]:
+    """The keys a table of type ``tp`` accepts in the file."""
+    if not dataclasses.is_dataclass(tp):
+        return []
+    return [f.name for f in dataclasses.fields(tp) if f.metadata != PROGRAM_ONLY]
+
+
+def _choices(tp: Any) -> list[str]:
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return [str(member.value) for member in tp]
+    if get_origin(tp) is Literal:
+        return [str(a) for a in get_args(tp)]
+    return []

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from .config import HostConfig
 from .exthost.host import ExtensionHost
+from .exthost.supervisor import ExtState
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ("permission_gate", "secret_redactor", "usage_budget", "context_pruner")

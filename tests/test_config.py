@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+import host.config
 from host import ConfigError
-from host.config import load_config
+from host.config import (
+    Deadlines,
+    ExtensionLimits,
+    HostConfig,
+    Limits,
+    RestartMode,
+    Supervision,
+    load_config,
+)
 
 
 def test_full_config_file(tmp_path: Path) -> None:
@@ -49,10 +62,10 @@ max_threads = 512
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("[deadlines]\ngate_ms = 0\n", "deadlines.gate_ms"),
-    ("[supervision]\nrestart = \"sometimes\"\n", "supervision.restart"),
-    ("[extension_limits.x]\nmemory = 1\n", "extension_limits.x.memory"),
-    ("[permissions]\nx = [\"root\"]\n", "permissions.x: unknown ['root']"),
+    ("[deadlines]\ngate_ms = 0\n", "[deadlines] gate_ms must be greater than 0 (got 0)"),
+    ("[supervision]\nrestart = \"sometimes\"\n", "[supervision] restart must be one of"),
+    ("[extension_limits.x]\nmemory = 1\n", "unknown key 'memory' in [extension_limits.x] (did you mean 'memory_mb'?)"),
+    ("[permissions]\nx = [\"root\"]\n", "[permissions] x: unknown permission 'root'"),
     ("[nonsense]\n", "nonsense"),
     ("gate_ms = \n", "not valid TOML"),
 ])
@@ -67,3 +80,99 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")
+
+
+# ---- config errors in words (issue 12): each names the file, the table and the key
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[supervison]\nmemory_mb = 512\n", "unknown table 'supervison' (did you mean 'supervision'?)"),
+    ("[deadlines]\ngate_msx = 1\n", "unknown key 'gate_msx' in [deadlines] (did you mean 'gate_ms'?)"),
+    ("[deadlines]\ngate_ms = -1\n", "[deadlines] gate_ms must be greater than 0 (got -1)"),
+    ('[limits]\nmax_frame = "big"\n', '[limits] max_frame must be an integer (got "big")'),
+    ("[limits]\nmax_frame = 10\n", "[limits] max_frame must be at least 1024 (got 10)"),
+    ('[supervision]\nrestart = "nevr"\n',
+     '[supervision] restart must be one of "on-failure", "always", "never" (got "nevr"; did you mean "never"?)'),
+    ('[policy]\n"gate:tool_call" = "shut"\n', '[policy] "gate:tool_call" must be one of "open", "closed" (got "shut")'),
+    ('[permissions]\nx = ["sesion"]\n', "[permissions] x: unknown permission 'sesion' (did you mean 'session'?"),
+    ("[supervision]\nno_retry_exit_codes = [2, \"x\"]\n",
+     '[supervision] no_retry_exit_codes (item 2) must be an integer (got "x")'),
+    ("deadlines = 5\n", "deadlines must be a table (got 5)"),
+    ("[deadlines]\nzzz = 1\n", "unknown key 'zzz' in [deadlines] (known: gate_ms, chain_ms,"),
+    ('state_path = "s.json"\n', "'state_path' is set by the program, not in the config file"),
+])
+def test_config_errors_in_words(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert "Input should" not in str(info.value) and "Extra inputs" not in str(info.value)
+
+
+def test_every_problem_is_reported_each_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[supervison]\n[deadlines]\ngate_ms = 0\nchain_ms = \"x\"\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"{path}: ") for line in lines)
+
+
+# ---- one definition per setting: the records are pydantic dataclasses, cheap to read, checked when built
+
+
+def test_records_are_frozen_dataclasses_checked_when_built() -> None:
+    config = HostConfig(limits=replace(Limits(), max_frame=64 * 1024), extension_limits={"x": {"memory_mb": 5}})
+    assert dataclasses.is_dataclass(config) and config.limits.max_frame == 64 * 1024
+    assert config.extension_limits["x"] == ExtensionLimits(memory_mb=5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.deadlines.gate_ms = 5  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="greater than 0"):
+        replace(Deadlines(), gate_ms=0)
+    with pytest.raises(ValidationError, match="unknown permission 'root'"):
+        HostConfig(permissions={"x": ("root",)})
+    # plain slots, no per-access validation: reading a setting costs what it costs on a plain dataclass
+    for record in (Deadlines, Limits, Supervision, HostConfig):
+        assert "__slots__" in vars(record) and "__getattribute__" not in vars(record)
+
+
+def test_docstring_example_file_loads(tmp_path: Path) -> None:
+    doc = host.config.__doc__ or ""
+    block = textwrap.dedent(doc.split("mirrors these records::", 1)[1])
+    path = tmp_path / "config.toml"
+    path.write_text(block)
+    config = load_config(path)
+    assert config.restart_mode("flaky-ext", "always") == RestartMode.NEVER
+    assert config.supervision_for("big-indexer").memory_mb == 4096 and config.supervision.memory_mb == 512
+    assert config.permissions == {"usage-budget": ("session",)} and config.deadlines.event_budget_ms == 5000
+
+
+# ---- restart mode: [restart]."NAME" > [supervision] restart (when set) > the manifest's > on-failure
+
+
+@pytest.mark.parametrize(("per_extension", "everyone", "manifest", "expected"), [
+    (None, None, None, "on-failure"),
+    (None, None, "always", "always"),
+    (None, "never", "always", "never"),  # [supervision] restart is over the manifest (the bug: it was ignored)
+    (None, "always", None, "always"),
+    ("on-failure", "never", "always", "on-failure"),  # [restart]."NAME" is over everything
+    ("never", None, "always", "never"),
+])
+def test_restart_mode_precedence(per_extension: str | None, everyone: str | None, manifest: str | None,
+                                 expected: str) -> None:
+    config = HostConfig(restart={"ext": per_extension} if per_extension else {},
+                        supervision=Supervision(restart=everyone))  # type: ignore[arg-type]
+    mode = config.restart_mode("ext", manifest)
+    assert mode == expected and isinstance(mode, RestartMode)
+    assert config.restart_mode("other", manifest) == (everyone or manifest or "on-failure")
+
+
+def test_supervision_restart_from_the_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[supervision]\nrestart = "never"\n')
+    config = load_config(path)
+    assert config.supervision.restart is RestartMode.NEVER
+    assert config.restart_mode("any", "on-failure") is RestartMode.NEVER
+    assert load_config(tmp_path / "config.toml").restart == {}
+    assert HostConfig().supervision.restart is None  # unset: the manifest decides

@@ -111,7 +111,7 @@ class RunningExtension:
         self.last_shutdown: ShutdownRung | None = None
         #: Supervision settings of this extension (operator's per-extension limits applied).
         self.supervision = config.supervision_for(manifest.name)
-        self.restart_policy = RestartPolicy(self.supervision, config.restart.get(manifest.name, manifest.restart))
+        self.restart_policy = RestartPolicy(self.supervision, config.restart_mode(manifest.name, manifest.restart))
         self.watchdog = Watchdog(manifest.name, self.supervision)
         #: Successful restarts since load.
         self.restarts = 0

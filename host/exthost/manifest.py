@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ext_sdk.events import EVENTS, is_custom
 from ext_sdk.hostcalls import PERMISSIONS
 
+from ..config import RestartMode
 from ..errors import ManifestError
 
 __all__ = ["MANIFEST_NAME", "Manifest", "load_manifest"]
@@ -51,7 +52,7 @@ class _ManifestFile(BaseModel):
     command: list[str] | None = Field(default=None, min_length=1)
     events: list[str] = []
     permissions: list[str] = []
-    restart: Literal["on-failure", "always", "never"] = "on-failure"
+    restart: RestartMode = RestartMode.ON_FAILURE
     env: dict[str, str] = {}
 
     @field_validator("env")
@@ -106,7 +107,7 @@ class Manifest:
     #: Permissions asked for.
     permissions: tuple[str, ...]
     #: Restart policy the author suggests (the operator's config overrides it).
-    restart: str
+    restart: RestartMode
     #: Extra environment variables for the extension (its own settings; never the host's).
     env: dict[str, str]
     #: Directory holding the manifest (the extension's working files).

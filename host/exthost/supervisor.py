@@ -59,7 +59,7 @@ from enum import StrEnum
 
 import psutil
 
-from ..config import Supervision
+from ..config import RestartMode, Supervision
 
 __all__ = ["TICK_S", "ExitDecision", "ExtState", "Resources", "RestartPolicy", "Supervisor", "Watchdog"]
 
@@ -105,8 +105,7 @@ class RestartPolicy:
     """Crash history and backoff of one extension (pure logic: no threads, no I/O; time from ``clock``)."""
 
     config: Supervision
-    #: ``on-failure`` | ``always`` | ``never``.
-    mode: str
+    mode: RestartMode
     clock: Clock = time.monotonic
     crashes: deque[float] = field(default_factory=deque)
     backoff_s: float = 0.0
@@ -123,9 +122,9 @@ class RestartPolicy:
         cfg = self.config
         now = self.clock()
         clean = exit_code == 0
-        if self.mode == "never":
+        if self.mode is RestartMode.NEVER:
             return ExitDecision(ExtState.STOPPED if clean else ExtState.DEAD, 0.0, f"{cause}; restart policy 'never'")
-        if clean and self.mode == "on-failure":
+        if clean and self.mode is RestartMode.ON_FAILURE:
             return ExitDecision(ExtState.STOPPED, 0.0, f"{cause} (clean exit; restart policy 'on-failure')")
         if exit_code is not None and exit_code in cfg.no_retry_exit_codes:
             return ExitDecision(ExtState.DEAD, 0.0, f"{cause}: the extension reports a broken setup; not retried")

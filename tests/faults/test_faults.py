@@ -98,6 +98,15 @@ def test_crash_mid_handler_fails_closed_then_restarts(new_host: Callable[..., Ex
     assert host.state.get("faulty", "pid") not in (None, first_pid)
 
 
+def test_supervision_restart_never_stops_restarts(new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
+    # [supervision] restart was documented and never read: "never" there still restarted a crashed extension.
+    host, ext = start(new_host, tmp_path, "crash_mid_handler", supervision=replace(FAST, restart="never"))
+    host.emit("tool_call", tool_call("ls", call_id="fault"))
+    assert wait_for(lambda: ext.state.value == "dead" or ext.restarts > 0)
+    assert ext.state.value == "dead" and ext.restarts == 0
+    assert "restart policy 'never'" in ext.transitions[-1].reason
+
+
 @pytest.mark.parametrize("fault", ["hang_sleep", "hang_busy", "hang_read"])
 def test_slow_handler_is_slow_not_hung(fault: str, new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
     host, ext = start(new_host, tmp_path, fault)

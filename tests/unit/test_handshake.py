@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from ext_sdk.events import Policy
-from host.config import Deadlines, HostConfig
+from host.config import Deadlines, HostConfig, RestartMode
 from host.exthost.handshake import Granted, Refused, check_hello, welcome_fields
 from host.exthost.manifest import Manifest
 
 MANIFEST = Manifest(name="gate", version="1.0.0", description="", runtime="python", main=Path("/x/main.py"),
                     command=(), events=("tool_call", "agent_end", "llm_usage"),
-                    permissions=("conversation",), restart="on-failure", env={}, directory=Path("/x"),
+                    permissions=("conversation",), restart=RestartMode.ON_FAILURE, env={}, directory=Path("/x"),
                     path=Path("/x/extension.toml"))
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from host.config import Supervision
+from host.config import RestartMode, Supervision
 from host.exthost.supervisor import ExtState, RestartPolicy, Watchdog
 
 
@@ -24,7 +24,7 @@ CFG = replace(Supervision(), backoff_initial_ms=100, backoff_max_ms=400, crash_l
 
 def policy(mode: str = "on-failure") -> tuple[RestartPolicy, FakeClock]:
     clock = FakeClock()
-    return RestartPolicy(CFG, mode, clock), clock
+    return RestartPolicy(CFG, RestartMode(mode), clock), clock
 
 
 def test_backoff_doubles_up_to_its_cap_and_a_crash_loop_ends_dead() -> None:
