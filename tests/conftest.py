@@ -34,6 +34,16 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MakeExt = Callable[..., Path]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Layers: ``unit`` for tests/unit, ``integration`` for every other test that is not ``slow``."""
+    unit_dir = Path(__file__).resolve().parent / "unit"
+    for item in items:
+        if unit_dir in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.unit)
+        elif item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.integration)
+
+
 def _live_children() -> list[psutil.Process]:
     out = []
     for child in psutil.Process().children(recursive=True):
