@@ -50,6 +50,7 @@ from .wire import (
     EXIT_USAGE,
     PROTOCOL_VERSIONS,
     FrameError,
+    LaunchSecret,
     Opener,
     Sealer,
 )
@@ -100,24 +101,31 @@ def load_extension(path: str | Path) -> Extension:
     return found[0]
 
 
+def _curve_client(sock: zmq.Socket[bytes], launch: LaunchSecret) -> zmq.Socket[bytes]:
+    """A CURVE client socket with this launch's keys (the host admits no other key)."""
+    sock.linger = 0
+    sock.curve_serverkey = launch.server_key.encode()
+    sock.curve_publickey = launch.public_key.encode()
+    sock.curve_secretkey = launch.secret_key.encode()
+    return sock
+
+
 class _Link:
     """The extension's three sockets and their codecs."""
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], secret: bytes) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], launch: LaunchSecret) -> None:
         self.ctx = ctx
-        self.secret = secret
-        self.events = ctx.socket(zmq.REP)
-        self.events.linger = 0
+        #: The frames' HMAC key.
+        self.secret = secret = launch.mac_key
+        self.events = _curve_client(ctx.socket(zmq.REP), launch)
         self.events.connect(os.environ[ENV_EVENTS])
-        self.calls = ctx.socket(zmq.REQ)
-        self.calls.linger = 0
+        self.calls = _curve_client(ctx.socket(zmq.REQ), launch)
         self.calls.setsockopt(zmq.REQ_RELAXED, 1)
         self.calls.setsockopt(zmq.REQ_CORRELATE, 1)
         self.calls.connect(os.environ[ENV_CALLS])
         # Connected before the handshake (the host may ping or stop us right after it);
         # from then on used only by the control thread.
-        self.control = ctx.socket(zmq.REP)
-        self.control.linger = 0
+        self.control = _curve_client(ctx.socket(zmq.REP), launch)
         self.control.connect(os.environ[ENV_CONTROL])
         self.events_out = Sealer(secret)
         # Frames from the host are authenticated (MAC + seq); their shape is the host's promise, so the
@@ -230,9 +238,8 @@ def serve(path: str) -> int:
         traceback.print_exc(file=sys.stderr)
         return EXIT_BAD_EXTENSION
     try:
-        secret_file = Path(os.environ[ENV_SECRET_FILE])
-        secret = secret_file.read_bytes()
-    except (KeyError, OSError) as exc:
+        secret = LaunchSecret.parse(Path(os.environ[ENV_SECRET_FILE]).read_bytes())
+    except (KeyError, OSError, ValueError) as exc:
         print(f"kithost-sdk: cannot read the launch secret: {exc}", file=sys.stderr)
         return EXIT_USAGE
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -242,7 +249,7 @@ def serve(path: str) -> int:
         zctx.destroy(linger=0)
 
 
-def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: bytes) -> int:
+def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: LaunchSecret) -> int:
     link = _Link(zctx, secret)
     try:
         answer = link.handshake(extension)

@@ -1,6 +1,7 @@
 """The host end of one extension's three channels (see :mod:`ext_sdk.wire`).
 
-Sockets, all bound by the host inside the extension's private 0700 directory:
+Sockets, all bound by the host inside the extension's private 0700 directory,
+each a CURVE server that admits only this launch's client key (:mod:`.peers`):
 
 * ``events``  — REQ with ``REQ_RELAXED`` + ``REQ_CORRELATE``: after a deadline
   the next request can be sent at once and libzmq drops the late reply;
@@ -10,9 +11,17 @@ Sockets, all bound by the host inside the extension's private 0700 directory:
   answered *while* the host waits for that extension's event reply.
 * ``control`` — REQ (relaxed, correlated): ``ping``/``shutdown``, used by the
   supervisor from its own thread (guarded by ``control_lock``).
-* a monitor on ``events``: a dropped connection (peer exited, or libzmq cut
-  it for a frame over ``ZMQ_MAXMSGSIZE``) ends a wait at once instead of at
-  the deadline.
+* a monitor on ``events``: when the last open connection goes away (the
+  extension exited, or libzmq cut it for a frame over ``ZMQ_MAXMSGSIZE``),
+  a wait ends at once instead of at the deadline. A stranger's connection,
+  refused at its handshake, goes away while the extension's stays open, so it
+  changes nothing (libzmq's handshake events carry no file descriptor to tell
+  connections apart; while a stranger keeps connecting at the very moment the
+  extension dies, that death is noticed at the deadline instead).
+* monitors on ``calls`` and ``control`` (drained by the supervisor,
+  :meth:`Channel.drain_monitors`): together with the events monitor, every
+  connection refused at the handshake (no CURVE, a wrong server key, a key
+  the ZAP handler refused) is counted as ``frame_errors["unauthenticated"]``.
 
 Failure contract: :meth:`Channel.request` returns the verified reply envelope
 or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
@@ -45,7 +54,8 @@ from zmq.utils.monitor import parse_monitor_message
 from ext_sdk.combine import FailureKind
 from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
 
-from .launch import Endpoints
+from .launch import Launch
+from .peers import UNAUTHENTICATED, secure_server_socket
 
 __all__ = ["CallHandler", "Channel", "ChannelFailure"]
 
@@ -53,6 +63,9 @@ __all__ = ["CallHandler", "Channel", "ChannelFailure"]
 CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
 
 _EVENT_KINDS = frozenset({"reply"})
+#: Monitor events that mean "a connection was refused at the handshake".
+_REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+_EVENTS_MONITOR = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | _REFUSED
 _CALL_KINDS = frozenset({"hello", "call"})
 _CONTROL_KINDS = frozenset({"pong", "bye"})
 
@@ -70,8 +83,9 @@ class ChannelFailure(Exception):
 class Channel:
     """Sockets, codecs and counters for one extension launch."""
 
-    def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], endpoints: Endpoints, secret: bytes,
-                 max_frame: int) -> None:
+    def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], launch: Launch, max_frame: int) -> None:
+        endpoints = launch.endpoints
+        secret = launch.keys.secret.mac_key
         self.endpoints = endpoints
         self.max_frame = max_frame
         #: Rejected inbound frames by reason (see ``ext_sdk.wire.FRAME_ERRORS``).
@@ -81,10 +95,13 @@ class Channel:
         #: Host calls answered successfully.
         self.calls_answered = 0
         limit = max_frame + MAC_SIZE
-        self.events = self._socket(zctx, zmq.REQ, endpoints.events, limit, relaxed=True)
-        self.calls = self._socket(zctx, zmq.REP, endpoints.calls, limit)
-        self.control = self._socket(zctx, zmq.REQ, endpoints.control, 64 * 1024, relaxed=True)
-        self.monitor = self.events.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED)
+        self.events = self._socket(zctx, launch, zmq.REQ, endpoints.events, limit, relaxed=True)
+        self.calls = self._socket(zctx, launch, zmq.REP, endpoints.calls, limit)
+        self.control = self._socket(zctx, launch, zmq.REQ, endpoints.control, 64 * 1024, relaxed=True)
+        self.monitor = self.events.get_monitor_socket(_EVENTS_MONITOR)
+        self._side_monitors = [sock.get_monitor_socket(_REFUSED) for sock in (self.calls, self.control)]
+        #: File descriptors of the open connections on ``events`` (the extension's, and strangers' being refused).
+        self._open_fds: set[int] = set()
         self._events_out = Sealer(secret)
         self._events_in = Opener(secret, _EVENT_KINDS, max_frame)
         self._calls_out = Sealer(secret)
@@ -101,10 +118,11 @@ class Channel:
         self.control_lock = threading.Lock()
 
     @staticmethod
-    def _socket(zctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str, limit: int,
+    def _socket(zctx: zmq.Context[zmq.Socket[bytes]], launch: Launch, kind: int, endpoint: str, limit: int,
                 relaxed: bool = False) -> zmq.Socket[bytes]:
         sock = zctx.socket(kind)
         sock.linger = 0
+        secure_server_socket(sock, launch.keys, launch.domain)
         sock.setsockopt(zmq.MAXMSGSIZE, limit)
         if relaxed:
             sock.setsockopt(zmq.REQ_RELAXED, 1)
@@ -121,14 +139,22 @@ class Channel:
         event to the closed monitor while holding the lock ``disable_monitor`` needs
         (pyzmq#1020, libzmq#3575) — and pyzmq holds the GIL there, freezing the host.
         """
-        if not self.events.closed:
-            try:
-                self.events.disable_monitor()
-            except zmq.ZMQError:
-                pass
-        for sock in (self.monitor, self.events, self.calls, self.control):
+        for sock in (self.events, self.calls, self.control):
+            if not sock.closed:
+                try:
+                    sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+        for sock in (self.monitor, *self._side_monitors, self.events, self.calls, self.control):
             if not sock.closed:
                 sock.close(linger=0)
+
+    def drain_monitors(self) -> None:
+        """Count connections refused on ``calls`` and ``control`` (non-blocking; supervisor thread)."""
+        for monitor in self._side_monitors:
+            while not monitor.closed and monitor.poll(0):
+                if parse_monitor_message(monitor.recv_multipart())["event"] & _REFUSED:
+                    self.frame_errors[UNAUTHENTICATED] += 1
 
     # ------------------------------------------------------------------ handshake
 
@@ -189,8 +215,16 @@ class Channel:
             return None
         if sock is self.monitor:
             event = parse_monitor_message(self.monitor.recv_multipart())
-            if event["event"] == zmq.EVENT_ACCEPTED:
+            kind, fd = event["event"], event["value"]
+            if kind == zmq.EVENT_ACCEPTED:
+                self._open_fds.add(fd)
                 return None
+            if kind & _REFUSED:
+                self.frame_errors[UNAUTHENTICATED] += 1
+                return None
+            self._open_fds.discard(fd)
+            if self._open_fds:
+                return None  # a refused stranger's connection went away; the extension's is still open
             if self.in_flight is not None:
                 self.in_flight = None
                 self.frame_errors["dropped"] += 1

@@ -7,7 +7,8 @@ carries out the lifecycle; the decisions and the mechanics live elsewhere:
 =========================  ==================================================
 what                       where
 =========================  ==================================================
-private dir, secret, argv  :func:`.launch.prepare_launch`
+private dir, keys, argv    :func:`.launch.prepare_launch`
+who may connect            :class:`.peers.PeerGate` (CURVE + ZAP)
 the process and its group  :class:`.process.ExtensionProcess`
 sockets and frames         :class:`.channel.Channel`
 handshake decision         :func:`.handshake.check_hello` (pure)
@@ -17,7 +18,7 @@ status view                :func:`.status.extension_status`
 =========================  ==================================================
 
 Thread rules: the supervisor thread calls :meth:`supervise` (and respawns);
-any thread may call :meth:`call_handler`, :meth:`invoke`, :meth:`stop`,
+any thread may call :meth:`handler_transport`'s transports, :meth:`invoke`, :meth:`stop`,
 :meth:`restart_now`. State changes happen under ``_state_lock``; an exit is
 acted on once per process (:meth:`process_gone`). Lifecycle notifications go
 to the :class:`Hooks` given at construction.
@@ -46,6 +47,7 @@ from .exchange import Exchange
 from .handshake import NOTHING_DECLARED, Granted, Refused, check_hello, welcome_fields
 from .launch import Launch, prepare_launch
 from .manifest import Manifest
+from .peers import PeerGate
 from .process import ExtensionProcess, LogBuffer, ShutdownRung, describe_exit
 from .stats import ExtensionStats
 from .status import extension_status
@@ -85,7 +87,8 @@ class RunningExtension:
     """Host-side handle of one extension (see the module doc)."""
 
     def __init__(self, manifest: Manifest, load_order: int, config: HostConfig, router: HostCallRouter,
-                 zctx: zmq.Context[zmq.Socket[bytes]], runtime_dir: Path, hooks: Hooks = Hooks()) -> None:
+                 zctx: zmq.Context[zmq.Socket[bytes]], gate: PeerGate, runtime_dir: Path,
+                 hooks: Hooks = Hooks()) -> None:
         self.manifest = manifest
         self.name = manifest.name
         self.load_order = load_order
@@ -93,6 +96,7 @@ class RunningExtension:
         self.hooks = hooks
         self._router = router
         self._zctx = zctx
+        self._gate = gate
         self._runtime_dir = runtime_dir
         self.stats = ExtensionStats()
         self.log = LogBuffer(config.limits.log_lines, config.limits.log_line_bytes)
@@ -169,10 +173,10 @@ class RunningExtension:
     def spawn(self) -> None:
         """Prepare a launch, bind the channel, start the process (no waiting)."""
         try:
-            self._launch = prepare_launch(self.manifest, self._runtime_dir, self.load_order)
-            self.channel = Channel(self._zctx, self._launch.endpoints, self._launch.secret,
-                                   self.config.limits.max_frame)
-            self.process = ExtensionProcess(self._launch.spec, self.log)
+            launch = self._launch = prepare_launch(self.manifest, self._runtime_dir, self.load_order)
+            self.channel = Channel(self._zctx, launch, self.config.limits.max_frame)
+            self._gate.admit(launch.domain, launch.keys.secret.public_key, self.channel.frame_errors, self.name)
+            self.process = ExtensionProcess(launch.spec, self.log)
         except (OSError, zmq.ZMQError) as exc:
             self._cleanup_launch()
             self._set_state(ExtState.DEAD, f"could not start: {exc}")
@@ -228,6 +232,7 @@ class RunningExtension:
         if self.channel is not None:
             self.channel.close()
         if self._launch is not None:
+            self._gate.forget(self._launch.domain)
             self._launch.cleanup()
 
     # ------------------------------------------------------------------ stop
@@ -340,6 +345,7 @@ class RunningExtension:
         if not process.alive():
             self.process_gone()  # a restart is then woken by its timer when its backoff is over
             return
+        channel.drain_monitors()
         reason = self.watchdog.check(process.pid, channel.poll_pong, channel.send_ping)
         if reason is not None:
             self.kill(reason)

@@ -48,6 +48,7 @@ from .manifest import Manifest, load_manifest
 from .notify import NotifyPump
 from .ops import OpsServer
 from .orphans import sweep_orphans
+from .peers import PeerGate
 from .services import HostServices, LocalServices
 from .state_store import StateStore
 from .supervisor import Supervisor
@@ -110,6 +111,7 @@ class ExtensionHost:
         self.services: HostServices = services or LocalServices()
         self.state = StateStore(self.config.state_path)
         self._zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._gate = PeerGate(self._zctx)
         base = self.config.runtime_dir or runtime_base()
         self._runtime = _private_dir(base)
         # Orphans of hosts that died hard (kill -9): swept in the background, start-up does not wait.
@@ -162,7 +164,7 @@ class ExtensionHost:
                                                                    "name is already loaded")))
                     continue
                 ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
-                                       self._zctx, self._runtime, self._hooks)
+                                       self._zctx, self._gate, self._runtime, self._hooks)
                 self._extensions[manifest.name] = ext
             try:
                 ext.spawn()
@@ -315,6 +317,7 @@ class ExtensionHost:
             t.start()
         for t in threads:
             t.join(timeout=self.config.deadlines.shutdown_ms / 1000 + 10)
+        self._gate.close()
         self._zctx.destroy(linger=0)
         shutil.rmtree(self._runtime, ignore_errors=True)
         self._finalizer.detach()
