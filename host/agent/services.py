@@ -9,7 +9,7 @@ What each ``ctx`` call does:
 ``get_entries``        that extension's entries of a type in the current session, oldest first
 ``get_messages``       the context window the model receives next, as context messages
 ``send_message``       queued for the agent (:mod:`host.agent.steering`)
-``set_model``          checked (:func:`host.agent.models.check_model`), then switched with
+``set_model``          checked (:func:`host.agent.llm.models.check_model`), then switched with
                        ``model_change`` source ``extension``; an unusable model is refused
 ``info``               session id and path, working directory, current model
 =====================  ==================================================================
@@ -31,8 +31,8 @@ from typing import Any
 from ..exthost.services import NotAvailable
 from .context_messages import to_context_messages
 from .errors import ModelError
+from .llm.models import check_model
 from .loop import AgentLoop
-from .models import check_model
 
 __all__ = ["AgentServices", "PrintSink"]
 

@@ -15,9 +15,9 @@ from conftest import EXTENSIONS, MakeExt
 
 from ext_sdk.events import EVENTS
 from host.agent import AgentError, ModelError, ScriptError, SessionFileError
-from host.agent.commands import ChatArgs, RunArgs, chat_command, run_command
-from host.agent.render import render_event_for_humans
-from host.agent.scripted_provider import SCRIPT_ENV
+from host.agent.cli import ChatArgs, RunArgs, chat_command, run_command
+from host.agent.cli.render import render_event_for_humans
+from host.agent.scripted import SCRIPT_ENV
 from host.errors import HostError, ManifestError
 
 from .harness import MODEL, checked_host_config, fast_agent_config, write_script

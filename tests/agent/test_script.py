@@ -10,18 +10,17 @@ from typing import Any
 import pytest
 
 from host.agent.errors import ScriptError, ScriptMismatch
-from host.agent.script import (
+from host.agent.scripted.player import ScriptLibrary, ScriptPlayer
+from host.agent.scripted.script import (
     DEFAULT_END_TEXT,
     DEFAULT_PRICING,
     ErrorStep,
     MessageStep,
     StepUsage,
     fragments,
-    load_script,
-    parse_script,
     resolve_usage,
 )
-from host.agent.script_player import ScriptLibrary, ScriptPlayer
+from host.agent.scripted.script_file import load_script, parse_script
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from host.agent import scripted_provider
+from host.agent import scripted
 
 MSGS = [{"role": "user", "content": "hi"}]
 WriteScript = Callable[..., Path]
@@ -62,10 +62,10 @@ def test_non_streaming_and_async_calls(litellm_ready: Any, write_script: WriteSc
 def test_script_from_environment(litellm_ready: Any, write_script: WriteScript, monkeypatch: pytest.MonkeyPatch
                                  ) -> None:
     path = write_script([[{"text": "from env"}]])
-    monkeypatch.setenv(scripted_provider.SCRIPT_ENV, str(path))
+    monkeypatch.setenv(scripted.SCRIPT_ENV, str(path))
     response = litellm_ready.completion(model="scripted/env", messages=MSGS)
     assert response.choices[0].message.content == "from env"
-    monkeypatch.delenv(scripted_provider.SCRIPT_ENV)
+    monkeypatch.delenv(scripted.SCRIPT_ENV)
     with pytest.raises(litellm_ready.BadRequestError, match="needs a script: pass script=PATH"):
         litellm_ready.completion(model="scripted/env", messages=MSGS)
 

@@ -10,12 +10,8 @@ from typing import Any
 import pytest
 
 from host.agent.errors import LLMCallError
-from host.agent.llm_convert import (
-    classify_error,
-    stream_completion,
-    to_litellm_messages,
-)
-from host.agent.llm_events import (
+from host.agent.llm.classify import classify_error
+from host.agent.llm.events import (
     Finish,
     ReasoningDelta,
     Retry,
@@ -28,6 +24,8 @@ from host.agent.llm_events import (
     ToolCallStart,
     Usage,
 )
+from host.agent.llm.messages import to_litellm_messages
+from host.agent.llm.stream import stream_completion
 
 WriteScript = Callable[..., Path]
 MSGS = [{"role": "user", "content": "go"}]
