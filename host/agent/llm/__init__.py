@@ -8,6 +8,7 @@ kithost import time; nothing here imports the agent core or a provider):
 * :mod:`.assembler` — litellm chunks → those events and the final message;
 * :mod:`.messages` — kithost messages → a clean litellm request;
 * :mod:`.classify` — what a failure means (retryable or not) → :class:`~host.agent.errors.LLMCallError`;
+* :mod:`.retry` — the retry policy around a streamed call (tenacity);
 * :mod:`.models` — is a model usable (provider known, key set), how big is its window;
 * :mod:`.providers` — the seam through which a custom provider (``scripted``) plugs into litellm;
 * :mod:`.litellm_loader` — the lazy, offline-safe litellm import.

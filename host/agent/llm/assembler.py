@@ -64,6 +64,8 @@ class StreamAssembler:
         self.sources = 0
         #: True once a content event (text, reasoning, tool call) was produced.
         self.streamed = False
+        #: Set by the caller when it stopped reading the stream (the finish reason becomes ``cancelled``).
+        self.cancelled = False
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         """The events of one chunk (content as it arrives, a tool call's end when the next one starts)."""

@@ -5,19 +5,20 @@ The call goes through ``litellm.completion`` (imported lazily by
 installed first, :mod:`.providers`) and yields :mod:`host.agent.llm.events`
 values in the order documented there; no litellm type leaves this package.
 
-Retries are done here, not by litellm: litellm's ``num_retries`` is invisible
-to the caller, and kit's ``retry`` event needs each attempt and its error. A
-call is retried (exponential backoff: ``retry_base_delay_s * 2**(n-1)``,
-capped at ``retry_max_delay_s``) only when the error is transient
+Retries are done here (with tenacity, :mod:`.retry`), not by litellm:
+litellm's ``num_retries`` is invisible to the caller, and kit's ``retry``
+event needs each attempt and its error. A call is retried (exponential
+backoff: ``retry_base_delay_s * 2**(n-1)``, capped at ``retry_max_delay_s``;
+the wait ends early on ``cancel``) only when the error is transient
 (:func:`.classify.classify_error`) **and** nothing was streamed yet, so a
 retry never duplicates output. Anything else raises
-:class:`host.agent.errors.LLMCallError`; litellm exceptions never escape.
+:class:`host.agent.errors.LLMCallError` (with the number of calls made);
+litellm exceptions never escape.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,12 +28,9 @@ from .events import Retry, StreamEvent
 from .litellm_loader import litellm_module
 from .messages import to_litellm_messages
 from .providers import install_provider, provider_for
+from .retry import retry_stream
 
 __all__ = ["stream_completion"]
-
-
-def _delay(attempt: int, base: float, cap: float) -> float:
-    return float(min(cap, base * 2 ** (attempt - 1)))
 
 
 def _provider(litellm: Any, model: str) -> str:
@@ -85,31 +83,22 @@ def stream_completion(
         install_provider(litellm, custom)
     request = _request(model, messages, tools, timeout_s, params)
     provider = _provider(litellm, model)
-    attempt = 0
-    while True:
-        attempt += 1
-        asm = StreamAssembler(model, provider)
+    current = StreamAssembler(model, provider)
+    attempts = 0
+
+    def attempt() -> Iterator[StreamEvent]:
+        """One call: its content events; a cancel ends it early (``current.cancelled``)."""
+        nonlocal current, attempts
+        attempts += 1
+        current = asm = StreamAssembler(model, provider)
         stream: Any = None
         try:
             stream = litellm.completion(**request)
             for chunk in stream:
                 if cancel is not None and cancel.is_set():
-                    yield from asm.finish(litellm, cancelled=True)
+                    asm.cancelled = True
                     return
                 yield from asm.feed(chunk)
-        except Exception as exc:  # every failure is classified and converted
-            info = classify_error(exc)
-            if info.retryable and not asm.streamed and attempt <= num_retries:
-                delay = _delay(attempt, retry_base_delay_s, retry_max_delay_s)
-                yield Retry(attempt, info.message, delay)
-                if cancel is not None:
-                    if cancel.wait(delay):
-                        yield from asm.finish(litellm, cancelled=True)
-                        return
-                else:
-                    time.sleep(delay)
-                continue
-            raise call_error(info, attempt, asm.streamed) from exc
         finally:
             close = getattr(stream, "close", None)
             if callable(close):
@@ -117,5 +106,17 @@ def stream_completion(
                     close()
                 except Exception:  # noqa: BLE001 - closing a finished stream is best effort
                     pass
-        yield from asm.finish(litellm)
-        return
+
+    def should_retry(exc: BaseException) -> bool:
+        return classify_error(exc).retryable and not current.streamed
+
+    def retry_event(failed: int, exc: BaseException, delay: float) -> StreamEvent:
+        return Retry(failed, classify_error(exc).message, delay)
+
+    try:
+        finished = yield from retry_stream(attempt, num_retries=num_retries, base_delay_s=retry_base_delay_s,
+                                           max_delay_s=retry_max_delay_s, should_retry=should_retry,
+                                           on_retry=retry_event, cancel=cancel)
+    except Exception as exc:  # every failure is classified and converted; litellm's never escape
+        raise call_error(classify_error(exc), attempts, current.streamed) from exc
+    yield from current.finish(litellm, cancelled=current.cancelled or not finished)
