@@ -239,6 +239,32 @@ def test_classify_error(litellm_ready: Any) -> None:
         assert (info.kind, info.status_code, info.retryable) == expected, exc
 
 
+def test_classify_error_goes_by_class_not_by_name(litellm_ready: Any) -> None:
+    lit = litellm_ready
+
+    class ProviderThrottled(lit.RateLimitError):  # a subclass keeps its parent's meaning
+        pass
+
+    class RateLimitError(Exception):  # not litellm's: the name alone means nothing
+        pass
+
+    wrapped = lit.exceptions.MidStreamFallbackError(
+        message="stream broke", model="m", llm_provider="p", is_pre_first_chunk=True,
+        original_exception=lit.RateLimitError(message="slow", llm_provider="p", model="m"))
+    cases = [
+        (ProviderThrottled(message="x", llm_provider="p", model="m"), ("ProviderThrottled", 429, True)),
+        (RateLimitError("x"), ("RateLimitError", None, False)),
+        (lit.APIConnectionError(message="reset", llm_provider="p", model="m"), ("APIConnectionError", 500, True)),
+        (lit.ContextWindowExceededError(message="long", llm_provider="p", model="m"),
+         ("ContextWindowExceededError", 400, False)),
+        (wrapped, ("RateLimitError", 429, True)),
+    ]
+    for exc, expected in cases:
+        info = classify_error(exc)
+        assert (info.kind, info.status_code, info.retryable) == expected, exc
+    assert classify_error(wrapped).pre_first_chunk
+
+
 def test_an_empty_step_is_an_empty_answer(litellm_ready: Any, write_script: WriteScript) -> None:
     events = run(write_script([[{}]]))
     assert [type(e).__name__ for e in events] == ["Usage", "Finish"]
