@@ -51,6 +51,14 @@ def test_run_json_writes_one_object_per_event_then_the_result(tmp_path: Path, li
     assert "[usage-budget info] turn: 2 model call(s), 1 tool call(s)" in err  # extension prints go to stderr
 
 
+def test_run_json_includes_the_window_events_with_no_extension_subscribed(tmp_path: Path,
+                                                                         litellm_ready: Any) -> None:
+    """``--json`` wants every event: it sets ``emit_windows`` (it used not to, so these were missing)."""
+    rc, out, _ = _run(tmp_path, TOOL_TURN, json=True)
+    types = [json.loads(line)["type"] for line in out.splitlines()]
+    assert rc == 0 and types.count("context_prepare") == 1 and types.count("prepare_step") == 1
+
+
 def test_run_human_streams_the_answer_and_exit_status_follows_the_turn(tmp_path: Path, litellm_ready: Any) -> None:
     rc, out, _ = _run(tmp_path, TOOL_TURN)
     assert rc == 0

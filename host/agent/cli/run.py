@@ -4,7 +4,9 @@
   (:func:`~host.agent.cli.render.render_event_for_humans`); extension prints
   and extension failures go to ``stderr``;
 * ``json`` mode: one JSON object per line on ``stdout`` for every event —
-  ``{"type": <kit's event name>, **payload}`` — then one
+  ``{"type": <kit's event name>, **payload}``; the window events
+  (``context_prepare``, ``prepare_step``) too, even when no extension
+  subscribed (it sets ``AgentConfig.emit_windows``) — then one
   ``{"type": "result", ...}`` (:meth:`TurnResult.to_json` plus ``session``
   and ``model``);
 * exit status: 0 completed or handled, 1 the turn ended in error, 130 cancelled.
@@ -20,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -63,8 +65,11 @@ def run_command(args: RunArgs, *, stdout: TextIO | None = None, stderr: TextIO |
     """``kithost run`` (contract in the module doc); returns the exit status."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     sink = json_sink(out) if args.json else human_sink(out)
+    agent_config = args.agent_config
+    if args.json:  # a sink that wants every event
+        agent_config = replace(agent_config or AgentConfig(), emit_windows=True)
     session = AgentSession.open(args.model, args.script, list(args.extensions), args.session,
-                                args.cwd or Path(os.getcwd()), args.config, agent_config=args.agent_config,
+                                args.cwd or Path(os.getcwd()), args.config, agent_config=agent_config,
                                 on_event=sink, on_print=print_sink(err), discover=args.discover)
     with session:
         def on_interrupt() -> bool:
