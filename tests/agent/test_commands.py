@@ -148,6 +148,28 @@ def greet(args, ctx):
     assert "never sent" not in text
 
 
+def test_run_human_shows_the_block_reason_of_a_blocked_call_whose_result_was_chained(
+        tmp_path: Path, litellm_ready: Any, make_ext: MakeExt) -> None:
+    guard = make_ext("guard", """
+from ext_sdk import Block, Extension
+ext = Extension("guard", permissions=["conversation"])
+@ext.on("tool_call")
+def gate(event, ctx):
+    return Block("no shell today")
+""", ["tool_call"])
+    auditor = make_ext("auditor", """
+from ext_sdk import Extension, PatchResult
+ext = Extension("auditor", permissions=["conversation"])
+@ext.on("tool_result")
+def audit(event, ctx):
+    return PatchResult(content=event.content + "\\n[audited]")
+""", ["tool_result"])
+    rc, out, _ = _run(tmp_path, TOOL_TURN, extensions=[guard, auditor])
+    assert rc == 0
+    assert "→ bash echo hi\n  ✗ blocked by guard: Error: no shell today\n" in out
+    assert "[audited]" not in out
+
+
 def test_render_event_for_humans() -> None:
     render = render_event_for_humans
     assert render("message_update", {"chunk": "Hel"}) == "Hel"
@@ -157,6 +179,9 @@ def test_render_event_for_humans() -> None:
     failed = {"tool_name": "bash", "content": "a\nError: no", "is_error": True}
     assert render("tool_result", failed) == "  ✗ Error: no\n"
     assert render("tool_result", {"tool_name": "ls", "content": "a\nb", "is_error": False}) == "  ✓ ls: 2 line(s)\n"
+    chained = {"tool_name": "bash", "content": "Error: no touching\n[audited by auditor]", "is_error": True,
+               "metadata": json.dumps({"blocked": True, "blocked_by": "guard"})}
+    assert render("tool_result", chained) == "  ✗ blocked by guard: Error: no touching\n"
     assert render("warnings", {"warnings": ["a", "b"]}) == "warning: a\nwarning: b\n"
     change = {"new_model": "b", "previous_model": "a", "source": "user"}
     assert render("model_change", change) == "[model: a → b (user)]\n"
