@@ -15,7 +15,7 @@ Contract (kit's ``SpawnSubagent`` as a tool, ``internal/extensions/subagent.go``
   (after ``tool_execution_start``, before ``tool_execution_end``):
   ``subagent_start`` → one ``subagent_chunk`` per child event worth showing
   (:data:`CHUNK_TYPES`: text fragments, reasoning, tool calls, executions and
-  results, turn start/end) → ``subagent_end`` (``error`` is '' on success).
+  results, turn start/end) → ``subagent_end`` (``error_msg`` is '' on success).
 * The child's provider calls are real spend: each of its ``llm_usage`` events
   is also emitted in the parent (the child's step numbers) and counted in the
   parent turn's ``agent_end`` (calls, tokens, cost).
@@ -129,7 +129,8 @@ class SubagentTool:
                 error = result.error or "the subagent's turn failed"
             elif result.stop_reason != "completed":
                 error = f"the subagent's turn ended: {result.stop_reason}"
-        emitter.emit("subagent_end", {"tool_call_id": call_id, "task": task, "response": response, "error": error})
+        emitter.emit("subagent_end", {"tool_call_id": call_id, "task": task, "response": response,
+                                      "error_msg": error})
         if error:
             partial = f"\n(partial answer: {response})" if response else ""
             return ToolResult(f"Error: {error}{partial}", True, meta)

@@ -185,7 +185,7 @@ def test_render_event_for_humans() -> None:
     assert render("warnings", {"warnings": ["a", "b"]}) == "warning: a\nwarning: b\n"
     change = {"new_model": "b", "previous_model": "a", "source": "user"}
     assert render("model_change", change) == "[model: a → b (user)]\n"
-    assert render("subagent_end", {"error": ""}) == "[subagent done]\n"
+    assert render("subagent_end", {"error_msg": ""}) == "[subagent done]\n"
     assert "cost unknown" in str(render("agent_end", {"stop_reason": "completed", "cost_delta": None}))
     assert render("agent_end", {"stop_reason": "handled", "cost_delta": 0.0}).startswith("[handled by an extension")  # type: ignore[union-attr]
     assert render("llm_usage", {}) is None and render("session_start", {"session_id": "x"}) is None

@@ -95,7 +95,7 @@ def render_event_for_humans(event: str, data: Mapping[str, Any]) -> str | None:
             return f"  [subagent → {data.get('tool_name', '?')}]\n"
         return None
     if event == "subagent_end":
-        error = data.get("error")
+        error = data.get("error_msg")
         return f"[subagent {'failed: ' + _short(str(error)) if error else 'done'}]\n"
     if event == "before_compact":
         auto = "automatic " if data.get("is_automatic") else ""
