@@ -34,15 +34,20 @@ from .errors import ModelError
 from .llm.models import check_model
 from .loop import AgentLoop
 
-__all__ = ["AgentServices", "PrintSink"]
+__all__ = ["AgentServices", "PrintSink", "format_print"]
 
 #: ``on_print(extension, level, text)``: shows an extension's ``ctx.print``/``info``/``error``.
 PrintSink = Callable[[str, str, str], None]
 
 
-def _stderr_print(extension: str, level: str, text: str) -> None:
+def format_print(extension: str, level: str, text: str) -> str:
+    """An extension's print as terminal lines: ``[name] line``, ``[name info] line``, ``[name error] line``."""
     tag = {"info": " info", "error": " error"}.get(level, "")
-    sys.stderr.write("".join(f"[{extension}{tag}] {line}\n" for line in (text.splitlines() or [""])))
+    return "".join(f"[{extension}{tag}] {line}\n" for line in (text.splitlines() or [""]))
+
+
+def _stderr_print(extension: str, level: str, text: str) -> None:
+    sys.stderr.write(format_print(extension, level, text))
     sys.stderr.flush()
 
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from ..emitter import EventSink
-from ..services import PrintSink
+from ..services import PrintSink, format_print
 from ..turn_result import TurnResult
 from .render import render_event_for_humans
 
@@ -48,10 +48,10 @@ def interrupts(on_interrupt: Callable[[], bool]) -> Iterator[None]:
 
 
 def print_sink(err: TextIO) -> PrintSink:
-    """Extension prints to ``err``."""
+    """Extension prints to ``err`` (:func:`~host.agent.services.format_print`)."""
+
     def on_print(extension: str, level: str, text: str) -> None:
-        tag = {"info": " info", "error": " error"}.get(level, "")
-        err.write("".join(f"[{extension}{tag}] {line}\n" for line in (text.splitlines() or [""])))
+        err.write(format_print(extension, level, text))
         err.flush()
 
     return on_print
@@ -59,6 +59,7 @@ def print_sink(err: TextIO) -> PrintSink:
 
 def human_sink(out: TextIO) -> EventSink:
     """Events as streaming terminal text on ``out``."""
+
     def on_event(event: str, data: dict[str, Any]) -> None:
         text = render_event_for_humans(event, data)
         if text:
@@ -70,6 +71,7 @@ def human_sink(out: TextIO) -> EventSink:
 
 def json_sink(out: TextIO) -> EventSink:
     """Events as JSON lines on ``out``."""
+
     def on_event(event: str, data: dict[str, Any]) -> None:
         out.write(json.dumps({"type": event, **data}, ensure_ascii=False, default=str) + "\n")
         out.flush()
