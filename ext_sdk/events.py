@@ -402,7 +402,7 @@ SUBAGENT_CHUNK = EventSpec(
 SUBAGENT_END = EventSpec(
     "subagent_end",
     "A subagent finished.",
-    Struct(tool_call_id=Str, task=Str, response=Str, error=Field(Str, "'' when it succeeded.")),
+    Struct(tool_call_id=Str, task=Str, response=Str, error_msg=Field(Str, "'' when it succeeded (kit's name).")),
     exposes_content=True,
 )
 

@@ -236,13 +236,13 @@ def _agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .agent.commands import RunArgs, run_command
+    from .agent.cli import RunArgs, run_command
 
     return run_command(RunArgs(prompt=args.prompt, json=args.json, **_agent_kwargs(args)))
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from .agent.commands import ChatArgs, chat_command
+    from .agent.cli import ChatArgs, chat_command
 
     return chat_command(ChatArgs(**_agent_kwargs(args)))
 

@@ -69,7 +69,8 @@ def _status_table(host: ExtensionHost, out: TextIO) -> None:
 
 def run_demo(quiet: bool = False) -> int:
     """Run the demo; returns the exit status (non-zero if the scripted scenario did not play out)."""
-    from .agent.session import AgentSession, render_event_for_humans
+    from .agent.cli.render import render_event_for_humans
+    from .agent.session import AgentSession
 
     out = sys.stdout
     notes = _FailureNotes(out)

@@ -124,7 +124,7 @@ def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path) -> None
 
 
 def test_readme_script_example_parses() -> None:
-    from host.agent.script import parse_script
+    from host.agent.scripted import parse_script
 
     section = README.split("## Scripting the offline model", 1)[1]
     example = re.findall(r"```json\n(.*?)```", section, re.S)[0]

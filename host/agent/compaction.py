@@ -35,8 +35,8 @@ from .agent_config import AgentConfig
 from .context_messages import message_text
 from .emitter import Emitter
 from .errors import LLMCallError
-from .llm_convert import stream_completion
-from .llm_events import Finish, Retry, StreamWarning, TextDelta, Usage
+from .llm.events import Finish, Retry, StreamWarning, TextDelta, Usage
+from .llm.stream import stream_completion
 from .session_file import Entry
 from .session_tree import SessionTree
 

@@ -74,7 +74,7 @@ class ScriptMismatch(ScriptError):
 
 
 class LLMCallError(AgentError):
-    """A model call failed; raised by :mod:`host.agent.llm_convert` instead of litellm's exceptions."""
+    """A model call failed; raised by :mod:`host.agent.llm` instead of litellm's exceptions."""
 
     def __init__(self, message: str, *, kind: str, status_code: int | None, retryable: bool, attempts: int,
                  partial: bool) -> None:

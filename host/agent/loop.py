@@ -71,10 +71,9 @@ from ..exthost import Outcome
 from .agent_config import AgentConfig
 from .compaction import CompactionResult, Compactor, estimate_tokens, should_auto_compact
 from .context_messages import apply_context_messages, message_text, to_context_messages
-from .emitter import Emitter, EventSink, FailureRecord
+from .emitter import Emitter, EventSink
 from .errors import AgentBusyError, LLMCallError
-from .llm_convert import stream_completion
-from .llm_events import (
+from .llm.events import (
     Finish,
     ReasoningDelta,
     Retry,
@@ -86,73 +85,18 @@ from .llm_events import (
     ToolCallStart,
     Usage,
 )
-from .models import context_window
+from .llm.models import context_window
+from .llm.stream import stream_completion
 from .session_tree import SessionTree
 from .steering import SteeringQueue
 from .subagent import SubagentTool
 from .tools import ToolRegistry, ToolResult
+from .turn_result import TurnResult
 from .turn_stats import TurnStats
 
-__all__ = ["STOP_REASONS", "AgentLoop", "ForkResult", "TurnResult"]
+__all__ = ["AgentLoop", "ForkResult"]
 
 log = logging.getLogger("kithost.agent")
-
-#: ``agent_end.stop_reason`` values.
-STOP_REASONS = ("completed", "cancelled", "error", "handled")
-
-
-@dataclass(frozen=True, slots=True)
-class TurnResult:
-    """What one turn did: the ``agent_end`` aggregates plus what a caller needs to report it."""
-
-    #: The final answer (text of the turn's last assistant message).
-    response: str
-    #: ``completed``, ``cancelled``, ``error`` or ``handled``.
-    stop_reason: str
-    #: The error (stop reason ``error``), else ''.
-    error: str = ""
-    #: Why ``input`` handled the prompt (stop reason ``handled``), else ''.
-    reason: str = ""
-    #: Model calls started (steps).
-    steps: int = 0
-    tool_call_count: int = 0
-    tool_names: tuple[str, ...] = ()
-    llm_call_count: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    #: USD, or ``None`` when some call's cost is unknown.
-    cost: float | None = 0.0
-    duration_ms: int = 0
-    #: Extension handler failures seen during the turn (the policy was applied to each).
-    failures: tuple[FailureRecord, ...] = ()
-    #: Turns started afterwards from queued messages (:class:`host.agent.session.AgentSession`).
-    followups: tuple[TurnResult, ...] = ()
-
-    @classmethod
-    def from_agent_end(cls, payload: Mapping[str, Any], **extra: Any) -> TurnResult:
-        """Build from an ``agent_end`` payload (read only)."""
-        return cls(
-            response=str(payload["response"]), stop_reason=str(payload["stop_reason"]),
-            tool_call_count=int(payload["tool_call_count"]), tool_names=tuple(payload["tool_names"]),
-            llm_call_count=int(payload["llm_call_count"]), input_tokens=int(payload["input_tokens_delta"]),
-            output_tokens=int(payload["output_tokens_delta"]),
-            cache_read_tokens=int(payload["cache_read_tokens_delta"]),
-            cache_write_tokens=int(payload["cache_write_tokens_delta"]), cost=payload["cost_delta"],
-            duration_ms=int(payload["duration_ms"]), **extra)
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data (``kithost run --json``'s final ``result`` line, without ``type``)."""
-        return {
-            "response": self.response, "stop_reason": self.stop_reason, "error": self.error, "reason": self.reason,
-            "steps": self.steps, "tool_call_count": self.tool_call_count, "tool_names": list(self.tool_names),
-            "llm_call_count": self.llm_call_count, "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens, "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens, "cost": self.cost, "duration_ms": self.duration_ms,
-            "failures": [f.to_json() for f in self.failures],
-            "followups": [t.to_json() for t in self.followups],
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +181,7 @@ class AgentLoop:
         self._limits: dict[str, int] = {}
         self._compactor = Compactor(emitter, self.config)
         if self.config.subagents and SubagentTool.name not in tools:
-            tools.register(SubagentTool(self))
+            tools.register(SubagentTool(emitter, self.run_child))
 
     # ------------------------------------------------------------------ state
 

@@ -9,7 +9,7 @@ What each ``ctx`` call does:
 ``get_entries``        that extension's entries of a type in the current session, oldest first
 ``get_messages``       the context window the model receives next, as context messages
 ``send_message``       queued for the agent (:mod:`host.agent.steering`)
-``set_model``          checked (:func:`host.agent.models.check_model`), then switched with
+``set_model``          checked (:func:`host.agent.llm.models.check_model`), then switched with
                        ``model_change`` source ``extension``; an unusable model is refused
 ``info``               session id and path, working directory, current model
 =====================  ==================================================================
@@ -31,18 +31,23 @@ from typing import Any
 from ..exthost.services import NotAvailable
 from .context_messages import to_context_messages
 from .errors import ModelError
+from .llm.models import check_model
 from .loop import AgentLoop
-from .models import check_model
 
-__all__ = ["AgentServices", "PrintSink"]
+__all__ = ["AgentServices", "PrintSink", "format_print"]
 
 #: ``on_print(extension, level, text)``: shows an extension's ``ctx.print``/``info``/``error``.
 PrintSink = Callable[[str, str, str], None]
 
 
-def _stderr_print(extension: str, level: str, text: str) -> None:
+def format_print(extension: str, level: str, text: str) -> str:
+    """An extension's print as terminal lines: ``[name] line``, ``[name info] line``, ``[name error] line``."""
     tag = {"info": " info", "error": " error"}.get(level, "")
-    sys.stderr.write("".join(f"[{extension}{tag}] {line}\n" for line in (text.splitlines() or [""])))
+    return "".join(f"[{extension}{tag}] {line}\n" for line in (text.splitlines() or [""]))
+
+
+def _stderr_print(extension: str, level: str, text: str) -> None:
+    sys.stderr.write(format_print(extension, level, text))
     sys.stderr.flush()
 
 

@@ -54,16 +54,15 @@ from .compaction import CompactionResult
 from .context_messages import message_text
 from .emitter import Emitter, EventSink
 from .errors import AgentBusyError, AgentError, ModelError
-from .loop import AgentLoop, ForkResult, TurnResult
-from .models import check_model
-from .render import render_event_for_humans
-from .script import load_script
-from .scripted_provider import SCRIPT_ENV, is_scripted
+from .llm.models import check_model
+from .loop import AgentLoop, ForkResult
+from .scripted import SCRIPT_ENV, is_scripted, load_script
 from .services import AgentServices, PrintSink
 from .session_tree import SessionTree
 from .tools import ProxyTool, ToolContext, ToolRegistry, ToolResult
+from .turn_result import TurnResult
 
-__all__ = ["AgentSession", "SwitchResult", "render_event_for_humans"]
+__all__ = ["AgentSession", "SwitchResult"]
 
 log = logging.getLogger("kithost.agent")
 

@@ -2,6 +2,9 @@
 
 Contract (kit's ``SpawnSubagent`` as a tool, ``internal/extensions/subagent.go``):
 
+* The tool does not know the loop: it is given the parent's emitter and a
+  :data:`RunChild` function (:meth:`host.agent.loop.AgentLoop.run_child`) that
+  runs the child turn.
 * The child is a full :class:`~host.agent.loop.AgentLoop` with the parent's
   current model, the built-in tools only (no extension tools, no ``subagent``:
   depth is one), **no extensions** (its events go nowhere but to the parent),
@@ -12,7 +15,7 @@ Contract (kit's ``SpawnSubagent`` as a tool, ``internal/extensions/subagent.go``
   (after ``tool_execution_start``, before ``tool_execution_end``):
   ``subagent_start`` → one ``subagent_chunk`` per child event worth showing
   (:data:`CHUNK_TYPES`: text fragments, reasoning, tool calls, executions and
-  results, turn start/end) → ``subagent_end`` (``error`` is '' on success).
+  results, turn start/end) → ``subagent_end`` (``error_msg`` is '' on success).
 * The child's provider calls are real spend: each of its ``llm_usage`` events
   is also emitted in the parent (the child's step numbers) and counted in the
   parent turn's ``agent_end`` (calls, tokens, cost).
@@ -24,16 +27,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from .emitter import Emitter, EventSink
 from .tools.base import ToolContext, ToolKind, ToolResult
+from .turn_result import TurnResult
 
-if TYPE_CHECKING:
-    from .loop import TurnResult
-
-__all__ = ["CHUNK_TYPES", "SubagentParent", "SubagentTool", "chunk_for"]
+__all__ = ["CHUNK_TYPES", "RunChild", "SubagentTool", "chunk_for"]
 
 log = logging.getLogger("kithost.agent")
 
@@ -50,15 +51,9 @@ CHUNK_TYPES: Final[Mapping[str, str]] = {
 }
 
 
-class SubagentParent(Protocol):
-    """What the tool needs from the parent loop."""
-
-    @property
-    def emitter(self) -> Emitter:
-        """The parent's emitter (``subagent_*`` events go there)."""
-
-    def run_child(self, task: str, sink: EventSink, cancel: threading.Event | None, tool_call_id: str) -> TurnResult:
-        """Run one child turn for ``task``, its events going to ``sink``."""
+#: ``run_child(task, sink, cancel, tool_call_id)``: run one child turn for ``task``, its events going to
+#: ``sink``, stopping when ``cancel`` is set (``None``: the parent's flag); the child's result.
+RunChild = Callable[[str, EventSink, threading.Event | None, str], TurnResult]
 
 
 def chunk_for(tool_call_id: str, task: str, event: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -102,14 +97,16 @@ class SubagentTool:
         "additionalProperties": False,
     }
 
-    def __init__(self, parent: SubagentParent) -> None:
-        self._parent = parent
+    def __init__(self, emitter: Emitter, run_child: RunChild) -> None:
+        """``emitter``: the parent's (``subagent_*`` events go there); ``run_child`` runs the child turn."""
+        self._emitter = emitter
+        self._run_child = run_child
 
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         """Run the child (contract in the module doc)."""
         task = str(args["task"])
         call_id = ctx.tool_call_id
-        emitter = self._parent.emitter
+        emitter = self._emitter
         emitter.emit("subagent_start", {"tool_call_id": call_id, "task": task})
 
         def forward(event: str, data: dict[str, Any]) -> None:
@@ -120,7 +117,7 @@ class SubagentTool:
         response, error = "", ""
         meta: dict[str, Any] = {}
         try:
-            result = self._parent.run_child(task, forward, ctx.cancel, call_id)
+            result = self._run_child(task, forward, ctx.cancel, call_id)
         except Exception as exc:  # a broken child must not take the parent's turn down
             log.exception("subagent %s failed", call_id)
             error = f"the subagent could not run: {type(exc).__name__}: {exc}"
@@ -132,7 +129,8 @@ class SubagentTool:
                 error = result.error or "the subagent's turn failed"
             elif result.stop_reason != "completed":
                 error = f"the subagent's turn ended: {result.stop_reason}"
-        emitter.emit("subagent_end", {"tool_call_id": call_id, "task": task, "response": response, "error": error})
+        emitter.emit("subagent_end", {"tool_call_id": call_id, "task": task, "response": response,
+                                      "error_msg": error})
         if error:
             partial = f"\n(partial answer: {response})" if response else ""
             return ToolResult(f"Error: {error}{partial}", True, meta)

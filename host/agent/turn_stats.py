@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .llm_events import Usage
+from .llm.events import Usage
 
 __all__ = ["TurnStats"]
 

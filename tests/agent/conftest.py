@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from host.agent import scripted_provider
-from host.agent.llm_convert import litellm_module
+from host.agent import scripted
+from host.agent.llm.litellm_loader import litellm_module
 
 WriteScript = Callable[..., Path]
 
@@ -26,7 +26,7 @@ WriteScript = Callable[..., Path]
 def litellm_ready() -> Any:
     """The litellm module, imported once per test session, with the scripted provider registered."""
     module = litellm_module()
-    scripted_provider.ensure_registered()
+    scripted.ensure_registered()
     return module
 
 
@@ -41,7 +41,7 @@ def write_script(tmp_path: Path) -> Iterator[WriteScript]:
         return path
 
     yield write
-    scripted_provider.reset()
+    scripted.reset()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 from ext_sdk.events import EVENTS
 from host import HostConfig
 from host.agent import AgentConfig, AgentSession, TurnResult
-from host.agent.scripted_provider import reset
+from host.agent.scripted import reset
 
 ALL_EVENTS = sorted(EVENTS)
 MODEL = "scripted/main"
@@ -141,7 +141,7 @@ class Rig:
 
     def played(self) -> int:
         """Model calls the script answered (or refused)."""
-        from host.agent.scripted_provider import LIBRARY
+        from host.agent.scripted import LIBRARY
 
         return LIBRARY.player(str(self.script)).calls
 

@@ -29,6 +29,7 @@ def pids_from(text: str) -> list[int]:
 
 
 def assert_gone(pids: list[int]) -> None:
+    assert pids, "no process ids to check (the command's output did not name them)"
     for pid in pids:
         try:
             assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"process {pid} is still running"
@@ -83,7 +84,9 @@ def test_timeout_kills_the_whole_tree(tmp_path: Path) -> None:
 def test_background_job_is_killed_when_the_command_exits(tmp_path: Path) -> None:
     result, _ = run(tmp_path, "sleep 60 & echo bg $!", BashTool(drain_grace_s=0.2))
     assert not result.is_error and result.content.startswith("bg ")
-    assert_gone(pids_from(result.content))
+    pids = pids_from(result.content)
+    assert len(pids) == 1, result.content
+    assert_gone(pids)
 
 
 def test_cancel_from_another_thread(tmp_path: Path) -> None:
@@ -99,7 +102,9 @@ def test_cancel_from_another_thread(tmp_path: Path) -> None:
                                                                              cancel=cancel))
     assert result.is_error and result.metadata["cancelled"] is True
     assert "[cancelled;" in result.content
-    assert_gone(pids_from(result.content))
+    pids = pids_from(result.content)
+    assert len(pids) == 1, result.content
+    assert_gone(pids)
 
 
 def test_output_cap_keeps_head_and_tail(tmp_path: Path) -> None:

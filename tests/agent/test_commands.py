@@ -15,9 +15,9 @@ from conftest import EXTENSIONS, MakeExt
 
 from ext_sdk.events import EVENTS
 from host.agent import AgentError, ModelError, ScriptError, SessionFileError
-from host.agent.commands import ChatArgs, RunArgs, chat_command, run_command
-from host.agent.render import render_event_for_humans
-from host.agent.scripted_provider import SCRIPT_ENV
+from host.agent.cli import ChatArgs, RunArgs, chat_command, run_command
+from host.agent.cli.render import render_event_for_humans
+from host.agent.scripted import SCRIPT_ENV
 from host.errors import HostError, ManifestError
 
 from .harness import MODEL, checked_host_config, fast_agent_config, write_script
@@ -49,6 +49,14 @@ def test_run_json_writes_one_object_per_event_then_the_result(tmp_path: Path, li
     assert result["response"] == "done" and result["stop_reason"] == "completed" and result["tool_names"] == ["bash"]
     assert result["session"] == str(session) and result["model"] == MODEL and result["cost"] > 0
     assert "[usage-budget info] turn: 2 model call(s), 1 tool call(s)" in err  # extension prints go to stderr
+
+
+def test_run_json_includes_the_window_events_with_no_extension_subscribed(tmp_path: Path,
+                                                                         litellm_ready: Any) -> None:
+    """``--json`` wants every event: it sets ``emit_windows`` (it used not to, so these were missing)."""
+    rc, out, _ = _run(tmp_path, TOOL_TURN, json=True)
+    types = [json.loads(line)["type"] for line in out.splitlines()]
+    assert rc == 0 and types.count("context_prepare") == 1 and types.count("prepare_step") == 1
 
 
 def test_run_human_streams_the_answer_and_exit_status_follows_the_turn(tmp_path: Path, litellm_ready: Any) -> None:
@@ -140,6 +148,28 @@ def greet(args, ctx):
     assert "never sent" not in text
 
 
+def test_run_human_shows_the_block_reason_of_a_blocked_call_whose_result_was_chained(
+        tmp_path: Path, litellm_ready: Any, make_ext: MakeExt) -> None:
+    guard = make_ext("guard", """
+from ext_sdk import Block, Extension
+ext = Extension("guard", permissions=["conversation"])
+@ext.on("tool_call")
+def gate(event, ctx):
+    return Block("no shell today")
+""", ["tool_call"])
+    auditor = make_ext("auditor", """
+from ext_sdk import Extension, PatchResult
+ext = Extension("auditor", permissions=["conversation"])
+@ext.on("tool_result")
+def audit(event, ctx):
+    return PatchResult(content=event.content + "\\n[audited]")
+""", ["tool_result"])
+    rc, out, _ = _run(tmp_path, TOOL_TURN, extensions=[guard, auditor])
+    assert rc == 0
+    assert "→ bash echo hi\n  ✗ blocked by guard: Error: no shell today\n" in out
+    assert "[audited]" not in out
+
+
 def test_render_event_for_humans() -> None:
     render = render_event_for_humans
     assert render("message_update", {"chunk": "Hel"}) == "Hel"
@@ -149,10 +179,13 @@ def test_render_event_for_humans() -> None:
     failed = {"tool_name": "bash", "content": "a\nError: no", "is_error": True}
     assert render("tool_result", failed) == "  ✗ Error: no\n"
     assert render("tool_result", {"tool_name": "ls", "content": "a\nb", "is_error": False}) == "  ✓ ls: 2 line(s)\n"
+    chained = {"tool_name": "bash", "content": "Error: no touching\n[audited by auditor]", "is_error": True,
+               "metadata": json.dumps({"blocked": True, "blocked_by": "guard"})}
+    assert render("tool_result", chained) == "  ✗ blocked by guard: Error: no touching\n"
     assert render("warnings", {"warnings": ["a", "b"]}) == "warning: a\nwarning: b\n"
     change = {"new_model": "b", "previous_model": "a", "source": "user"}
     assert render("model_change", change) == "[model: a → b (user)]\n"
-    assert render("subagent_end", {"error": ""}) == "[subagent done]\n"
+    assert render("subagent_end", {"error_msg": ""}) == "[subagent done]\n"
     assert "cost unknown" in str(render("agent_end", {"stop_reason": "completed", "cost_delta": None}))
     assert render("agent_end", {"stop_reason": "handled", "cost_delta": 0.0}).startswith("[handled by an extension")  # type: ignore[union-attr]
     assert render("llm_usage", {}) is None and render("session_start", {"session_id": "x"}) is None

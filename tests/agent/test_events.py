@@ -273,7 +273,7 @@ def _subagent_chunk(f: Full) -> None:
 
 def _subagent_end(f: Full) -> None:
     assert f.all("subagent_end") == [{"tool_call_id": SUB_ID, "task": "count to two", "response": "one two",
-                                      "error": ""}]
+                                      "error_msg": ""}]
     assert f.seq[f.index("subagent_end") + 1] == "tool_execution_end"
 
 

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from host.agent.errors import ScriptError, ScriptMismatch
-from host.agent.script import (
+from host.agent.scripted.player import ScriptLibrary, ScriptPlayer
+from host.agent.scripted.script import (
     DEFAULT_END_TEXT,
     DEFAULT_PRICING,
     ErrorStep,
     MessageStep,
     StepUsage,
     fragments,
-    load_script,
-    parse_script,
     resolve_usage,
 )
-from host.agent.script_player import ScriptLibrary, ScriptPlayer
+from host.agent.scripted.script_file import (
+    ErrorStepFile,
+    ExpectFile,
+    MessageStepFile,
+    PricingFile,
+    ScriptFile,
+    SourceFile,
+    ToolCallFile,
+    UsageFile,
+    load_script,
+    parse_script,
+)
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -206,3 +217,26 @@ def test_the_documented_example_is_a_valid_script() -> None:
     script = parse_script(json.loads(example), "docs example")
     assert [len(t) for t in script.turns] == [3, 2]
     assert script.pricing is not None and script.pricing.output_cost_per_token == 1.5e-5
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "scripted-provider.md"
+
+
+def _doc_table_keys(heading: str) -> list[str]:
+    """The backticked keys in the first column of the first table after ``heading``."""
+    section = DOC.read_text(encoding="utf-8").split(heading, 1)[1]
+    table = section.split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", "|" + table, re.M)
+
+
+def test_the_documented_keys_are_the_format() -> None:
+    """docs/scripted-provider.md stays true: each key table lists exactly the model's keys."""
+    assert set(_doc_table_keys("### Top-level options")) == set(ScriptFile.model_fields)
+    assert set(_doc_table_keys("### Message steps")) == set(MessageStepFile.model_fields)
+    assert set(_doc_table_keys("### Error steps")) == set(ErrorStepFile.model_fields)
+    assert set(_doc_table_keys("### `expect`")) == set(ExpectFile.model_fields)
+    assert set(_doc_table_keys("### Pricing and cost")) == set(PricingFile.model_fields)
+    doc = DOC.read_text(encoding="utf-8")
+    assert f"`{{{', '.join(UsageFile.model_fields)}}}`" in doc
+    assert "list of `{name, arguments, id?}`" in doc and set(ToolCallFile.model_fields) == {"name", "arguments", "id"}
+    assert "list of `{url, title?}`" in doc and set(SourceFile.model_fields) == {"url", "title"}

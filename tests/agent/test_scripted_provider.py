@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from host.agent import scripted_provider
+from host.agent import scripted
+from host.agent.llm.classify import classify_error
+from host.agent.scripted.script import ERROR_TYPES
 
 MSGS = [{"role": "user", "content": "hi"}]
 WriteScript = Callable[..., Path]
@@ -62,10 +65,10 @@ def test_non_streaming_and_async_calls(litellm_ready: Any, write_script: WriteSc
 def test_script_from_environment(litellm_ready: Any, write_script: WriteScript, monkeypatch: pytest.MonkeyPatch
                                  ) -> None:
     path = write_script([[{"text": "from env"}]])
-    monkeypatch.setenv(scripted_provider.SCRIPT_ENV, str(path))
+    monkeypatch.setenv(scripted.SCRIPT_ENV, str(path))
     response = litellm_ready.completion(model="scripted/env", messages=MSGS)
     assert response.choices[0].message.content == "from env"
-    monkeypatch.delenv(scripted_provider.SCRIPT_ENV)
+    monkeypatch.delenv(scripted.SCRIPT_ENV)
     with pytest.raises(litellm_ready.BadRequestError, match="needs a script: pass script=PATH"):
         litellm_ready.completion(model="scripted/env", messages=MSGS)
 
@@ -117,3 +120,16 @@ def test_pricing_null_leaves_the_cost_unknown(litellm_ready: Any, write_script: 
     usage = [c.usage for c in stream(litellm_ready, path, model="scripted/unpriced-model")
              if getattr(c, "usage", None) is not None][-1]
     assert getattr(usage, "cost", None) is None
+
+
+def test_the_documented_error_table_is_what_the_agent_does(litellm_ready: Any, write_script: WriteScript) -> None:
+    """Every ``error`` name of docs/scripted-provider.md: raised with its status, retried as the table says."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scripted-provider.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| (\d{3}) \| (yes|no) \|$", doc, re.M)
+    assert {name for name, _, _ in rows} == set(ERROR_TYPES)
+    for name, status, retried in rows:
+        path = write_script([[{"error": name}]], name=f"{name}.json")
+        with pytest.raises(Exception) as info:  # which one: checked below
+            stream(litellm_ready, path)
+        verdict = classify_error(info.value)
+        assert (verdict.kind, verdict.status_code, verdict.retryable) == (name, int(status), retried == "yes")

@@ -12,6 +12,7 @@ from ext_sdk.events import TOOL_CALL
 from ext_sdk.schema import Enum
 from host.agent.tools import TOOL_KINDS, ProxyTool, ToolContext, ToolRegistry, ToolResult, builtin_tools
 from host.agent.tools import read as read_mod
+from host.agent.tools.args import check_args
 from host.agent.tools.globmatch import compile_glob
 
 
@@ -54,6 +55,51 @@ def test_bad_calls_become_error_results(reg: ToolRegistry) -> None:
     assert reg.run("read", {"path": "a", "offset": 0}).content == "read: argument 'offset' must be >= 1, got 0"
     assert reg.run("read", "not a dict").content == "read: arguments must be a JSON object, got str"
     assert reg.run("edit", {"path": "a", "old_string": "x", "new_string": "y", "replace_all": "yes"}).is_error
+
+
+def test_argument_problems_name_the_argument_and_come_in_reading_order() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "mode": {"enum": ["r", "w"]},
+            "count": {"type": "integer", "minimum": 1, "maximum": 9},
+            "ratio": {"type": "number", "exclusiveMaximum": 1},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "where": {"type": "object", "properties": {"line": {"type": "integer"}, "file": {"type": "string"}},
+                      "required": ["file"], "additionalProperties": False},
+            "name": {"type": ["string", "null"], "pattern": "^[a-z]+$"},
+        },
+        "required": ["mode"],
+        "additionalProperties": False,
+    }
+    assert check_args({"mode": "r"}, schema) is None
+    assert check_args({"count": 2}, schema) == "missing required argument 'mode'"
+    assert check_args({"mode": "r", "zz": 1, "aa": 2}, schema) == (
+        "unknown argument 'aa' (known: mode, count, ratio, tags, where, name)")
+    assert check_args({"mode": "x"}, schema) == "argument 'mode' must be one of ['r', 'w'], got 'x'"
+    assert check_args({"mode": "r", "count": 1.0}, schema) == "argument 'count' must be integer, got float"
+    assert check_args({"mode": "r", "count": True}, schema) == "argument 'count' must be integer, got bool"
+    assert check_args({"mode": "r", "count": 10}, schema) == "argument 'count' must be <= 9, got 10"
+    assert check_args({"mode": "r", "ratio": 1}, schema) == "argument 'ratio' must be < 1, got 1"
+    assert check_args({"mode": "r", "tags": ["a", 2]}, schema) == "argument 'tags[1]' must be string, got int"
+    assert check_args({"mode": "r", "where": {"line": 3}}, schema) == "missing required argument 'where.file'"
+    assert check_args({"mode": "r", "where": {"file": "a", "col": 1}}, schema) == (
+        "unknown argument 'where.col' (known: line, file)")
+    assert check_args({"mode": "r", "name": 3}, schema) == "argument 'name' must be one of ['string', 'null'], got int"
+    assert check_args({"mode": "r", "name": "A1"}, schema) == "argument 'name': 'A1' does not match '^[a-z]+$'"
+    # the first problem in the order the model gave the arguments
+    assert check_args({"mode": "r", "tags": [1], "count": 0}, schema) == "argument 'tags[0]' must be string, got int"
+    assert check_args({"mode": "r", "count": 0, "tags": [1]}, schema) == "argument 'count' must be >= 1, got 0"
+
+
+def test_a_tool_whose_parameters_are_not_a_json_schema_is_refused(reg: ToolRegistry) -> None:
+    def never(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        raise AssertionError("not offered")
+
+    broken = ProxyTool("broken", "Broken schema.", {"type": "object", "properties": {"a": {"type": "strng"}}}, never)
+    with pytest.raises(ValueError, match=r"tool 'broken': parameters are not a valid JSON Schema at properties/a/type"):
+        reg.register(broken)
+    assert "broken" not in reg
 
 
 def test_proxy_tools_and_registration_rules(reg: ToolRegistry, tmp_path: Path) -> None:

@@ -6,10 +6,14 @@ tool and nothing is listed twice. Extension tools are :class:`ProxyTool`
 objects wrapping a function the extension host gives us; to the model they
 look exactly like built-ins.
 
+Registration refuses a malformed tool: a bad name, an unknown kind, or
+``parameters`` that are not a JSON Schema of ``type: object``
+(:func:`~host.agent.tools.args.check_schema`).
+
 Contract of :meth:`ToolRegistry.run`: it never raises. An unknown tool,
-arguments that do not fit the tool's schema, and an exception inside the tool
-all come back as a :class:`ToolResult` with ``is_error=True`` and a message
-the model can act on.
+arguments that do not fit the tool's schema (:func:`~host.agent.tools.args.check_args`),
+and an exception inside the tool all come back as a :class:`ToolResult` with
+``is_error=True`` and a message the model can act on.
 
 Thread-safe: registration (e.g. from an extension's host call) may happen
 while another thread lists or runs tools.
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .args import check_args
+from .args import check_args, check_schema
 from .base import TOOL_KINDS, OutputCallback, Tool, ToolContext, ToolKind, ToolResult
 
 __all__ = ["ProxyTool", "ToolRegistry", "builtin_tools"]
@@ -88,6 +92,10 @@ class ToolRegistry:
             raise ValueError(f"tool {tool.name!r}: kind {tool.kind!r} is not one of {', '.join(TOOL_KINDS)}")
         if tool.parameters.get("type") != "object":
             raise ValueError(f"tool {tool.name!r}: parameters must be a JSON Schema with type 'object'")
+        try:
+            check_schema(tool.parameters)
+        except ValueError as exc:
+            raise ValueError(f"tool {tool.name!r}: parameters are {exc}") from None
         with self._lock:
             if tool.name in self._tools and not replace:
                 raise ValueError(f"a tool named {tool.name!r} is already registered")

@@ -26,8 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ScriptError, ScriptMismatch
-from .script import ErrorStep, MessageStep, Script, Step, load_script
+from ..errors import ScriptError, ScriptMismatch
+from .script import ErrorStep, MessageStep, Script, Step
+from .script_file import load_script
 
 __all__ = ["Played", "ScriptLibrary", "ScriptPlayer"]
 

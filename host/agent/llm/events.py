@@ -1,6 +1,6 @@
-"""kithost's own types for one streamed model call (no litellm types ever leave llm_convert).
+"""kithost's own types for one streamed model call (no litellm type ever leaves :mod:`host.agent.llm`).
 
-:func:`host.agent.llm_convert.stream_completion` yields these, in this order:
+:func:`host.agent.llm.stream.stream_completion` yields these, in this order:
 
 1. zero or more :class:`Retry` (a transient failure before anything was
    streamed; the call is made again after ``delay_s``);

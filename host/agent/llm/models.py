@@ -1,14 +1,15 @@
 """What the agent needs to know about a model before calling it: is it usable, how big is its window.
 
-litellm is reached only through :func:`host.agent.llm_convert.litellm_module`
+litellm is reached only through :func:`host.agent.llm.litellm_loader.litellm_module`
 (imported lazily, offline-safe), and nothing litellm-typed leaves this module.
 
 * :func:`check_model` raises :class:`host.agent.errors.ModelError` with one
   clear sentence when litellm cannot tell the model's provider, or when the
   provider's API key is not in the environment (and not given as ``api_key``).
-  ``scripted/<name>`` models are always usable (the script is checked elsewhere).
-* :func:`context_window` is the model's input limit from litellm's local cost
-  map, or :data:`DEFAULT_CONTEXT_WINDOW` when the map does not know it.
+  Models of a registered custom provider (:mod:`.providers`, e.g.
+  ``scripted/<name>``) are always usable (the provider checks its own inputs).
+* :func:`context_window` is the model's input limit: a custom provider's own,
+  else litellm's local cost map's, else :data:`DEFAULT_CONTEXT_WINDOW`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .errors import ModelError
-from .llm_convert import litellm_module
-from .scripted_provider import is_scripted
+from ..errors import ModelError
+from .litellm_loader import litellm_module
+from .providers import provider_for
 
-__all__ = ["DEFAULT_CONTEXT_WINDOW", "SCRIPTED_CONTEXT_WINDOW", "check_model", "context_window"]
+__all__ = ["DEFAULT_CONTEXT_WINDOW", "check_model", "context_window"]
 
 #: Context window assumed when litellm's map does not know the model.
 DEFAULT_CONTEXT_WINDOW: Final = 128_000
-#: The scripted provider's window (what it registers with litellm).
-SCRIPTED_CONTEXT_WINDOW: Final = 1_000_000
 
 #: Parts of an environment variable name that mean "a credential" (others, like OLLAMA_API_BASE, have defaults).
 _SECRET_HINTS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIALS")
@@ -35,7 +34,7 @@ def check_model(model: str, params: Mapping[str, Any] | None = None) -> None:
     """Raise :class:`ModelError` if ``model`` cannot be called (see the module doc)."""
     if not model or not model.strip():
         raise ModelError("no model given; use e.g. --model openai/gpt-4o, or --model scripted/demo --script FILE")
-    if is_scripted(model):
+    if provider_for(model) is not None:
         return
     litellm = litellm_module()
     try:
@@ -57,8 +56,9 @@ def check_model(model: str, params: Mapping[str, Any] | None = None) -> None:
 
 def context_window(model: str) -> int:
     """The model's input limit in tokens (see the module doc)."""
-    if is_scripted(model):
-        return SCRIPTED_CONTEXT_WINDOW
+    custom = provider_for(model)
+    if custom is not None:
+        return custom.context_window
     litellm = litellm_module()
     try:
         info = litellm.get_model_info(model)

@@ -5,6 +5,12 @@ can call it and write what it returns); returns the text to write as is — no
 newline is added, so streamed chunks (``message_update``, ``tool_output``) join
 up — or ``None`` for events not shown. Plain text, no colours; never raises
 for a payload of the documented shape.
+
+A ``tool_result`` shows one line: for a call an extension blocked, who
+blocked it and the reason (the result's first line, where the loop puts
+``Error: <reason>``; ``tool_result`` handlers may have appended to it); for
+another failed call, the result's last line (where tools put the error); else
+the number of lines.
 """
 
 from __future__ import annotations
@@ -34,6 +40,17 @@ def _args_preview(tool: str, data: Mapping[str, Any]) -> str:
     return _short(str(data.get("input", "")))
 
 
+def _blocked_by(data: Mapping[str, Any]) -> str | None:
+    """Who blocked the call of a ``tool_result`` (from its metadata, which the chain cannot change), or ``None``."""
+    try:
+        metadata = json.loads(str(data.get("metadata") or "{}"))
+    except json.JSONDecodeError:
+        return None
+    if isinstance(metadata, dict) and metadata.get("blocked") is True:
+        return str(metadata.get("blocked_by") or "")
+    return None
+
+
 def _cost(value: Any) -> str:
     return "cost unknown" if value is None else f"${float(value):.6f}"
 
@@ -52,6 +69,10 @@ def render_event_for_humans(event: str, data: Mapping[str, Any]) -> str | None:
         return str(data.get("chunk", ""))
     if event == "tool_result":
         content = str(data.get("content", ""))
+        blocked_by = _blocked_by(data)
+        if blocked_by is not None:  # the reason is the first line; handlers of the chain may have added more
+            first = next((ln for ln in content.splitlines() if ln.strip()), content)
+            return f"  ✗ blocked by {blocked_by or 'an extension'}: {_short(first)}\n"
         if data.get("is_error"):
             last = next((ln for ln in reversed(content.splitlines()) if ln.strip()), content)
             return f"  ✗ {_short(last)}\n"
@@ -74,7 +95,7 @@ def render_event_for_humans(event: str, data: Mapping[str, Any]) -> str | None:
             return f"  [subagent → {data.get('tool_name', '?')}]\n"
         return None
     if event == "subagent_end":
-        error = data.get("error")
+        error = data.get("error_msg")
         return f"[subagent {'failed: ' + _short(str(error)) if error else 'done'}]\n"
     if event == "before_compact":
         auto = "automatic " if data.get("is_automatic") else ""

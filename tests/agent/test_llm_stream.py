@@ -10,12 +10,8 @@ from typing import Any
 import pytest
 
 from host.agent.errors import LLMCallError
-from host.agent.llm_convert import (
-    classify_error,
-    stream_completion,
-    to_litellm_messages,
-)
-from host.agent.llm_events import (
+from host.agent.llm.classify import classify_error
+from host.agent.llm.events import (
     Finish,
     ReasoningDelta,
     Retry,
@@ -28,6 +24,8 @@ from host.agent.llm_events import (
     ToolCallStart,
     Usage,
 )
+from host.agent.llm.messages import to_litellm_messages
+from host.agent.llm.stream import stream_completion
 
 WriteScript = Callable[..., Path]
 MSGS = [{"role": "user", "content": "go"}]
@@ -239,6 +237,32 @@ def test_classify_error(litellm_ready: Any) -> None:
     for exc, expected in cases:
         info = classify_error(exc)
         assert (info.kind, info.status_code, info.retryable) == expected, exc
+
+
+def test_classify_error_goes_by_class_not_by_name(litellm_ready: Any) -> None:
+    lit = litellm_ready
+
+    class ProviderThrottled(lit.RateLimitError):  # a subclass keeps its parent's meaning
+        pass
+
+    class RateLimitError(Exception):  # not litellm's: the name alone means nothing
+        pass
+
+    wrapped = lit.exceptions.MidStreamFallbackError(
+        message="stream broke", model="m", llm_provider="p", is_pre_first_chunk=True,
+        original_exception=lit.RateLimitError(message="slow", llm_provider="p", model="m"))
+    cases = [
+        (ProviderThrottled(message="x", llm_provider="p", model="m"), ("ProviderThrottled", 429, True)),
+        (RateLimitError("x"), ("RateLimitError", None, False)),
+        (lit.APIConnectionError(message="reset", llm_provider="p", model="m"), ("APIConnectionError", 500, True)),
+        (lit.ContextWindowExceededError(message="long", llm_provider="p", model="m"),
+         ("ContextWindowExceededError", 400, False)),
+        (wrapped, ("RateLimitError", 429, True)),
+    ]
+    for exc, expected in cases:
+        info = classify_error(exc)
+        assert (info.kind, info.status_code, info.retryable) == expected, exc
+    assert classify_error(wrapped).pre_first_chunk
 
 
 def test_an_empty_step_is_an_empty_answer(litellm_ready: Any, write_script: WriteScript) -> None:

@@ -1,21 +1,24 @@
 """The offline ``scripted`` provider: a litellm custom provider that plays script files.
 
 ``litellm.completion(model="scripted/<anything>", messages=..., script="path/to/script.json")``
-plays the next step of that script (format: :mod:`host.agent.script`,
+plays the next step of that script (format: :mod:`host.agent.scripted.script_file`,
 ``docs/scripted-provider.md``) with real litellm streaming — sync, async,
 streaming and non-streaming all work, tools included — so the agent, the demo
 and the tests run with no key and no network.
 
 Contract:
 
-* :func:`ensure_registered` adds the provider to ``litellm.custom_provider_map``
-  (once; other custom providers are kept). :mod:`host.agent.llm_convert` calls
-  it for every ``scripted/...`` model, so callers rarely need to.
+* Importing this module registers the provider with the llm layer
+  (:data:`SCRIPTED`, through :func:`host.agent.llm.providers.register_provider`),
+  which installs it into litellm before any ``scripted/...`` call; the llm
+  layer itself never imports this package. :func:`ensure_registered` installs
+  it into ``litellm.custom_provider_map`` at once (for direct
+  ``litellm.completion`` calls; other custom providers are kept).
 * The script is the call's ``script=`` parameter (litellm passes unknown
   parameters of a custom provider through), else the ``KITHOST_SCRIPT``
   environment variable. Neither → ``BadRequestError`` saying so.
 * Each call consumes the next step (one shared cursor per script file, see
-  :class:`host.agent.script.ScriptLibrary`). :func:`reset` rewinds.
+  :class:`host.agent.scripted.player.ScriptLibrary`). :func:`reset` rewinds.
 * Streaming order of a message step: reasoning fragments, text fragments,
   citation annotations, tool calls (first fragment carries id and name, the
   rest carry argument fragments), one usage chunk, the finish chunk. Provider
@@ -41,23 +44,26 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from .errors import ScriptError
-from .llm_convert import litellm_module
+from ..errors import ScriptError
+from ..llm.litellm_loader import litellm_module
+from ..llm.providers import CustomProvider, install_provider, register_provider
+from .player import Played, ScriptLibrary
 from .script import ErrorStep, MessageStep, Pricing, Script, fragments, resolve_usage
-from .script_player import Played, ScriptLibrary
 
-__all__ = ["LIBRARY", "PROVIDER", "SCRIPT_ENV", "ensure_registered", "is_scripted", "reset"]
+__all__ = ["CONTEXT_WINDOW", "LIBRARY", "PROVIDER", "SCRIPTED", "SCRIPT_ENV", "ensure_registered", "is_scripted",
+           "reset"]
 
 #: The provider name: models are ``scripted/<anything>``.
 PROVIDER: Final = "scripted"
 #: Environment variable naming the script when a call passes no ``script=``.
 SCRIPT_ENV: Final = "KITHOST_SCRIPT"
+#: The input limit of every scripted model (also what its pricing registers with litellm).
+CONTEXT_WINDOW: Final = 1_000_000
 #: Every script player of this process, by file.
 LIBRARY: Final = ScriptLibrary()
 
 _lock = threading.Lock()
 _registered_prices: dict[str, Pricing | None] = {}
-_handler: object | None = None
 
 
 def is_scripted(model: str) -> bool:
@@ -70,16 +76,14 @@ def reset(path: str | os.PathLike[str] | None = None) -> None:
     LIBRARY.reset(path)
 
 
+def _make_handler(litellm: Any) -> Any:
+    """The ``litellm.CustomLLM`` serving ``scripted/...`` (built when litellm is loaded)."""
+    return type("ScriptedLLM", (_ScriptedHandler, litellm.CustomLLM), {})()
+
+
 def ensure_registered() -> None:
-    """Register the provider with litellm (idempotent, thread-safe)."""
-    global _handler
-    litellm = litellm_module()
-    with _lock:
-        if _handler is None:
-            _handler = type("ScriptedLLM", (_ScriptedHandler, litellm.CustomLLM), {})()
-        if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
-            litellm.custom_provider_map = [*litellm.custom_provider_map,
-                                           {"provider": PROVIDER, "custom_handler": _handler}]
+    """Install the provider into litellm now (idempotent, thread-safe; imports litellm)."""
+    install_provider(litellm_module(), SCRIPTED)
 
 
 # --------------------------------------------------------------------------- per call
@@ -94,7 +98,7 @@ def _register_price(model_key: str, pricing: Pricing | None) -> None:
         if pricing is None and known == "unset":
             return  # never priced here: leave it out of the map (cost unknown)
         # Unpricing a model priced earlier: litellm caches model info, so zero it (0 = unknown to us).
-        info = (pricing or Pricing(0.0, 0.0, 0.0, 0.0)).as_model_info(PROVIDER)
+        info = (pricing or Pricing(0.0, 0.0, 0.0, 0.0)).as_model_info(PROVIDER, CONTEXT_WINDOW)
         litellm_module().register_model({model_key: info})
         _registered_prices[model_key] = pricing
 
@@ -286,3 +290,8 @@ def _optional_params(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Mappin
     if len(args) >= 8 and isinstance(args[7], Mapping):
         return args[7]
     return {}
+
+
+#: The provider as the llm layer knows it; registered when this module is imported.
+SCRIPTED: Final = CustomProvider(PROVIDER, _make_handler, CONTEXT_WINDOW)
+register_provider(SCRIPTED)

@@ -1,0 +1,92 @@
+"""``kithost run``: one turn (plus the follow-ups extensions queue), without argparse.
+
+* human mode: the answer and tool activity stream to ``stdout``
+  (:func:`~host.agent.cli.render.render_event_for_humans`); extension prints
+  and extension failures go to ``stderr``;
+* ``json`` mode: one JSON object per line on ``stdout`` for every event —
+  ``{"type": <kit's event name>, **payload}``; the window events
+  (``context_prepare``, ``prepare_step``) too, even when no extension
+  subscribed (it sets ``AgentConfig.emit_windows``) — then one
+  ``{"type": "result", ...}`` (:meth:`TurnResult.to_json` plus ``session``
+  and ``model``);
+* exit status: 0 completed or handled, 1 the turn ended in error, 130 cancelled.
+
+Raises :class:`~host.errors.HostError` subclasses for what the user can get
+wrong at start (missing script, bad session file, unknown model or missing
+key, an extension that does not start); the CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+from ...config import HostConfig
+from ..agent_config import AgentConfig
+from ..session import AgentSession
+from .terminal import human_sink, interrupts, json_sink, print_sink, report_failures
+
+__all__ = ["RunArgs", "run_command"]
+
+_EXIT = {"completed": 0, "handled": 0, "error": 1, "cancelled": 130}
+
+
+@dataclass(frozen=True, slots=True)
+class RunArgs:
+    """Arguments of ``kithost run``."""
+
+    prompt: str
+    #: ``None``: the resumed session's model.
+    model: str | None = None
+    #: Script for a ``scripted/<name>`` model.
+    script: Path | None = None
+    #: ``-e`` paths, loaded after the search directories (see ``discover``).
+    extensions: Sequence[Path] = ()
+    #: Session file to create or resume; ``None``: an ephemeral session.
+    session: Path | None = None
+    #: One JSON object per event on stdout.
+    json: bool = False
+    #: Working directory of the tools; ``None``: the current directory.
+    cwd: Path | None = None
+    #: The operator's configuration (``kithost --config``).
+    config: HostConfig | None = None
+    #: Agent options (steps, retries, compaction...).
+    agent_config: AgentConfig | None = None
+    #: Also load extensions from the config's search directories.
+    discover: bool = True
+
+
+def run_command(args: RunArgs, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """``kithost run`` (contract in the module doc); returns the exit status."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    sink = json_sink(out) if args.json else human_sink(out)
+    agent_config = args.agent_config
+    if args.json:  # a sink that wants every event
+        agent_config = replace(agent_config or AgentConfig(), emit_windows=True)
+    session = AgentSession.open(args.model, args.script, list(args.extensions), args.session,
+                                args.cwd or Path(os.getcwd()), args.config, agent_config=agent_config,
+                                on_event=sink, on_print=print_sink(err), discover=args.discover)
+    with session:
+        def on_interrupt() -> bool:
+            if session.loop.cancelled:
+                return False  # a second Ctrl-C: give up
+            session.cancel()
+            return True
+
+        with interrupts(on_interrupt):
+            result = session.run(args.prompt, "cli")
+        where = {"model": session.model, "session": None if session.ephemeral else str(session.path)}
+    # closed (session_shutdown went out): the result line is the last one
+    if args.json:
+        out.write(json.dumps({"type": "result", **result.to_json(), **where}, ensure_ascii=False,
+                             default=str) + "\n")
+        out.flush()
+    else:
+        report_failures(result, err)
+    last = result.followups[-1] if result.followups else result
+    return _EXIT.get(last.stop_reason, 1)
