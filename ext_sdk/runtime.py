@@ -50,7 +50,6 @@ from .wire import (
     EXIT_USAGE,
     PROTOCOL_VERSIONS,
     FrameError,
-    LaunchSecret,
     Opener,
     Sealer,
 )
@@ -101,31 +100,24 @@ def load_extension(path: str | Path) -> Extension:
     return found[0]
 
 
-def _curve_client(sock: zmq.Socket[bytes], launch: LaunchSecret) -> zmq.Socket[bytes]:
-    """A CURVE client socket with this launch's keys (the host admits no other key)."""
-    sock.linger = 0
-    sock.curve_serverkey = launch.server_key.encode()
-    sock.curve_publickey = launch.public_key.encode()
-    sock.curve_secretkey = launch.secret_key.encode()
-    return sock
-
-
 class _Link:
     """The extension's three sockets and their codecs."""
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], launch: LaunchSecret) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], secret: bytes) -> None:
         self.ctx = ctx
-        #: The frames' HMAC key.
-        self.secret = secret = launch.mac_key
-        self.events = _curve_client(ctx.socket(zmq.REP), launch)
+        self.secret = secret
+        self.events = ctx.socket(zmq.REP)
+        self.events.linger = 0
         self.events.connect(os.environ[ENV_EVENTS])
-        self.calls = _curve_client(ctx.socket(zmq.REQ), launch)
+        self.calls = ctx.socket(zmq.REQ)
+        self.calls.linger = 0
         self.calls.setsockopt(zmq.REQ_RELAXED, 1)
         self.calls.setsockopt(zmq.REQ_CORRELATE, 1)
         self.calls.connect(os.environ[ENV_CALLS])
         # Connected before the handshake (the host may ping or stop us right after it);
         # from then on used only by the control thread.
-        self.control = _curve_client(ctx.socket(zmq.REP), launch)
+        self.control = ctx.socket(zmq.REP)
+        self.control.linger = 0
         self.control.connect(os.environ[ENV_CONTROL])
         self.events_out = Sealer(secret)
         # Frames from the host are authenticated (MAC + seq); their shape is the host's promise, so the
@@ -238,8 +230,9 @@ def serve(path: str) -> int:
         traceback.print_exc(file=sys.stderr)
         return EXIT_BAD_EXTENSION
     try:
-        secret = LaunchSecret.parse(Path(os.environ[ENV_SECRET_FILE]).read_bytes())
-    except (KeyError, OSError, ValueError) as exc:
+        secret_file = Path(os.environ[ENV_SECRET_FILE])
+        secret = secret_file.read_bytes()
+    except (KeyError, OSError) as exc:
         print(f"kithost-sdk: cannot read the launch secret: {exc}", file=sys.stderr)
         return EXIT_USAGE
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -249,7 +242,7 @@ def serve(path: str) -> int:
         zctx.destroy(linger=0)
 
 
-def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: LaunchSecret) -> int:
+def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: bytes) -> int:
     link = _Link(zctx, secret)
     try:
         answer = link.handshake(extension)

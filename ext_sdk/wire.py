@@ -8,10 +8,8 @@ Frame layout (one ZeroMQ message part, every socket, both directions)::
     +-------------------------------+------------------------------------+
 
 * ``secret`` is a per-launch random key the host hands the extension outside
-  argv, in the launch-secret file (:class:`LaunchSecret`: a 0600 file named by
-  ``KITHOST_SECRET_FILE``, deleted after the handshake). The same file holds
-  the launch's CurveZMQ keys: every socket is CURVE-encrypted, and the host
-  accepts a connection only from the holder of this launch's client key.
+  argv (a 0600 file named by ``KITHOST_SECRET_FILE``, deleted after the
+  handshake).
 * ``seq`` is a per-socket, per-direction counter starting at 1. A receiver
   accepts a frame only if its ``seq`` is greater than the last one it
   accepted on that socket: replayed and out-of-order frames are dropped.
@@ -42,8 +40,6 @@ reply whose ``id`` is not the one it waits for. :func:`open_frame` raises
 from __future__ import annotations
 
 import hmac
-import json
-from dataclasses import dataclass
 from typing import Final
 
 import msgpack
@@ -53,7 +49,6 @@ from .schema import Any, Bool, Enum, Field, Int, List, Map, SchemaError, Str, St
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
-    "LaunchSecret",
     "ENV_CONTROL",
     "ENV_CALLS",
     "ENV_EVENTS",
@@ -118,55 +113,6 @@ class FrameError(ValueError):
         self.reason = reason
         #: Human detail.
         self.detail = detail
-
-
-# --------------------------------------------------------------------------- the launch secret
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchSecret:
-    """What one launch of an extension gets through its secret file, and nothing else does.
-
-    The file (mode 0600, named by ``KITHOST_SECRET_FILE``, deleted by the host
-    after the handshake) is one JSON object::
-
-        {"mac_key": "<64 hex digits>",        HMAC-SHA256 key of every frame
-         "server_key": "<40 chars Z85>",      the host's CURVE public key (set as the server key)
-         "public_key": "<40 chars Z85>",      this extension's CURVE public key
-         "secret_key": "<40 chars Z85>"}      this extension's CURVE secret key
-
-    An extension connects each of its sockets as a CURVE client with these keys
-    (``ZMQ_CURVE_SERVERKEY``, ``ZMQ_CURVE_PUBLICKEY``, ``ZMQ_CURVE_SECRETKEY``);
-    the host's ZAP handler admits exactly this public key on this launch's sockets.
-    """
-
-    #: HMAC key of every frame (32 random bytes).
-    mac_key: bytes
-    #: The host's CURVE public key (Z85).
-    server_key: str
-    #: The extension's CURVE public key (Z85).
-    public_key: str
-    #: The extension's CURVE secret key (Z85).
-    secret_key: str
-
-    def dump(self) -> bytes:
-        """The file's content."""
-        return json.dumps({"mac_key": self.mac_key.hex(), "server_key": self.server_key,
-                           "public_key": self.public_key, "secret_key": self.secret_key}).encode()
-
-    @classmethod
-    def parse(cls, data: bytes) -> LaunchSecret:
-        """Read a secret file's content; raises ``ValueError`` naming what is wrong."""
-        try:
-            raw = json.loads(data)
-            secret = cls(bytes.fromhex(raw["mac_key"]), str(raw["server_key"]), str(raw["public_key"]),
-                         str(raw["secret_key"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"not a kithost launch secret ({type(exc).__name__}: {exc})") from None
-        if len(secret.mac_key) != 32 or not all(len(k) == 40 for k in (secret.server_key, secret.public_key,
-                                                                        secret.secret_key)):
-            raise ValueError("not a kithost launch secret (wrong key lengths)")
-        return secret
 
 
 # --------------------------------------------------------------------------- message kinds

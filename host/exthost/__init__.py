@@ -14,8 +14,8 @@ module              concern
 ``exchange``        one extension's FIFO: notify backlog + every request on its events channel
 ``notify``          the delivery thread that drains every extension's notify backlog
 ``channel``         the host end of one extension's sockets: frames, request/reply, host calls, pings
-``launch``          the one place that decides how a process starts: private dir, keys, argv, env
-``peers``           who may connect: per-launch CurveZMQ keys, the ZAP handler that admits only them
+``launch``          the one place that decides how a process starts: private dir, secret, argv, env
+``peers``           who may connect: the ZAP handler that admits only the launched process tree
 ``process``         the OS process: spawn, output capture, the shutdown ladder, kill the tree
 ``supervisor``      states, restart decisions, the watchdog (heartbeat, stuck, limits), its thread
 ``hostcalls``       answering ``ctx`` calls: in-flight check, permission, arguments

@@ -1,7 +1,8 @@
 """The host end of one extension's three channels (see :mod:`ext_sdk.wire`).
 
 Sockets, all bound by the host inside the extension's private 0700 directory,
-each a CURVE server that admits only this launch's client key (:mod:`.peers`):
+each in the launch's ZAP domain: only the launched process tree may connect
+(:mod:`.peers`, which counts every refusal):
 
 * ``events``  — REQ with ``REQ_RELAXED`` + ``REQ_CORRELATE``: after a deadline
   the next request can be sent at once and libzmq drops the late reply;
@@ -20,8 +21,8 @@ each a CURVE server that admits only this launch's client key (:mod:`.peers`):
   extension dies, that death is noticed at the deadline instead).
 * monitors on ``calls`` and ``control`` (drained by the supervisor,
   :meth:`Channel.drain_monitors`): together with the events monitor, every
-  connection refused at the handshake (no CURVE, a wrong server key, a key
-  the ZAP handler refused) is counted as ``frame_errors["unauthenticated"]``.
+  connection that breaks the ZMTP handshake is counted as
+  ``frame_errors["unauthenticated"]``, like the ZAP refusals.
 
 Failure contract: :meth:`Channel.request` returns the verified reply envelope
 or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
@@ -63,8 +64,8 @@ __all__ = ["CallHandler", "Channel", "ChannelFailure"]
 CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
 
 _EVENT_KINDS = frozenset({"reply"})
-#: Monitor events that mean "a connection was refused at the handshake".
-_REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+#: Monitor events of a connection that broke the ZMTP handshake (a ZAP refusal is counted by :mod:`.peers`).
+_REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _EVENTS_MONITOR = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | _REFUSED
 _CALL_KINDS = frozenset({"hello", "call"})
 _CONTROL_KINDS = frozenset({"pong", "bye"})
@@ -85,7 +86,7 @@ class Channel:
 
     def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], launch: Launch, max_frame: int) -> None:
         endpoints = launch.endpoints
-        secret = launch.keys.secret.mac_key
+        secret = launch.secret
         self.endpoints = endpoints
         self.max_frame = max_frame
         #: Rejected inbound frames by reason (see ``ext_sdk.wire.FRAME_ERRORS``).
@@ -122,7 +123,7 @@ class Channel:
                 relaxed: bool = False) -> zmq.Socket[bytes]:
         sock = zctx.socket(kind)
         sock.linger = 0
-        secure_server_socket(sock, launch.keys, launch.domain)
+        secure_server_socket(sock, launch.domain)
         sock.setsockopt(zmq.MAXMSGSIZE, limit)
         if relaxed:
             sock.setsockopt(zmq.REQ_RELAXED, 1)

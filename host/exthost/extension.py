@@ -7,8 +7,8 @@ carries out the lifecycle; the decisions and the mechanics live elsewhere:
 =========================  ==================================================
 what                       where
 =========================  ==================================================
-private dir, keys, argv    :func:`.launch.prepare_launch`
-who may connect            :class:`.peers.PeerGate` (CURVE + ZAP)
+private dir, secret, argv  :func:`.launch.prepare_launch`
+who may connect            :class:`.peers.PeerGate` (ZAP: the launched process tree)
 the process and its group  :class:`.process.ExtensionProcess`
 sockets and frames         :class:`.channel.Channel`
 handshake decision         :func:`.handshake.check_hello` (pure)
@@ -175,8 +175,9 @@ class RunningExtension:
         try:
             launch = self._launch = prepare_launch(self.manifest, self._runtime_dir, self.load_order)
             self.channel = Channel(self._zctx, launch, self.config.limits.max_frame)
-            self._gate.admit(launch.domain, launch.keys.secret.public_key, self.channel.frame_errors, self.name)
+            self._gate.admit(launch.domain, self.name, self.channel.frame_errors)
             self.process = ExtensionProcess(launch.spec, self.log)
+            self._gate.started(launch.domain, self.process.pid)
         except (OSError, zmq.ZMQError) as exc:
             self._cleanup_launch()
             self._set_state(ExtState.DEAD, f"could not start: {exc}")

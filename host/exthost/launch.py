@@ -2,9 +2,9 @@
 
 :func:`prepare_launch` makes one launch of an extension: its private 0700
 directory (``x<slot>`` under the host's runtime directory) with the socket
-paths (:class:`Endpoints`), fresh per-launch keys (:mod:`.peers`: an HMAC key
-and CurveZMQ key pairs) whose extension half is written to a 0600 secret
-file, a ZAP domain of its own, the extension's work directory, and the
+paths (:class:`Endpoints`), a fresh per-launch HMAC key written to a 0600
+secret file, a ZAP domain of its own (:mod:`.peers` admits only the launched
+process tree in it), the extension's work directory, and the
 :class:`LaunchSpec` — argv,
 environment, working directory — from :func:`build_launch`. Nothing else in
 the host builds a command line or creates endpoints, so confinement
@@ -52,7 +52,6 @@ from ext_sdk.wire import (
 
 from .manifest import Manifest
 from .orphans import ENV_RUNTIME
-from .peers import LaunchKeys, new_launch_keys
 
 __all__ = ["Endpoints", "Launch", "LaunchSpec", "build_launch", "prepare_launch"]
 
@@ -139,11 +138,11 @@ def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """Everything one start of an extension needs: endpoints, keys, and how to run it."""
+    """Everything one start of an extension needs: endpoints, secret, ZAP domain, and how to run it."""
 
     endpoints: Endpoints
-    #: The launch's keys (the extension's half is in ``endpoints.secret_file`` until the handshake ends).
-    keys: LaunchKeys
+    #: The per-launch HMAC key (also in ``endpoints.secret_file`` until the handshake ends).
+    secret: bytes
     #: ZAP domain of this launch's sockets (unique per launch).
     domain: str
     spec: LaunchSpec
@@ -159,19 +158,19 @@ class Launch:
 
 
 def prepare_launch(manifest: Manifest, host_dir: Path, slot: int) -> Launch:
-    """Make the private directory, keys and secret file of one launch; raises ``OSError``/``FileNotFoundError``."""
+    """Make the private directory and secret file of one launch; raises ``OSError``/``FileNotFoundError``."""
     directory = Path(os.path.join(host_dir, f"x{slot}"))
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
     endpoints = Endpoints(directory)
     endpoints.work_dir.mkdir(mode=0o700, exist_ok=True)
-    keys = new_launch_keys()
+    secret = secrets.token_bytes(32)
     fd = os.open(endpoints.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(keys.secret.dump())
+        fh.write(secret)
     try:
         spec = build_launch(manifest, endpoints, host_dir)
     except OSError:
         endpoints.secret_file.unlink(missing_ok=True)
         raise
-    return Launch(endpoints, keys, f"kithost/{manifest.name}/{secrets.token_hex(6)}", spec)
+    return Launch(endpoints, secret, f"kithost/{manifest.name}/{secrets.token_hex(6)}", spec)

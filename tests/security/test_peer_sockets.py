@@ -2,10 +2,10 @@
 
 Before: a process of the same user could connect a REP socket to an
 extension's events endpoint, receive every other event in clear text, and make
-that extension's handlers time out. Now every socket is a CURVE server that
-admits only the launch's own client key (``host.exthost.peers``): strangers
-are refused at the handshake and counted, and the real extension is not
-disturbed.
+that extension's handlers time out. Now the host's ZAP handler admits only the
+launched process tree (``host.exthost.peers``, by the kernel's peer
+credentials): strangers are refused at the handshake and counted, and the real
+extension is not disturbed.
 """
 
 from __future__ import annotations
@@ -31,23 +31,26 @@ def seen(event, ctx):
 # The attacker: three kinds of stranger on the victim's sockets, each listening for events for a while.
 ATTACKER = textwrap.dedent("""
     import sys, zmq
-    events, calls, server_key = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+    events, calls = sys.argv[1], sys.argv[2]
     ctx = zmq.Context()
     socks = []
     plain = ctx.socket(zmq.REP); plain.connect(events); socks.append(plain)  # no CURVE at all
+    server_key, _ = zmq.curve_keypair()
     pub, sec = zmq.curve_keypair()
-    forged = ctx.socket(zmq.REP)  # the server key with a made-up client key
+    forged = ctx.socket(zmq.REP)  # another security mechanism (CURVE) altogether
     forged.curve_serverkey, forged.curve_publickey, forged.curve_secretkey = server_key, pub, sec
     forged.connect(events); socks.append(forged)
     caller = ctx.socket(zmq.REQ); caller.connect(calls); socks.append(caller)  # a stranger calling the host
     caller.send(b"garbage")
+    import time; time.sleep(0.3)  # let the connections reach the host
+    print("ready", flush=True)
     got = 0
     poller = zmq.Poller()
     for s in socks:
         poller.register(s, zmq.POLLIN)
     for _ in range(20):
         got += len(poller.poll(100))
-    print(got)
+    print(got, flush=True)
     ctx.destroy(0)
 """)
 
@@ -56,14 +59,15 @@ def test_strangers_are_refused_counted_and_harmless(make_ext: MakeExt, new_host:
                                                     tmp_path: Path) -> None:
     host = new_host()
     ext = host.load(make_ext("victim", COUNTER, ["tool_call"]))
-    assert ext.channel is not None and ext._launch is not None
+    assert ext.channel is not None
     endpoints = ext.channel.endpoints
     script = tmp_path / "attacker.py"
     script.write_text(ATTACKER)
-    attacker = subprocess.Popen([sys.executable, str(script), endpoints.events, endpoints.calls,
-                                 ext._launch.keys.secret.server_key], stdout=subprocess.PIPE, text=True)
+    attacker = subprocess.Popen([sys.executable, str(script), endpoints.events, endpoints.calls],
+                                stdout=subprocess.PIPE, text=True)
     try:
-        for i in range(30):  # events keep flowing to the real extension while the strangers knock
+        assert attacker.stdout is not None and attacker.stdout.readline().strip() == "ready"
+        for i in range(30):  # events keep flowing to the real extension while the strangers listen
             out = host.emit("tool_call", tool_call("ls", call_id=f"c{i}"))
             assert out.failures == (), out.failures
         received, _ = attacker.communicate(timeout=30)
