@@ -91,6 +91,7 @@ from _common import (
 from ext_sdk.events import spec_for
 from ext_sdk.wire import Opener, Sealer
 from host import ExtensionHost, HostConfig
+from host.config import Sandbox, TrustMode
 from host.exthost.extension import RunningExtension
 
 try:
@@ -762,7 +763,7 @@ def main() -> int:
     ])
     tmp = Path(tempfile.mkdtemp(prefix=f"kb{os.getpid()}-"))  # run.py removes it if this process dies
     os.chmod(tmp, 0o700)
-    cfg = HostConfig(runtime_dir=tmp / "rt", search_dirs=())
+    cfg = HostConfig(runtime_dir=tmp / "rt", search_dirs=(), sandbox=Sandbox(trust=TrustMode.ALL))
     res = Results()
     status = 0
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 import _common as c  # sets CPU placement before zmq starts
 
 from host import ExtensionHost, HostConfig
-from host.config import Supervision
+from host.config import Sandbox, Supervision, TrustMode
 
 EXT = Path(__file__).resolve().parent / "_exts" / "gate_none"
 N = 5 if c.QUICK else 25
@@ -49,7 +49,8 @@ def _ready_after_kill(host: ExtensionHost, name: str) -> float:
 
 def _kills(supervision: Supervision, n: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
-        config = HostConfig(supervision=supervision, search_dirs=(), state_path=Path(tmp) / "s.json")
+        config = HostConfig(supervision=supervision, search_dirs=(), state_path=Path(tmp) / "s.json",
+                            sandbox=Sandbox(trust=TrustMode.ALL))
         with ExtensionHost(config) as host:
             name = host.load(EXT).name
             samples = []
@@ -61,7 +62,8 @@ def _kills(supervision: Supervision, n: int) -> list[float]:
 
 def _cold(n: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
-        with ExtensionHost(HostConfig(search_dirs=(), state_path=Path(tmp) / "s.json")) as host:
+        with ExtensionHost(HostConfig(search_dirs=(), state_path=Path(tmp) / "s.json",
+                                      sandbox=Sandbox(trust=TrustMode.ALL))) as host:
             samples = []
             for _ in range(n):
                 start = time.perf_counter_ns()

@@ -19,10 +19,12 @@ from .errors import HostError
 __all__ = ["main"]
 
 _DESCRIPTION = """\
-kithost runs an agent whose extensions each live in their own sandboxed process,
+kithost runs an agent whose extensions each live in their own process, confined
+by every sandbox layer this machine allows (`kithost ext sandbox` shows which),
 talking to the host over ZeroMQ with signed msgpack frames. A hung, crashed or
 malicious extension cannot take the agent down: every handler has a deadline and
-a failure policy.
+a failure policy. An extension that asks for more than the defaults starts only
+once the operator trusts it (`kithost ext trust NAME`).
 """
 
 _EPILOG = """\
@@ -34,6 +36,9 @@ examples:
   kithost ext list -e extensions         list extensions and what they subscribe to
   kithost ext check extensions/permission_gate
                                          start one extension, show its handshake, stop it
+  kithost ext trust permission-gate -e extensions
+                                         review what it asks for and trust it
+  kithost ext sandbox                    the isolation level here and each layer in force
   kithost ext status                     extensions of running hosts: state, pid, restarts, latency
   kithost ext logs permission-gate -f    follow an extension's stderr
   kithost schema --write docs/protocol.schema.json
@@ -86,11 +91,31 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="extension directory, manifest, or directory of extensions (repeatable)")
     ls.add_argument("--json", action="store_true", help="one JSON document for machines")
     check = ext_sub.add_parser("check", help="start one extension, print its handshake, stop it",
-                               description="Start the extension at PATH in its own process, complete the "
-                                           "handshake, print what it declared and what the host granted, "
-                                           "then stop it. Exit status 1 if it does not start.")
+                               description="Start the extension at PATH in its own confined process, granted "
+                                           "what its manifest asks (for the check only: no event carries data), "
+                                           "complete the handshake, print what it declared, what the host "
+                                           "granted and the sandbox layers in force, then stop it. Exit status 1 "
+                                           "if it does not start.")
     check.add_argument("path", type=Path, help="extension directory or extension.toml")
     check.add_argument("--json", action="store_true", help="one JSON document for machines")
+
+    trust = ext_sub.add_parser("trust", help="review what an extension asks for and trust it",
+                               description="Show what extension NAME asks for (host calls, conversation content, "
+                                           "network, paths, starting programs) and, if it changed since it was "
+                                           "trusted, what changed; then record the trust for exactly this content "
+                                           "of the extension (a changed extension asks again). Asks for "
+                                           "confirmation on a terminal; --yes confirms without asking.")
+    trust.add_argument("name", nargs="?", help="extension name (found in the search dirs and -e paths)")
+    trust.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
+                       help="extension directory, manifest, or directory of extensions (repeatable)")
+    trust.add_argument("--yes", action="store_true", help="trust without asking")
+    trust.add_argument("--revoke", action="store_true", help="forget the trust instead")
+    trust.add_argument("--list", action="store_true", help="list what is trusted")
+    sandbox = ext_sub.add_parser("sandbox", help="the isolation level on this machine and each layer",
+                                 description="Probe what confines extensions here (bubblewrap, Landlock, seccomp, "
+                                             "cgroups, a dedicated uid), say which layers are in force and, "
+                                             "for each missing one, why.")
+    sandbox.add_argument("--json", action="store_true", help="one JSON document for machines")
 
     status = ext_sub.add_parser("status", help="state and counters of extensions in running hosts",
                                 description="For every running kithost of this user: each extension's state, "
@@ -150,21 +175,38 @@ def _ext_list(args: argparse.Namespace) -> int:
     if not found.manifests and not found.problems:
         print("no extensions found (search dirs: ~/.config/kithost/extensions, ./.kithost/extensions; add -e PATH)")
         return 0
+    from .exthost.sandbox.probe import probe
+    from .exthost.trust import TrustStore, decide, default_trust_file
+
+    config = _config(args)
+    here = probe(frozenset(str(layer) for layer in config.sandbox.disable))
+    print(f"sandbox here: {here.level}" + (f" ({'; '.join(here.reasons)})" if here.reasons else "")
+          + " — `kithost ext sandbox` for each layer")
+    store = TrustStore(config.sandbox.trust_file or default_trust_file())
     for m in found.manifests:
         where = "; ".join(running.get(str(m.path), [])) or "not running"
         print(f"{m.name} {m.version}  [{m.runtime}]  {m.path.parent}  ({where})")
         if m.description:
             print(f"    {m.description}")
         print(f"    events: {', '.join(m.events) or '-'}   permissions: {', '.join(m.permissions) or '-'}")
+        verdict = decide(m, config, store)
+        granted = (f"granted ({verdict.grant.source})" if verdict.grant
+                   else f"not trusted: `kithost ext trust {m.name}`")
+        print(f"    asks for: {'; '.join(verdict.request.lines())}   → {granted}")
     for _path, error in found.problems:
         print(f"problem: {error}", file=sys.stderr)
     return 1 if found.problems else 0
 
 
 def _ext_check(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .config import TrustMode
     from .exthost.host import ExtensionHost
 
-    with ExtensionHost(_config(args)) as ext_host:
+    config = _config(args)  # the check grants what the manifest asks; it never sees the operator's data
+    config = replace(config, sandbox=replace(config.sandbox, trust=TrustMode.ALL))
+    with ExtensionHost(config) as ext_host:
         ext = ext_host.load(args.path)
         info: dict[str, Any] = ext.info()
         ext_host.unload(ext.name)
@@ -180,7 +222,77 @@ def _ext_check(args: argparse.Namespace) -> int:
               f"policy {sub['policy']}")
     for tool in info["tools"]:
         print(f"  tool {tool}")
+    for command in info["commands"]:
+        print(f"  command /{command}")
+    sandbox = info["sandbox"]
+    print(f"  sandbox: {sandbox['level']} — {', '.join(sandbox['layers']) or 'no layer in force'}")
     print(f"  stopped ({info['shutdown']})")
+    return 0
+
+
+def _ext_trust(args: argparse.Namespace) -> int:
+    from .exthost.discovery import discover
+    from .exthost.trust import TrustStore, decide, default_trust_file
+
+    config = _config(args)
+    store = TrustStore(config.sandbox.trust_file or default_trust_file())
+    if args.list:
+        entries = store.entries()
+        if not entries:
+            print(f"nothing trusted yet ({store.path})")
+        for path, entry in sorted(entries.items()):
+            print(f"{entry.get('name')}  {path}  (trusted {entry.get('at')})")
+        return 0
+    if not args.name:
+        raise HostError("name the extension to trust (or use --list)")
+    found = discover(config.search_dirs, args.extension)
+    matches = [m for m in found.manifests if m.name == args.name]
+    if not matches:
+        raise HostError(f"no extension named {args.name!r} in the search dirs or -e paths")
+    manifest = matches[0]
+    if args.revoke:
+        print(f"{manifest.name}: trust {'revoked' if store.revoke(manifest.path) else 'was not recorded'}")
+        return 0
+    verdict = decide(manifest, replace_trust_mode_ask(config), store)
+    print(f"{manifest.name} {manifest.version}  ({manifest.path})")
+    for line in verdict.request.lines():
+        print(f"  asks for: {line}")
+    for change in verdict.changes:
+        print(f"  changed since trusted: {change}")
+    if verdict.grant is not None and verdict.grant.source in ("trusted", "config"):
+        print(f"  already granted ({verdict.grant.source})")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise HostError("not confirmed: run it on a terminal, or pass --yes")
+        if input(f"trust {manifest.name} with this? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not trusted")
+            return 1
+    store.record(manifest, verdict.request)
+    print(f"trusted {manifest.name} (recorded in {store.path}; a change to its files asks again)")
+    return 0
+
+
+def replace_trust_mode_ask(config: HostConfig) -> HostConfig:
+    """``config`` with ``[sandbox] trust = "ask"`` (``ext trust`` shows what a real load would decide)."""
+    from dataclasses import replace
+
+    from .config import TrustMode
+
+    return replace(config, sandbox=replace(config.sandbox, trust=TrustMode.ASK))
+
+
+def _ext_sandbox(args: argparse.Namespace) -> int:
+    from .exthost.sandbox.probe import probe
+
+    config = _config(args)
+    found = probe(frozenset(str(layer) for layer in config.sandbox.disable))
+    if args.json:
+        print(json.dumps({**found.as_dict(), "allow_weak": config.sandbox.allow_weak}, indent=2))
+        return 0
+    print(found.report())
+    if str(found.level) == "weak" and not config.sandbox.allow_weak:
+        print("extensions do not start at this level unless the config says [sandbox] allow_weak = true")
     return 0
 
 
@@ -268,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"schema": _schema, "demo": _demo, "run": _run, "chat": _chat}
     try:
         if args.command == "ext":
-            commands = {"list": _ext_list, "check": _ext_check, "status": _ext_status, "logs": _ext_logs,
-                        "restart": _ext_restart}
+            commands = {"list": _ext_list, "check": _ext_check, "trust": _ext_trust, "sandbox": _ext_sandbox,
+                        "status": _ext_status, "logs": _ext_logs, "restart": _ext_restart}
             return commands[args.ext_command](args)
         return handlers[args.command](args)
     except HostError as exc:

@@ -21,6 +21,14 @@ Precedence for an extension's **restart mode** (``HostConfig.restart_mode``):
 ``[restart]."<extension>"`` > ``[supervision] restart`` (when set) > the
 ``restart`` key of the extension's manifest > ``on-failure``.
 
+Precedence for what an extension is **granted** (``host.exthost.trust.decide``):
+the operator's ``[permissions]."<extension>"`` and ``[access]."<extension>"``
+tables, when present, are the grant; otherwise what ``kithost ext trust``
+recorded for exactly this content of the extension (its hash); otherwise, with
+``[sandbox] trust = "all"``, what the manifest asks; otherwise nothing beyond
+the always-granted host calls, and an extension that asks for more does not
+start (its error says how to trust it).
+
 The config file (``--config FILE``, default ``~/.config/kithost/config.toml``)
 mirrors these records::
 
@@ -48,6 +56,15 @@ mirrors these records::
 
     [extension_limits."big-indexer"]    # over [supervision] for one extension
     memory_mb = 4096
+
+    [access."notes-indexer"]            # what its process may reach (grant; see docs/sandbox.md)
+    read = ["~/notes"]
+    network = ["api.example.com:443"]
+
+    [sandbox]
+    allow_weak = false                  # start extensions even when only weak isolation is possible
+    disable = []                        # layers to force off: bwrap, landlock, seccomp, cgroup, uid
+
 """
 
 from __future__ import annotations
@@ -75,12 +92,16 @@ from ext_sdk.hostcalls import PERMISSIONS
 from .errors import ConfigError
 
 __all__ = [
+    "Access",
     "Deadlines",
     "ExtensionLimits",
     "HostConfig",
     "Limits",
     "RestartMode",
+    "Sandbox",
+    "SandboxLayer",
     "Supervision",
+    "TrustMode",
     "load_config",
 ]
 
@@ -94,6 +115,40 @@ class RestartMode(StrEnum):
     ALWAYS = "always"
     #: Never: a crashed extension stays ``dead`` until ``kithost ext restart NAME``.
     NEVER = "never"
+
+
+class SandboxLayer(StrEnum):
+    """A confinement layer the host can put around an extension process (see ``docs/sandbox.md``)."""
+
+    #: bubblewrap namespaces: allow-list filesystem, private /tmp, no network, own pid namespace.
+    BWRAP = "bwrap"
+    #: Landlock: filesystem allow-list, TCP ports, abstract-socket and signal scoping.
+    LANDLOCK = "landlock"
+    #: seccomp: only unix/netlink sockets, no ptrace, io_uring, mount, namespaces, keyrings.
+    SECCOMP = "seccomp"
+    #: cgroup memory and pids limits over the whole process tree.
+    CGROUP = "cgroup"
+    #: A dedicated uid per extension (a root host only).
+    UID = "uid"
+
+
+class TrustMode(StrEnum):
+    """What happens to an extension that asks for more than it was granted."""
+
+    #: It does not start until the operator trusts it (``kithost ext trust NAME``, the config, or a prompt).
+    ASK = "ask"
+    #: Every extension gets what its manifest asks for (development only: says so at start-up).
+    ALL = "all"
+
+
+_NETWORK_TARGET = re.compile(r"^(\*|[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):([1-9][0-9]{0,4})$")
+
+
+def _network_target(target: str) -> str:
+    match = _NETWORK_TARGET.match(target)
+    if match is None or int(match.group(2)) > 65535:
+        raise ValueError(f"network target {target!r} must be host:port (or *:port), port 1-65535")
+    return target
 
 
 def _known_permission(name: str) -> str:
@@ -112,6 +167,7 @@ _Limit = Annotated[int, Field(ge=0)]
 _LimitSeconds = Annotated[float, Field(ge=0)]
 _Permission = Annotated[str, AfterValidator(_known_permission)]
 _UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+_NetworkTarget = Annotated[str, AfterValidator(_network_target)]
 
 #: Field metadata: set by the program (CLI, session, embedding code), not in the config file.
 PROGRAM_ONLY: Final[Mapping[str, bool]] = {"in_file": False}
@@ -220,6 +276,43 @@ class ExtensionLimits:
     max_children: _Limit | None = None
 
 
+@dataclass(frozen=True, slots=True, config=_RECORD)
+class Access:
+    """What an extension's process may reach beyond its own files (a manifest's ``[access]`` asks,
+    the operator's ``[access."NAME"]`` grants). Enforced by the sandbox layers in force."""
+
+    #: ``host:port`` targets it may connect to over TCP (empty: no network at all). With network granted
+    #: the process shares the host's network; Landlock (ABI 4+) limits connections to these ports.
+    network: tuple[_NetworkTarget, ...] = ()
+    #: Paths it may read (besides its own directory and the runtime it needs).
+    read: tuple[_UserPath, ...] = ()
+    #: Paths it may write (besides its private work directory).
+    write: tuple[_UserPath, ...] = ()
+    #: Whether it may start other programs.
+    processes: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """Asks for nothing beyond the default confinement."""
+        return not (self.network or self.read or self.write or self.processes)
+
+
+@dataclass(frozen=True, slots=True, config=_RECORD)
+class Sandbox:
+    """How extensions are confined and trusted (``[sandbox]``; see ``docs/sandbox.md``)."""
+
+    #: Start extensions even when the machine gives only weak isolation (no namespaces, no Landlock).
+    allow_weak: bool = False
+    #: Layers to force off (to test fallbacks, or where one misbehaves).
+    disable: tuple[SandboxLayer, ...] = ()
+    #: What happens to an extension that asks for more than it was granted.
+    trust: TrustMode = TrustMode.ASK
+    #: Where ``kithost ext trust`` records its grants (default ``$XDG_DATA_HOME/kithost/trust.json``).
+    trust_file: _UserPath | None = None
+    #: Largest file an extension may write, in MiB (``RLIMIT_FSIZE``; ``0`` = no limit).
+    max_file_mb: _Limit = 1_024
+
+
 def default_search_dirs() -> tuple[Path, ...]:
     """``$XDG_CONFIG_HOME/kithost/extensions`` (default ``~/.config/...``), then ``./.kithost/extensions``."""
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
@@ -250,9 +343,13 @@ class HostConfig:
     policy: dict[str, Policy] = field(default_factory=dict)
     #: Deadline overrides (ms) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
     deadline_overrides: dict[str, _Positive] = field(default_factory=dict)
-    #: Permissions granted per extension (names as in a manifest's ``permissions``); an extension not
-    #: listed gets what it asks for.
+    #: Host-call permissions granted per extension (names as in a manifest's ``permissions``); an
+    #: extension listed here or in ``access`` is granted exactly what these two tables say.
     permissions: dict[str, tuple[_Permission, ...]] = field(default_factory=dict)
+    #: What each extension's process may reach, granted per extension (see :class:`Access`).
+    access: dict[str, Access] = field(default_factory=dict)
+    #: Confinement and trust.
+    sandbox: Sandbox = field(default_factory=Sandbox)
     #: Extension search directories, in load order (``-e`` paths come after these).
     search_dirs: tuple[_UserPath, ...] = field(default_factory=default_search_dirs)
     #: The state sidecar file (``<session>.ext-state.json``); ``None`` keeps state in memory.

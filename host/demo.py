@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from .config import HostConfig
 from .exthost.host import ExtensionHost
+from .exthost.manifest import load_manifest
 from .exthost.supervisor import ExtState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,14 +104,23 @@ def run_demo(quiet: bool = False) -> int:
             out.write(f"   {mark} [{extension}] {text}\n")
             out.flush()
 
+        # The demo's operator grants each bundled extension what its manifest asks, in its config (the
+        # same tables an operator writes; without a grant an extension that asks for more does not start).
+        manifests = [load_manifest(path) for path in extensions]
+        config = HostConfig(search_dirs=(), permissions={m.name: m.permissions for m in manifests},
+                            access={m.name: m.access for m in manifests})
         out.write(f"kithost demo — workspace {work}\n"
-                  f"== starting {len(extensions)} extensions, each in its own process\n")
+                  f"== starting {len(extensions)} extensions, each in its own process, each granted what its "
+                  "manifest asks (the demo's config)\n")
         session = AgentSession.open("scripted/demo", SCRIPT, extensions, base / "demo.jsonl", work,
-                                    HostConfig(search_dirs=()), on_event=on_event, on_print=on_print)
+                                    config, on_event=on_event, on_print=on_print)
         with session:
             for ext in session.host.extensions():
                 subs = ", ".join(f"{h.event}({h.policy})" for h in ext.declared.handlers)
                 out.write(f"   {ext.name:<16} pid {ext.process.pid if ext.process else '-':<7} {subs}\n")
+            first = session.host.extensions()[0].confined if session.host.extensions() else None
+            if first is not None:
+                out.write(f"   sandbox: {first.level} — {', '.join(first.layers)}\n")
             out.write(f"\n== user: {PROMPT}\n")
             result = session.run(PROMPT)
             session.host.flush(10)

@@ -106,7 +106,9 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
         return 0
     console = Console() if sys.stdout.isatty() else Console(width=160)  # pipes and files get full rows
     for host, exts in found:
-        table = Table(title=f"kithost pid {host.pid} — {host.cwd}", title_justify="left")
+        levels = sorted({e["sandbox"]["level"] for e in exts if e.get("sandbox")})
+        sandbox = f" — sandbox {'/'.join(levels)}" if levels else ""
+        table = Table(title=f"kithost pid {host.pid} — {host.cwd}{sandbox}", title_justify="left")
         for column in ("extension", "state", "pid", "up", "restarts", "rss", "cpu", "handled", "notified", "p50",
                        "p99", "timeouts", "open/closed", "rejected"):
             table.add_column(column, no_wrap=True)

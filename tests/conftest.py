@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from host import ExtensionHost, HostConfig
+from host.config import Sandbox, TrustMode
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -73,12 +74,15 @@ def no_leftover_processes() -> Iterator[None]:
 
 @pytest.fixture
 def make_ext(tmp_path: Path) -> MakeExt:
-    """Write an extension directory from Python source; returns its path."""
+    """Write an extension directory from Python source (and ``files``); returns its path."""
 
     def make(name: str, source: str, events: list[str], permissions: list[str] | None = None,
-             runtime: str = "python", command: list[str] | None = None) -> Path:
+             runtime: str = "python", command: list[str] | None = None,
+             files: dict[str, str] | None = None) -> Path:
         directory = tmp_path / "exts" / name
         directory.mkdir(parents=True, exist_ok=True)
+        for file_name, text in (files or {}).items():  # an extension's code lives in its directory
+            (directory / file_name).write_text(text)
         perms = ["conversation"] if permissions is None else permissions
         lines = [f'name = "{name}"', 'version = "0.1.0"', f'runtime = "{runtime}"',
                  f"events = {json.dumps(events)}", f"permissions = {json.dumps(perms)}"]
@@ -100,7 +104,12 @@ def new_host(tmp_path: Path) -> Iterator[Callable[..., ExtensionHost]]:
 
     def build(config: HostConfig | None = None, **services: Any) -> ExtensionHost:
         base = config or HostConfig()
-        cfg = replace(base, state_path=base.state_path or tmp_path / "session.ext-state.json", search_dirs=())
+        # Extensions written by the tests are trusted as they ask, unless a test sets its own [sandbox];
+        # the trust file is the test's own (tests/test_trust.py drives the real trust path).
+        sandbox = base.sandbox if base.sandbox != Sandbox() else Sandbox(trust=TrustMode.ALL)
+        sandbox = replace(sandbox, trust_file=sandbox.trust_file or tmp_path / "trust.json")
+        cfg = replace(base, state_path=base.state_path or tmp_path / "session.ext-state.json", search_dirs=(),
+                      sandbox=sandbox)
         host = ExtensionHost(cfg, **services)
         hosts.append(host)
         return host
@@ -123,3 +132,20 @@ def tool_result(content: str, call_id: str = "c1") -> dict[str, Any]:
     """A tool_result payload."""
     return {"tool_call_id": call_id, "tool_name": "bash", "tool_kind": "execute", "input": "{}",
             "content": content, "is_error": False, "metadata": "{}"}
+
+
+def extension_pids(ext: Any) -> set[int]:
+    """Every pid of an extension's process tree, as the host sees it and as seen inside its pid namespace
+    (``NSpid`` in ``/proc/<pid>/status``): what ``os.getpid()`` can say inside the extension."""
+    assert ext.process is not None
+    root = psutil.Process(ext.process.pid)
+    out: set[int] = set()
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                out.update(int(v) for v in line.split()[1:])
+    return out

@@ -11,7 +11,8 @@ from conftest import EXTENSIONS, FIXTURES, MakeExt, tool_call
 
 from host import Deadlines, ExtensionHost, HostConfig, Limits
 
-ROGUE = str(FIXTURES / "rogue_ext.py")
+#: The raw-protocol rogue, copied into each rogue extension's own directory (the sandbox shows it nothing else).
+ROGUE = {"rogue_ext.py": (FIXTURES / "rogue_ext.py").read_text()}
 
 
 @pytest.mark.parametrize(
@@ -31,7 +32,7 @@ def test_bad_reply_is_rejected_counted_and_contained(script: str, failure: str, 
                                                      make_ext: MakeExt,
                                                      new_host: Callable[..., ExtensionHost]) -> None:
     rogue = make_ext("rogue", "", ["tool_call"], runtime="command",
-                     command=[sys.executable, ROGUE, "--script", script + ",ok"])
+                     command=[sys.executable, "rogue_ext.py", "--script", script + ",ok"], files=ROGUE)
     # The raw rogue does not serve the control channel: keep its shutdown ladder short.
     host = new_host(HostConfig(limits=replace(Limits(), max_frame=64 * 1024),
                                deadlines=replace(Deadlines(), shutdown_ms=400)))
@@ -59,7 +60,7 @@ def test_bad_reply_is_rejected_counted_and_contained(script: str, failure: str, 
 def test_garbage_host_call_gets_an_error_answer_and_is_counted(make_ext: MakeExt,
                                                                new_host: Callable[..., ExtensionHost]) -> None:
     rogue = make_ext("rogue", "", ["tool_call"], runtime="command",
-                     command=[sys.executable, ROGUE, "--script", "call_garbage,ok"])
+                     command=[sys.executable, "rogue_ext.py", "--script", "call_garbage,ok"], files=ROGUE)
     host = new_host()
     host.load(rogue)
     out = host.emit("tool_call", tool_call("ls"))

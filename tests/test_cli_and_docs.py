@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -110,9 +111,17 @@ def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path) -> None
     (tmp_path / "build").mkdir()
     (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z\n")
     script = ROOT / "host" / "demo_data" / "demo_script.json"
-    out = subprocess.run([sys.executable, "-m", "host", "run", "--script", str(script), "-e", str(EXTENSIONS),
-                          "--no-discover", "--json", "clean up"], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}  # a trust file of this test's own
+    command = [sys.executable, "-m", "host", "run", "--script", str(script), "-e", str(EXTENSIONS),
+               "--no-discover", "--json", "clean up"]
+    untrusted = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert untrusted.returncode == 1 and "not trusted" in untrusted.stderr and "kithost ext trust" in untrusted.stderr
+    assert "Traceback" not in untrusted.stderr and (tmp_path / "build").exists()  # nothing ran
+    for name in ("context-pruner", "permission-gate", "secret-redactor", "usage-budget"):
+        trusted = subprocess.run([sys.executable, "-m", "host", "ext", "trust", name, "-e", str(EXTENSIONS), "--yes"],
+                                 capture_output=True, text=True, timeout=60, env=env)
+        assert trusted.returncode == 0 and f"trusted {name}" in trusted.stdout, trusted.stderr
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     types = [e["type"] for e in events]

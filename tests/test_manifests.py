@@ -87,9 +87,9 @@ def test_operator_can_withhold_a_permission(make_ext: MakeExt, new_host: Callabl
 
 def test_no_common_protocol_version(make_ext: MakeExt, new_host: Callable[..., ExtensionHost],
                                     tmp_path: Path) -> None:
-    script = tmp_path / "v9.py"
-    script.write_text((FIXTURES / "rogue_ext.py").read_text().replace('"versions": [1]', '"versions": [9]'))
-    path = make_ext("rogue", "", ["tool_call"], runtime="command", command=[sys.executable, str(script)])
+    source = (FIXTURES / "rogue_ext.py").read_text().replace('"versions": [1]', '"versions": [9]')
+    path = make_ext("rogue", "", ["tool_call"], runtime="command", command=[sys.executable, "v9.py"],
+                    files={"v9.py": source})
     host = new_host()
     with pytest.raises(ExtensionStartError, match=r"no common protocol version \(extension speaks \[9\]"):
         host.load(path)

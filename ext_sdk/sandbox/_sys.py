@@ -10,12 +10,14 @@ from __future__ import annotations
 import ctypes
 import os
 
-__all__ = ["MACHINE", "PR_SET_NO_NEW_PRIVS", "no_new_privs", "prctl", "syscall"]
+__all__ = ["MACHINE", "PR_SET_NO_NEW_PRIVS", "PR_SET_PDEATHSIG", "no_new_privs", "prctl", "syscall"]
 
 #: ``uname -m`` of this machine (the seccomp filter and a few syscall numbers depend on it).
 MACHINE = os.uname().machine
 
 PR_SET_NO_NEW_PRIVS = 38
+#: ``prctl`` option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall

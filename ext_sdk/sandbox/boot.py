@@ -35,12 +35,13 @@ prefix, the venv (zmq, msgpack, ...) and ``ext_sdk``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 # Every module a layer needs is imported here, before any layer is in force: once Landlock applies,
 # the package's own files may be unreadable (an exec_argv plan need not grant them).
 from . import capabilities, landlock, rlimits, seccomp
-from ._sys import MACHINE
+from ._sys import MACHINE, PR_SET_PDEATHSIG, prctl
 from .plan import ENV_ACTIVE, ENV_PLAN, EXIT_SANDBOX, BootPlan, PlanError, SandboxError
 
 __all__ = ["confine", "main"]
@@ -112,6 +113,7 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - a bug here must still fail closed, in one line
         return _fail("boot", f"{type(exc).__name__}: {exc}")
     os.environ[ENV_ACTIVE] = "; ".join(in_force)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the host, whatever runs next (survives execve)
     if plan.exec_argv is not None:
         try:
             os.execv(plan.exec_argv[0], plan.exec_argv)

@@ -8,6 +8,7 @@ carries out the lifecycle; the decisions and the mechanics live elsewhere:
 what                       where
 =========================  ==================================================
 private dir, secret, argv  :func:`.launch.prepare_launch`
+confinement (sandbox)      :class:`.sandbox.confine.Confiner`
 who may connect            :class:`.peers.PeerGate` (ZAP: the launched process tree)
 the process and its group  :class:`.process.ExtensionProcess`
 sockets and frames         :class:`.channel.Channel`
@@ -49,9 +50,11 @@ from .launch import Launch, prepare_launch
 from .manifest import Manifest
 from .peers import PeerGate
 from .process import ExtensionProcess, LogBuffer, ShutdownRung, describe_exit
+from .sandbox.confine import Confined, Confiner, SandboxRefused
 from .stats import ExtensionStats
 from .status import extension_status
 from .supervisor import ExitDecision, ExtState, Resources, RestartPolicy, Watchdog
+from .trust import Grant
 
 if TYPE_CHECKING:
     from .hostcalls import HostCallRouter
@@ -87,9 +90,11 @@ class RunningExtension:
     """Host-side handle of one extension (see the module doc)."""
 
     def __init__(self, manifest: Manifest, load_order: int, config: HostConfig, router: HostCallRouter,
-                 zctx: zmq.Context[zmq.Socket[bytes]], gate: PeerGate, runtime_dir: Path,
-                 hooks: Hooks = Hooks()) -> None:
+                 zctx: zmq.Context[zmq.Socket[bytes]], gate: PeerGate, confiner: Confiner, runtime_dir: Path,
+                 grant: Grant, hooks: Hooks = Hooks()) -> None:
         self.manifest = manifest
+        #: What it was granted before it started (permissions and access; :mod:`.trust`).
+        self.grant = grant
         self.name = manifest.name
         self.load_order = load_order
         self.config = config
@@ -97,6 +102,9 @@ class RunningExtension:
         self._router = router
         self._zctx = zctx
         self._gate = gate
+        self._confiner = confiner
+        #: The confinement of the current launch (layers in force, cgroup, uid lease).
+        self.confined: Confined | None = None
         self._runtime_dir = runtime_dir
         self.stats = ExtensionStats()
         self.log = LogBuffer(config.limits.log_lines, config.limits.log_line_bytes)
@@ -147,6 +155,10 @@ class RunningExtension:
         """What the last pong said: ``(busy, current event, busy ms)``."""
         return self.watchdog.last_pong_info
 
+    def confiner_level(self) -> str:
+        """The isolation level this host gives (before a launch says which layers it got)."""
+        return str(self._confiner.probe.level)
+
     def alive(self) -> bool:
         """Whether the process is running."""
         return self.process is not None and self.process.alive()
@@ -175,10 +187,12 @@ class RunningExtension:
         try:
             launch = self._launch = prepare_launch(self.manifest, self._runtime_dir, self.load_order)
             self.channel = Channel(self._zctx, launch, self.config.limits.max_frame)
+            confined = self.confined = self._confiner.confine(launch, self.manifest, self.grant.access,
+                                                              self.load_order, self.supervision)
             self._gate.admit(launch.domain, self.name, self.channel.frame_errors)
-            self.process = ExtensionProcess(launch.spec, self.log)
+            self.process = ExtensionProcess(confined.spec, self.log)
             self._gate.started(launch.domain, self.process.pid)
-        except (OSError, zmq.ZMQError) as exc:
+        except (OSError, zmq.ZMQError, SandboxRefused) as exc:
             self._cleanup_launch()
             self._set_state(ExtState.DEAD, f"could not start: {exc}")
             raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
@@ -208,7 +222,7 @@ class RunningExtension:
             self._fail_start(reason)
         finally:
             self._launch.forget_secret_file()
-        decision = check_hello(hello, self.manifest, self.config)
+        decision = check_hello(hello, self.manifest, self.config, self.grant.permissions)
         if isinstance(decision, Refused):
             self.channel.answer_hello("reject", {"reason": decision.reason})
             self._fail_start(f"handshake refused: {decision.reason}")
@@ -232,6 +246,8 @@ class RunningExtension:
     def _cleanup_launch(self) -> None:
         if self.channel is not None:
             self.channel.close()
+        if self.confined is not None:
+            self.confined.release()
         if self._launch is not None:
             self._gate.forget(self._launch.domain)
             self._launch.cleanup()
@@ -359,7 +375,7 @@ class RunningExtension:
             proc = self.process
             if proc.alive():
                 proc.kill()
-            cause = cause or self._kill_reason
+            cause = cause or self._kill_reason or (self.confined.exit_reason() if self.confined else None)
             self.last_exit = describe_exit(proc.returncode)
             why = cause or f"process {self.last_exit}"
             if cause:

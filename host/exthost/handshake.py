@@ -11,10 +11,10 @@ in the order they are checked:
    or to an event that exposes conversation content without the
    ``conversation`` permission granted.
 
-Grants: what the extension asks for, intersected with what the operator
-allows (``[permissions]."NAME"``, else what the manifest declares), plus the
-always-granted groups. Each subscription gets its effective deadline and
-failure policy (:mod:`.policy`).
+Grants: what the extension asks for, intersected with what it was granted
+before it started (:mod:`.trust`: the operator's config, the trust file, or
+the defaults), plus the always-granted groups. Each subscription gets its
+effective deadline and failure policy (:mod:`.policy`).
 """
 
 from __future__ import annotations
@@ -65,8 +65,12 @@ class Refused:
     reason: str
 
 
-def check_hello(hello: dict[str, Any], manifest: Manifest, config: HostConfig) -> Granted | Refused:
-    """Decide on a (schema-valid) ``hello``; see the module doc for the rules."""
+def check_hello(hello: dict[str, Any], manifest: Manifest, config: HostConfig,
+                allowed_permissions: frozenset[str]) -> Granted | Refused:
+    """Decide on a (schema-valid) ``hello``; see the module doc for the rules.
+
+    ``allowed_permissions`` is what the extension was granted before it started (:class:`.trust.Grant`).
+    """
     name = manifest.name
     version = choose_version(hello["versions"])
     if version is None:
@@ -74,7 +78,7 @@ def check_hello(hello: dict[str, Any], manifest: Manifest, config: HostConfig) -
                        f"{list(PROTOCOL_VERSIONS)})")
     if hello["name"] != name:
         return Refused(f"extension calls itself {hello['name']!r} but its manifest says {name!r}")
-    allowed = set(config.permissions.get(name, manifest.permissions))
+    allowed = allowed_permissions
     asked = set(hello["permissions"])
     not_in_manifest = asked - set(manifest.permissions) - ALWAYS_GRANTED
     if not_in_manifest:

@@ -23,6 +23,7 @@ socket directory; it also runs at interpreter exit.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -49,11 +50,19 @@ from .notify import NotifyPump
 from .ops import OpsServer
 from .orphans import sweep_orphans
 from .peers import PeerGate
+from .sandbox.confine import Confiner
 from .services import HostServices, LocalServices
 from .state_store import StateStore
 from .supervisor import Supervisor
+from .trust import TrustStore, Verdict, decide, default_trust_file
 
-__all__ = ["ExtensionCommand", "ExtensionHost", "ExtensionTool", "LoadReport", "runtime_base"]
+__all__ = ["AskTrust", "ExtensionCommand", "ExtensionHost", "ExtensionTool", "LoadReport", "runtime_base"]
+
+log = logging.getLogger("kithost.host")
+
+#: ``ask(manifest, verdict) -> bool``: asked when an extension that is not trusted wants more than the
+#: defaults (an interactive prompt); ``True`` records the trust and starts it.
+AskTrust = Callable[[Manifest, Verdict], bool]
 
 
 def runtime_base() -> Path:
@@ -106,16 +115,22 @@ class LoadReport:
 class ExtensionHost:
     """Loads extensions into sandboxable processes and dispatches events to them."""
 
-    def __init__(self, config: HostConfig | None = None, services: HostServices | None = None) -> None:
+    def __init__(self, config: HostConfig | None = None, services: HostServices | None = None,
+                 ask: AskTrust | None = None) -> None:
         self.config = config or HostConfig()
         self.services: HostServices = services or LocalServices()
+        #: What the operator granted each extension, pinned to its content (``kithost ext trust``).
+        self.trust = TrustStore(self.config.sandbox.trust_file or default_trust_file())
+        self._ask = ask
         self.state = StateStore(self.config.state_path)
         self._zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._gate = PeerGate(self._zctx)
+        #: Confinement of every launch (probes the machine on first use).
+        self.confiner = Confiner(self.config)
         base = self.config.runtime_dir or runtime_base()
         self._runtime = _private_dir(base)
         # Orphans of hosts that died hard (kill -9): swept in the background, start-up does not wait.
-        threading.Thread(target=sweep_orphans, args=(base,), name="kithost-sweep", daemon=True).start()
+        threading.Thread(target=self._sweep, args=(base,), name="kithost-sweep", daemon=True).start()
         self._extensions: dict[str, RunningExtension] = {}
         self._lock = threading.Lock()
         self._pump = NotifyPump(self.extensions)
@@ -135,6 +150,14 @@ class ExtensionHost:
         self._supervisor.start()
         # At interpreter exit, close a host the application forgot to close.
         self._finalizer = weakref.finalize(self, ExtensionHost._atexit_close, weakref.ref(self))
+
+    def _sweep(self, base: Path) -> None:
+        """Clean up after hosts that died hard: their processes, then their cgroups."""
+        sweep_orphans(base)
+        try:
+            self.confiner.sweep()
+        except OSError as exc:
+            log.warning("sweeping stale cgroups failed: %s", exc)
 
     # ------------------------------------------------------------------ loading
 
@@ -158,13 +181,22 @@ class ExtensionHost:
             except ManifestError as exc:
                 report.failed.append((str(item), exc))
                 continue
+            verdict = decide(manifest, self.config, self.trust)
+            if verdict.grant is None and self._ask is not None and self._ask(manifest, verdict):
+                self.trust.record(manifest, verdict.request)
+                verdict = decide(manifest, self.config, self.trust)
+            if verdict.grant is None:
+                report.failed.append((manifest.name, ExtensionStartError(manifest.name, f"not trusted: "
+                                                                                         f"{verdict.reason}")))
+                continue
             with self._lock:
                 if manifest.name in self._extensions:
                     report.failed.append((manifest.name, HostError(f"{manifest.name}: an extension with this "
                                                                    "name is already loaded")))
                     continue
                 ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
-                                       self._zctx, self._gate, self._runtime, self._hooks)
+                                       self._zctx, self._gate, self.confiner, self._runtime, verdict.grant,
+                                       self._hooks)
                 self._extensions[manifest.name] = ext
             try:
                 ext.spawn()

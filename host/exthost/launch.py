@@ -91,9 +91,9 @@ class LaunchSpec:
     argv: tuple[str, ...]
     env: dict[str, str]
     cwd: Path
-
-
-_SETPRIV = Path("/usr/bin/setpriv")
+    #: Names of processes that only wrap the extension (``bwrap``): the shutdown ladder's SIGTERM goes to
+    #: the processes inside them, since a wrapper ends the whole sandbox on SIGTERM.
+    wrappers: frozenset[str] = frozenset()
 
 
 def _python() -> str:
@@ -112,9 +112,6 @@ def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None
         argv = (node, str(manifest.main))
     else:
         argv = manifest.command
-    if manifest.runtime != "python" and _SETPRIV.exists():
-        # Die with the host, however it dies (the Python SDK arranges this itself, faster).
-        argv = (str(_SETPRIV), "--pdeathsig", "KILL", "--", *argv)
     path_dirs = [str(Path(_python()).parent), "/usr/local/bin", "/usr/bin", "/bin"]
     env = {
         **manifest.env,

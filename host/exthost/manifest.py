@@ -12,6 +12,11 @@ Example (Python)::
     restart = "on-failure"          # on-failure | always | never (the operator may override)
     [env]                           # the extension's own settings (the host's env never leaks in)
     GATE_MODE = "strict"
+    [access]                        # what its process may reach beyond its own files (default: nothing)
+    network = ["api.github.com:443"]
+    read = ["~/notes"]
+    write = []
+    processes = false               # may it start other programs
 
 For any other language use ``runtime = "command"`` and
 ``command = ["./my-ext", "--flag"]`` (relative paths resolve against the
@@ -32,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ext_sdk.events import EVENTS, is_custom
 from ext_sdk.hostcalls import PERMISSIONS
 
-from ..config import RestartMode
+from ..config import Access, RestartMode
 from ..errors import ManifestError
 
 __all__ = ["MANIFEST_NAME", "Manifest", "load_manifest"]
@@ -54,6 +59,7 @@ class _ManifestFile(BaseModel):
     permissions: list[str] = []
     restart: RestartMode = RestartMode.ON_FAILURE
     env: dict[str, str] = {}
+    access: Access = Access()
 
     @field_validator("env")
     @classmethod
@@ -110,6 +116,8 @@ class Manifest:
     restart: RestartMode
     #: Extra environment variables for the extension (its own settings; never the host's).
     env: dict[str, str]
+    #: What its process asks to reach beyond its own files (the operator grants).
+    access: Access
     #: Directory holding the manifest (the extension's working files).
     directory: Path
     #: The manifest file itself.
@@ -164,6 +172,7 @@ def load_manifest(path: Path) -> Manifest:
         permissions=tuple(m.permissions),
         restart=m.restart,
         env=dict(m.env),
+        access=m.access,
         directory=directory,
         path=path.resolve(),
     )

@@ -8,8 +8,10 @@
   dropped first; never an unbounded read.
 * Stop (:meth:`ExtensionProcess.stop`), the ladder — each rung gets half the
   grace period: the polite ``shutdown`` request → ``SIGTERM`` to the process
-  group → ``SIGKILL`` to the group *and* every descendant found (even those
-  that left the group). Returns which rung ended it (:class:`ShutdownRung`).
+  group (or, inside a sandbox wrapper such as bubblewrap, to every process it
+  wraps: SIGTERM to the wrapper would end them all at once) → ``SIGKILL`` to
+  the group *and* every descendant found (even those that left the group).
+  Returns which rung ended it (:class:`ShutdownRung`).
 * Reaping uses ``Popen`` only (never psutil's ``wait_procs``, which would
   hide the exit status from ``Popen``).
 """
@@ -173,7 +175,7 @@ class ExtensionProcess:
         if not self._wait(max(0.05, polite_end - time.monotonic())):
             rung = ShutdownRung.SIGTERM
             family = self.descendants() or family
-            self._signal_group(signal.SIGTERM)
+            self._terminate(family)
             if not self._wait(step):
                 rung = ShutdownRung.SIGKILL
                 family = self.descendants() or family
@@ -191,6 +193,19 @@ class ExtensionProcess:
         self._kill_leftovers(family)
         self._wait(5.0)
         self._join_readers()
+
+    def _terminate(self, family: list[psutil.Process]) -> None:
+        """SIGTERM to the extension: its process group, or, inside wrappers, every process they wrap."""
+        wrappers = self.spec.wrappers
+        if not wrappers:
+            self._signal_group(signal.SIGTERM)
+            return
+        for proc in family:
+            try:
+                if proc.name() not in wrappers:
+                    proc.send_signal(signal.SIGTERM)
+            except psutil.Error:
+                continue
 
     def _signal_group(self, sig: int) -> None:
         try:

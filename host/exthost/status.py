@@ -3,8 +3,9 @@
 :func:`extension_status` reads an extension handle's records and never
 changes them. Keys (stable; ``kithost ext status --json`` prints them):
 ``name, version, state, pid, uptime_s, last_exit, restarts, restart_policy,
-resources, busy, last_reason, protocol, sdk, granted, subscriptions, tools,
-commands, queued, frame_errors, call_errors, stats, manifest``.
+resources, busy, last_reason, protocol, sdk, granted, grant_source, sandbox
+({level, layers}), subscriptions, tools, commands, queued, frame_errors,
+call_errors, stats, manifest``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
         "protocol": declared.protocol,
         "sdk": declared.sdk,
         "granted": sorted(declared.granted),
+        "grant_source": ext.grant.source,
+        "sandbox": {"level": str(ext.confined.level) if ext.confined else str(ext.confiner_level()),
+                    "layers": list(ext.confined.layers) if ext.confined else []},
         "subscriptions": [
             {"event": h.event, "priority": h.priority, "deadline_ms": round((h.deadline_s or 0.0) * 1000),
              "policy": str(h.policy)} for h in declared.handlers

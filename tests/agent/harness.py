@@ -25,6 +25,7 @@ from ext_sdk.events import EVENTS
 from host import HostConfig
 from host.agent import AgentConfig, AgentSession, TurnResult
 from host.agent.scripted import reset
+from host.config import Sandbox, TrustMode
 
 ALL_EVENTS = sorted(EVENTS)
 MODEL = "scripted/main"
@@ -101,7 +102,8 @@ def write_script(path: Path, turns: list[list[dict[str, Any]]], **options: Any) 
 
 def checked_host_config(**overrides: Any) -> HostConfig:
     """Every payload schema-checked, even when nobody subscribed; no search directories."""
-    return replace(HostConfig(validate_all_payloads=True, search_dirs=()), **overrides)
+    trusting = Sandbox(trust=TrustMode.ALL)  # the scenarios' extensions are the tests' own
+    return replace(HostConfig(validate_all_payloads=True, search_dirs=(), sandbox=trusting), **overrides)
 
 
 def fast_agent_config(**overrides: Any) -> AgentConfig:

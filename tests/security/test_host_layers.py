@@ -445,7 +445,7 @@ def test_memory_hog_is_oom_killed_and_reported(box: Box, cgroup_of: Callable[...
     assert limited.returncode == -9 and "allocated" not in limited.stdout, limited
     stats = group.stats()
     assert stats.oom_kills >= 1 and stats.memory_limit_bytes == 64 << 20
-    assert stats.verdict() == "killed: cgroup memory limit (64 MiB)"
+    assert stats.verdict() == "killed: memory limit 64 MiB (cgroup out-of-memory kill)"
     outcome_table("allocate 160 MiB", "cgroup memory (64 MiB)", str(stats.verdict()), plain.stdout.strip())
 
 
@@ -457,7 +457,7 @@ def test_memory_limit_holds_under_the_full_chain(found: Probe, box: Box,
     env = box.env()
     out = run([*group.join_prefix(), *box.prefix(BwrapMode.ROOT, env), *HOG], env, box.work_dir)
     assert out.returncode != 0 and "allocated" not in out.stdout, out
-    assert group.stats().verdict() == "killed: cgroup memory limit (64 MiB)"
+    assert group.stats().verdict() == "killed: memory limit 64 MiB (cgroup out-of-memory kill)"
 
 
 BOMB = python(textwrap.dedent("""

@@ -159,7 +159,7 @@ def test_v1_stats_and_verdicts(tmp_path: Path) -> None:
     stats = group.stats()
     assert (stats.memory_bytes, stats.memory_peak_bytes, stats.memory_limit_bytes) == (4096, 1 << 26, 1 << 26)
     assert (stats.oom_kills, stats.memory_limit_hits, stats.pids, stats.pids_limit) == (1, 12, 0, 16)
-    assert stats.verdict() == "killed: cgroup memory limit (64 MiB)"
+    assert stats.verdict() == "killed: memory limit 64 MiB (cgroup out-of-memory kill)"
     (mem / "memory.oom_control").write_text("oom_kill 0\n")
     (mem / "memory.limit_in_bytes").write_text("9223372036854771712\n")
     (pids / "pids.events").write_text("max 3\n")
@@ -178,7 +178,7 @@ def test_v2_stats(tmp_path: Path) -> None:
     stats = group.stats()
     assert (stats.memory_bytes, stats.memory_limit_bytes, stats.oom_kills, stats.memory_limit_hits) == (
         100, None, 2, 5)
-    assert stats.pids_limit is None and stats.verdict() == "killed: cgroup memory limit"
+    assert stats.pids_limit is None and stats.verdict() == "killed: memory limit (cgroup out-of-memory kill)"
 
 
 def test_sweep_removes_only_dead_hosts_cgroups(tmp_path: Path) -> None:

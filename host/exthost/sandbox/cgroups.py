@@ -38,7 +38,7 @@ Detection (:func:`detect`, pure file reads of ``/proc/self/mountinfo`` and
 * :meth:`~ExtensionCgroup.stats` reads usage and the OOM-kill count (v1
   ``memory.oom_control`` ``oom_kill``, ``memory.failcnt``; v2
   ``memory.events`` ``oom_kill``); :meth:`CgroupStats.verdict` says
-  ``killed: cgroup memory limit (64 MiB)``.
+  ``killed: memory limit 64 MiB (cgroup out-of-memory kill)``.
 
 Names are ``kithost-<host pid>-x<slot>-<extension>`` (:func:`cgroup_name`):
 unique per host and per extension. :func:`sweep_stale` removes those of hosts
@@ -313,10 +313,11 @@ class CgroupStats:
     forks_refused: int
 
     def verdict(self) -> str | None:
-        """``killed: cgroup memory limit (64 MiB)`` / ``fork refused: cgroup pids limit (16)``, or ``None``."""
+        """``killed: memory limit 64 MiB (cgroup out-of-memory kill)`` / ``fork refused: cgroup pids limit (16)``,
+        or ``None`` (the memory wording matches the host's own RSS watchdog: one reason, two enforcers)."""
         if self.oom_kills:
-            limit = f" ({self.memory_limit_bytes // (1 << 20)} MiB)" if self.memory_limit_bytes else ""
-            return f"killed: cgroup memory limit{limit}"
+            limit = f" {self.memory_limit_bytes // (1 << 20)} MiB" if self.memory_limit_bytes else ""
+            return f"killed: memory limit{limit} (cgroup out-of-memory kill)"
         if self.forks_refused:
             limit = f" ({self.pids_limit})" if self.pids_limit is not None else ""
             return f"fork refused: cgroup pids limit{limit}"

@@ -1,0 +1,242 @@
+"""Wrapping one launch in every layer the machine allows: the only place the layers are combined.
+
+:class:`Confiner` (one per host) holds the probe's verdict (:mod:`.probe`,
+taken once, with the operator's ``[sandbox] disable`` applied) and turns a
+prepared :class:`~host.exthost.launch.Launch` plus what the extension was
+granted (:class:`~host.exthost.trust.Grant`) into a :class:`Confined` launch:
+
+1. **level check** — at ``weak`` isolation nothing starts unless the operator
+   said ``[sandbox] allow_weak = true`` (:class:`SandboxRefused` names the
+   missing layers and why each is missing);
+2. **dedicated uid** (root host, uid layer on) — a uid/gid leased for the
+   extension's slot; its private directory is shared with that gid (sockets
+   0660, secret 0640, work dir owned by the uid);
+3. **cgroup** (cgroup layer on) — memory (``memory_mb``) and pids limits over
+   the whole tree; the argv starts with the join step;
+4. **bubblewrap** (bwrap layer on) — allow-list filesystem (interpreter,
+   venv, the SDK, the extension's directory read-only, granted paths), the
+   socket directory, the work directory read-write, private ``/tmp``, no
+   network unless granted, own pid namespace, dies with the host; in root mode
+   it drops to the dedicated uid with ``setpriv``;
+5. **the boot** — ``python -I -m ext_sdk.sandbox.boot`` with a
+   :class:`~ext_sdk.sandbox.plan.BootPlan` in ``KITHOST_SANDBOX``: rlimits
+   (file size, core, CPU time, process count with a dedicated uid),
+   capabilities dropped, Landlock (filesystem allow-list, TCP ports of the
+   granted network targets, abstract-socket and signal scopes), seccomp (no
+   network sockets unless granted, no exec unless granted or needed to start
+   the runtime, no ptrace/io_uring/namespaces/mount/keyrings); then it runs the
+   Python extension in-process, or execs ``node``/the command.
+
+Layers that are off are simply not applied; :attr:`Confined.layers` lists
+what is in force for this launch, in words, for ``ext status``. Every layer
+the probe reports as available is *required* in the boot: if the child cannot
+put it in force it exits with status 5 (not retried) instead of running with
+less than the operator was shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field, replace
+
+from ext_sdk.sandbox.plan import ENV_PLAN, BootPlan, LandlockRules, SeccompPolicy
+
+from ...config import Access, HostConfig, SandboxLayer, Supervision
+from ..launch import Launch, LaunchSpec
+from ..manifest import Manifest
+from . import cgroups, uids
+from .bwrap import BwrapMode, BwrapPlan, bwrap_argv, detect_layout, runtime_paths
+from .probe import IsolationLevel, Probe, probe
+
+__all__ = ["Confined", "Confiner", "SandboxRefused"]
+
+log = logging.getLogger("kithost.sandbox")
+
+#: Where the dynamic loader lives (Landlock's execute right is needed on it to exec a program).
+_LOADERS = ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/usr/lib64/ld-linux-x86-64.so.2",
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
+#: Read-only system paths every runtime needs (inside bubblewrap these are all there is).
+_SYSTEM_READ = ("/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
+                "/etc/localtime", "/dev/urandom", "/dev/random")
+
+
+class SandboxRefused(Exception):
+    """The extension may not start at this isolation level."""
+
+
+@dataclass
+class Confined:
+    """One confined launch: what to run, what is in force, and what to undo afterwards."""
+
+    spec: LaunchSpec
+    #: The layers in force for this launch, in words (for ``ext status``).
+    layers: tuple[str, ...]
+    level: IsolationLevel
+    cgroup: cgroups.ExtensionCgroup | None = None
+    lease: uids.IdLease | None = None
+    _released: bool = field(default=False, repr=False)
+
+    def exit_reason(self) -> str | None:
+        """Why the cgroup ended the process (memory or pids limit), if it did."""
+        if self.cgroup is None:
+            return None
+        try:
+            return self.cgroup.stats().verdict()
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        """Kill what is left in the cgroup, remove it, give the uid back (idempotent)."""
+        if self._released:
+            return
+        self._released = True
+        if self.cgroup is not None:
+            try:
+                self.cgroup.kill()
+                self.cgroup.remove()
+            except OSError as exc:
+                log.warning("could not remove cgroup %s: %s", self.cgroup, exc)
+        if self.lease is not None:
+            self.lease.release()
+
+
+class Confiner:
+    """Confinement for every launch of one host (see the module doc)."""
+
+    def __init__(self, config: HostConfig) -> None:
+        self._config = config
+        self._probe: Probe | None = None
+
+    @property
+    def probe(self) -> Probe:
+        """What this machine allows (probed on first use, then cached)."""
+        if self._probe is None:
+            self._probe = probe(frozenset(str(layer) for layer in self._config.sandbox.disable))
+            if self._probe.level is IsolationLevel.WEAK:
+                log.warning("sandbox: isolation is weak here (%s)", "; ".join(self._probe.reasons))
+        return self._probe
+
+    def sweep(self) -> None:
+        """Remove cgroups left by hosts that died without cleaning up (their pid is gone)."""
+        support, _ = cgroups.detect()
+        if support is None:
+            return
+        for name in cgroups.sweep_stale(support, os.getpid()):
+            log.info("sandbox: removed the cgroup %s of a host that is gone", name)
+
+    def confine(self, launch: Launch, manifest: Manifest, access: Access, slot: int,
+                supervision: Supervision) -> Confined:
+        """Wrap ``launch`` (rules in the module doc); raises :class:`SandboxRefused`."""
+        found = self.probe
+        level = found.level
+        if level is IsolationLevel.WEAK and not self._config.sandbox.allow_weak:
+            raise SandboxRefused(
+                "isolation here is weak (" + "; ".join(found.reasons) + "); extensions do not start unless "
+                "the operator allows it ([sandbox] allow_weak = true)")
+        layers: list[str] = []
+        on = {layer: found.on(str(layer)) for layer in SandboxLayer}
+        use_bwrap = on[SandboxLayer.BWRAP] and found.bwrap_mode is not None
+        lease = None
+        if on[SandboxLayer.UID] and ((use_bwrap and found.bwrap_mode is BwrapMode.ROOT) or not found.uid_needs_bwrap):
+            lease = uids.lease_id(slot)
+            uids.share_private_dir(launch.endpoints.directory, lease.uid, lease.gid, launch.endpoints.work_dir)
+            layers.append(f"uid {lease.uid}")
+        group = None
+        try:
+            if on[SandboxLayer.CGROUP] and found.cgroup is not None:
+                pids = supervision.max_threads + supervision.max_children + 16 if supervision.max_threads else None
+                memory = supervision.memory_mb * 1024 * 1024 if supervision.memory_mb else None
+                group = cgroups.ExtensionCgroup.create(found.cgroup, cgroups.cgroup_name(os.getpid(), slot,
+                                                                                         manifest.name),
+                                                       memory, pids)
+                layers.append(f"cgroup {found.cgroup.version} (memory {supervision.memory_mb} MiB, pids {pids})")
+            plan = self._boot_plan(launch, manifest, access, supervision, lease is not None, on)
+            payload = (sys.executable, "-I", "-m", "ext_sdk.sandbox.boot")
+            env = {**launch.spec.env, **plan.env()}
+            argv: tuple[str, ...] = payload
+            if use_bwrap:
+                assert found.bwrap_mode is not None
+                bplan = BwrapPlan(mode=found.bwrap_mode, socket_dir=str(launch.endpoints.directory),
+                                  work_dir=str(launch.endpoints.work_dir), env=env, runtime=runtime_paths(),
+                                  extension_dir=str(manifest.directory),
+                                  read_only=tuple(str(p) for p in access.read if p.exists()),
+                                  read_write=tuple(str(p) for p in access.write if p.exists()),
+                                  network=bool(access.network),
+                                  uid=lease.uid if lease is not None else None,
+                                  gid=lease.gid if lease is not None else None,
+                                  layout=detect_layout(), chdir=str(launch.spec.cwd),
+                                  disable_userns=found.bwrap_disable_userns,
+                                  bwrap=found.bwrap or "/usr/bin/bwrap")
+                argv = (*bwrap_argv(bplan), *payload)
+                layers.insert(0, f"bwrap ({found.bwrap_mode} mode{', network' if access.network else ', no network'})")
+            if group is not None:
+                argv = (*group.join_prefix(), *argv)
+            if plan.landlock is not None:
+                layers.append(f"landlock abi {found.landlock_abi}")
+            if plan.seccomp is not None:
+                inet = "inet" if plan.seccomp.allow_inet else "no inet"
+                layers.append(f"seccomp ({inet}, {'exec' if plan.seccomp.allow_exec else 'no exec'})")
+            layers.append("rlimits")
+        except BaseException:
+            if group is not None:
+                group.remove()
+            if lease is not None:
+                lease.release()
+            raise
+        wrappers = frozenset({"bwrap"}) if use_bwrap else frozenset()
+        return Confined(replace(launch.spec, argv=argv, env=env, wrappers=wrappers), tuple(layers), level, group,
+                        lease)
+
+    def _boot_plan(self, launch: Launch, manifest: Manifest, access: Access, supervision: Supervision,
+                   dedicated_uid: bool, on: dict[SandboxLayer, bool]) -> BootPlan:
+        spec = launch.spec
+        python_runtime = manifest.runtime == "python"
+        exec_argv = None if python_runtime else list(spec.argv)
+        run_path = str(manifest.main) if python_runtime else None
+        rlimits: dict[str, tuple[int, int]] = {"CORE": (0, 0)}
+        if self._config.sandbox.max_file_mb:
+            size = self._config.sandbox.max_file_mb * 1024 * 1024
+            rlimits["FSIZE"] = (size, size)
+        if supervision.cpu_seconds:
+            seconds = int(supervision.cpu_seconds)
+            rlimits["CPU"] = (seconds, seconds + 2)  # SIGXCPU first, then SIGKILL
+        if supervision.max_fds:
+            rlimits["NOFILE"] = (supervision.max_fds, supervision.max_fds)
+        if dedicated_uid and supervision.max_threads:  # NPROC counts every task of the uid (root is exempt)
+            tasks = supervision.max_threads + supervision.max_children + 16
+            rlimits["NPROC"] = (tasks, tasks)
+        landlock = None
+        if on[SandboxLayer.LANDLOCK]:
+            runtime = runtime_paths()
+            # The private directory: the launch secret (read once at start) and the sockets (connect() on a
+            # named socket is not a Landlock right up to ABI 7; reading the secret is).
+            read = [*_SYSTEM_READ, *runtime.paths(), str(manifest.directory), str(launch.endpoints.directory),
+                    *(str(p) for p in access.read)]
+            execute: list[str] = []
+            if access.processes:  # programs it may start: the system's, the runtime's and its own
+                execute = ["/usr", "/bin", "/sbin", *runtime.paths(), str(manifest.directory),
+                           *(p for p in _LOADERS if os.path.exists(p))]
+            elif not python_runtime:
+                program = shutil.which(spec.argv[0]) or spec.argv[0]
+                execute = [program, os.path.realpath(program), *(p for p in _LOADERS if os.path.exists(p))]
+                if manifest.runtime == "command":
+                    execute.append(str(manifest.directory))
+            ports = sorted({int(target.rsplit(":", 1)[1]) for target in access.network})
+            landlock = LandlockRules(read=[p for p in read if os.path.exists(p)],
+                                     write=[str(launch.endpoints.work_dir), "/dev/null",
+                                            *(str(p) for p in access.write if p.exists())],
+                                     execute=execute, tcp_connect=ports, tcp_bind=[], required=True)
+        seccomp = None
+        if on[SandboxLayer.SECCOMP]:
+            seccomp = SeccompPolicy(allow_inet=bool(access.network),
+                                    allow_exec=access.processes or not python_runtime, required=True)
+        return BootPlan(rlimits=rlimits, landlock=landlock, seccomp=seccomp, exec_argv=exec_argv, run_path=run_path)
+
+
+def plan_of(spec: LaunchSpec) -> BootPlan | None:
+    """The boot plan inside a confined launch's environment (tests and diagnostics)."""
+    text = spec.env.get(ENV_PLAN)
+    return BootPlan.from_json(text) if text is not None else None
