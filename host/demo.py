@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import HostConfig
+from .config import HostConfig, Sandbox
 from .exthost.host import ExtensionHost
 from .exthost.manifest import load_manifest
 from .exthost.supervisor import ExtState
@@ -107,8 +107,9 @@ def run_demo(quiet: bool = False) -> int:
         # The demo's operator grants each bundled extension what its manifest asks, in its config (the
         # same tables an operator writes; without a grant an extension that asks for more does not start).
         manifests = [load_manifest(path) for path in extensions]
+        # allow_weak: the demo runs on any machine; it prints the isolation level it got.
         config = HostConfig(search_dirs=(), permissions={m.name: m.permissions for m in manifests},
-                            access={m.name: m.access for m in manifests})
+                            access={m.name: m.access for m in manifests}, sandbox=Sandbox(allow_weak=True))
         out.write(f"kithost demo — workspace {work}\n"
                   f"== starting {len(extensions)} extensions, each in its own process, each granted what its "
                   "manifest asks (the demo's config)\n")

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,3 +109,16 @@ def test_state_calls_mid_event_survive_kill_9_and_host_restart(make_ext: MakeExt
     assert again.emit("tool_call", tool_call("ls", call_id="c9")).failures == ()
     assert again.state.get("counter", "n") == 4 and again.state.get("counter", "last") == "c9"
     assert json.loads(state_file.read_text())["extensions"]["counter"]["n"] == 4
+
+
+def test_temp_files_of_a_killed_writer_are_removed_when_the_store_opens(tmp_path: Path) -> None:
+    path = tmp_path / "s.ext-state.json"
+    StateStore(path).set("x", "k", 1)
+    stale = tmp_path / f".{path.name}.abc123.tmp"
+    stale.write_text('{"half": ')  # what a writer killed before its rename leaves
+    old = time.time() - 60
+    os.utime(stale, (old, old))
+    fresh = tmp_path / f".{path.name}.def456.tmp"  # a write in progress right now: left alone
+    fresh.write_text("{}")
+    store = StateStore(path)
+    assert not stale.exists() and fresh.exists() and store.get("x", "k") == 1

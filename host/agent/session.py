@@ -47,7 +47,7 @@ from typing import Any
 
 from ..config import HostConfig
 from ..errors import HostError
-from ..exthost.host import ExtensionHost
+from ..exthost.host import AskTrust, ExtensionHost
 from ..exthost.state_store import StateStore
 from .agent_config import AgentConfig
 from .compaction import CompactionResult
@@ -116,11 +116,13 @@ class AgentSession:
     def open(cls, model: str | None, script: Path | None, extensions: Sequence[Path], session_path: Path | None,
              cwd: Path, config: HostConfig | None = None, *, agent_config: AgentConfig | None = None,
              on_event: EventSink | None = None, on_print: PrintSink | None = None,
-             discover: bool = False) -> AgentSession:
+             discover: bool = False, ask_trust: AskTrust | None = None) -> AgentSession:
         """Open (create or resume) a session; see the module doc. ``model=None`` resumes the session's model.
 
         ``discover`` also loads extensions from the config's search directories
-        (before ``extensions``). Raises :class:`~host.errors.HostError` subclasses.
+        (before ``extensions``). ``ask_trust`` is asked about an extension that wants
+        more than it was granted (an interactive prompt). Raises
+        :class:`~host.errors.HostError` subclasses.
         """
         agent_config = agent_config or AgentConfig()
         cwd = Path(cwd).resolve()
@@ -147,7 +149,7 @@ class AgentSession:
                 tree.append_model_change(chosen, "", "config")
             start_model = tree.current_model() or chosen
             services = AgentServices(on_print, str(cwd))
-            host = ExtensionHost(replace(config or HostConfig(), state_path=tree.state_path), services)
+            host = ExtensionHost(replace(config or HostConfig(), state_path=tree.state_path), services, ask_trust)
             report = host.load_discovered(extensions, search=discover)
             if report.failed:
                 raise report.failed[0][1]

@@ -16,6 +16,7 @@ error ``answer`` and counts it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -56,6 +57,7 @@ class HostCallRouter:
         self.state = state
         self.services = services
         self._emit_custom = emit_custom
+        self._denied_at: dict[tuple[str, str], float] = {}
         self.table: dict[str, Callable[[Caller, dict[str, Any]], Any]] = {
             name.removeprefix("_call_"): getattr(self, name) for name in dir(self) if name.startswith("_call_")
         }
@@ -71,6 +73,7 @@ class HostCallRouter:
         if spec is None or handler is None:
             raise HostCallRefused(f"unknown host call {method!r}")
         if spec.permission not in ext.granted:
+            self._note_denied(ext.name, method, spec.permission)
             raise HostCallRefused(
                 f"{method}: permission denied — needs '{spec.permission}', which {ext.name!r} was not granted"
             )
@@ -89,6 +92,14 @@ class HostCallRouter:
             log.warning("host call %s from extension %s failed in the host: %s: %s", method, ext.name,
                         type(exc).__name__, exc)
             raise HostCallRefused(f"{method}: the host could not answer (its error is in the host's log)") from None
+
+    def _note_denied(self, extension: str, method: str, permission: str) -> None:
+        """Log a refused call (at most once per extension and method every 10 s; each one is counted)."""
+        key = (extension, method)
+        now = time.monotonic()
+        if now - self._denied_at.get(key, -10.0) >= 10.0:
+            self._denied_at[key] = now
+            log.warning("extension %s called %s without the %r permission: refused", extension, method, permission)
 
     # ------------------------------------------------------------------ ui
     def _call_print(self, ext: Caller, args: dict[str, Any]) -> None:

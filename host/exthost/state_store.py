@@ -17,6 +17,8 @@ Contract:
   naming the file and what is wrong, and the file is left untouched (no
   write happens until the operator fixes or removes it).
 * ``path=None`` keeps state in memory only (an ephemeral session).
+* Temp files a killed writer left behind (``.<name>.*.tmp`` beside the file,
+  untouched for :data:`STALE_TEMP_S`) are removed when the store is opened.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,8 @@ from ..errors import StateStoreError
 __all__ = ["StateStore", "sidecar_path"]
 
 _FORMAT_KEY = "kithost_state"
+#: A temp file untouched this long is a killed writer's leftover, not a write in progress.
+STALE_TEMP_S = 5.0
 
 
 def sidecar_path(session_path: Path) -> Path:
@@ -50,6 +55,23 @@ class StateStore:
         self.path = path
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, Any]] = self._read() if path is not None else {}
+        if path is not None:
+            self._remove_stale_temps(path)
+
+    @staticmethod
+    def _remove_stale_temps(path: Path) -> None:
+        """Delete temp files of writes that never finished (the writer was killed before its rename)."""
+        now = time.time()
+        try:
+            leftovers = list(path.parent.glob(f".{path.name}.*.tmp"))
+        except OSError:
+            return
+        for tmp in leftovers:
+            try:
+                if now - tmp.stat().st_mtime > STALE_TEMP_S:
+                    tmp.unlink()
+            except OSError:
+                continue
 
     def _read(self) -> dict[str, dict[str, Any]]:
         assert self.path is not None

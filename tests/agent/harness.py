@@ -102,7 +102,7 @@ def write_script(path: Path, turns: list[list[dict[str, Any]]], **options: Any) 
 
 def checked_host_config(**overrides: Any) -> HostConfig:
     """Every payload schema-checked, even when nobody subscribed; no search directories."""
-    trusting = Sandbox(trust=TrustMode.ALL)  # the scenarios' extensions are the tests' own
+    trusting = Sandbox(trust=TrustMode.ALL, allow_weak=True)  # the scenarios' extensions are the tests' own
     return replace(HostConfig(validate_all_payloads=True, search_dirs=(), sandbox=trusting), **overrides)
 
 

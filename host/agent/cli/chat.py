@@ -23,6 +23,8 @@ from typing import TextIO
 
 from ...config import HostConfig
 from ...errors import HostError
+from ...exthost.manifest import Manifest
+from ...exthost.trust import Verdict
 from ..agent_config import AgentConfig
 from ..session import AgentSession
 from .terminal import human_sink, interrupts, print_sink, report_failures
@@ -159,9 +161,22 @@ def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO 
     """``kithost chat`` (contract in the module doc); returns the exit status."""
     inp, out, err = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     interactive = inp.isatty()
+
+    def ask_trust(manifest: Manifest, verdict: Verdict) -> bool:
+        """The first-load prompt: what the extension asks for, what changed; trust it?"""
+        err.write(f"extension {manifest.name} {manifest.version} ({manifest.path}) is not trusted yet.\n")
+        err.writelines(f"  asks for: {line}\n" for line in verdict.request.lines())
+        err.writelines(f"  changed since trusted: {change}\n" for change in verdict.changes)
+        err.write(f"trust {manifest.name} with this? [y/N] ")
+        err.flush()
+        return inp.readline().strip().lower() in ("y", "yes")
+
     session = AgentSession.open(args.model, args.script, list(args.extensions), args.session,
                                 args.cwd or Path(os.getcwd()), args.config, agent_config=args.agent_config,
-                                on_event=human_sink(out), on_print=print_sink(err), discover=args.discover)
+                                on_event=human_sink(out), on_print=print_sink(err), discover=args.discover,
+                                ask_trust=ask_trust if interactive else None)
+    sandbox = session.host.confiner.probe
+    err.write(f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "") + "\n")
     chat = _Chat(session, out, err, args.verbose)
 
     def on_interrupt() -> bool:

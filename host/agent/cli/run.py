@@ -71,6 +71,10 @@ def run_command(args: RunArgs, *, stdout: TextIO | None = None, stderr: TextIO |
     session = AgentSession.open(args.model, args.script, list(args.extensions), args.session,
                                 args.cwd or Path(os.getcwd()), args.config, agent_config=agent_config,
                                 on_event=sink, on_print=print_sink(err), discover=args.discover)
+    if not args.json:  # the isolation in force, once, where a person reads it
+        sandbox = session.host.confiner.probe
+        err.write(f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "")
+                  + "\n")
     with session:
         def on_interrupt() -> bool:
             if session.loop.cancelled:
