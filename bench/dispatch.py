@@ -42,6 +42,7 @@ Env: ``BENCH_PIN=same|cross|none`` (CPU placement), ``BENCH_QUICK=1`` (smoke run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import functools
 import json
@@ -91,7 +92,7 @@ from _common import (
 from ext_sdk.events import spec_for
 from ext_sdk.wire import Opener, Sealer
 from host import ExtensionHost, HostConfig
-from host.config import Sandbox, TrustMode
+from host.config import Sandbox, SandboxLayer, TrustMode
 from host.exthost.extension import RunningExtension
 
 try:
@@ -261,6 +262,9 @@ class Results:
     recover_us: list[float] = field(default_factory=list)
     control_us: list[float] = field(default_factory=list)
     cold_ms: list[float] = field(default_factory=list)
+    cold_bare_ms: list[float] = field(default_factory=list)
+    cold_sandboxed_ms: list[float] = field(default_factory=list)
+    sandbox_layers: str = ""
     notes: list[str] = field(default_factory=list)
 
 
@@ -656,6 +660,21 @@ def bench_cold(stack: contextlib.ExitStack, cfg: HostConfig, res: Results) -> No
         print(f"  .. load {i + 1}: {load_ns[-1] / 1e6:.1f} ms, first emit {first_ns[-1] / 1e3:.0f} us, unload "
               f"{unload_ns[-1] / 1e6:.1f} ms", file=sys.stderr, flush=True)
     res.cold_ms = [v / 1e6 for v in load_ns]
+    # The same loads with every sandbox layer off (the boot still runs: rlimits, capabilities): the cost of
+    # confinement is the difference, interleaved with the sandboxed loads so both see the same machine.
+    bare_cfg = dataclasses.replace(cfg, sandbox=Sandbox(trust=TrustMode.ALL, allow_weak=True,
+                                                        disable=tuple(SandboxLayer)))
+    bare_h = stack.enter_context(ExtensionHost(bare_cfg))
+    bare_ns, sandboxed_ns = [], []
+    for _ in range(COLD_LOADS):
+        for host, samples in ((bare_h, bare_ns), (h, sandboxed_ns)):
+            t0 = pc()
+            ext = host.load(EXTS / "gate_none")
+            samples.append(pc() - t0)
+            host.unload(ext.name)
+    res.cold_bare_ms = [v / 1e6 for v in bare_ns]
+    res.cold_sandboxed_ms = [v / 1e6 for v in sandboxed_ns]
+    res.sandbox_layers = ", ".join(ext.confined.layers) if ext.confined else ""
     preexec = cross_preexec if PIN == "cross" else None
     table = Table(f"8. cold start: {COLD_LOADS} loads of one extension (unload between)", ["each (ms)"],
                   note="p99 of a handful of samples is the maximum. An unload not ended by the polite shutdown "
@@ -663,6 +682,10 @@ def bench_cold(stack: contextlib.ExitStack, cfg: HostConfig, res: Results) -> No
                        "and the SDK import the extension process does.")
     table.rows.append(("h.load(): call -> return (spawn, handshake)", "-", summarize(load_ns),
                        {"each (ms)": ", ".join(f"{v / 1e6:.0f}" for v in load_ns)}))
+    table.rows.append(("h.load(), every sandbox layer off (interleaved)", "-", summarize(bare_ns),
+                       {"each (ms)": ", ".join(f"{v / 1e6:.0f}" for v in bare_ns)}))
+    table.rows.append(("h.load(), sandboxed (interleaved)", "-", summarize(sandboxed_ns),
+                       {"each (ms)": ", ".join(f"{v / 1e6:.0f}" for v in sandboxed_ns)}))
     table.rows.append(("first h.emit('tool_call') after load", "-", summarize(first_ns),
                        {"each (ms)": ", ".join(f"{v / 1e6:.2f}" for v in first_ns)}))
     each_unload = [f"{v / 1e6:.0f}" + ("" if r == "shutdown request" else f" ({r})")
@@ -704,6 +727,7 @@ def summary(res: Results) -> str:
     notify_floor = med_p50(res.notify_floor)
     over = [v - HANG_DEADLINE_MS for v in res.hang_ms]
     cold = median(res.cold_ms)
+    sandbox_cost = median(res.cold_sandboxed_ms) - median(res.cold_bare_ms)
     sub = med_p50(res.subproc)
 
     def rng(vals: list[float], fmt: Callable[[float], str]) -> str:
@@ -736,6 +760,9 @@ def summary(res: Results) -> str:
          f"control, same idle gap without a hang: {fmt_us(median(res.control_us))} us", "-", "info"],
         ["cold start: h.load() spawn -> ready", f"{cold:.0f} ms",
          f"loads {rng(res.cold_ms, lambda v: f'{v:.0f}')} ms", "<= 150 ms", _status(cold <= 150.0)],
+        ["sandboxed cold start over no sandbox layer", f"{sandbox_cost:+.0f} ms",
+         f"median load {median(res.cold_sandboxed_ms):.0f} vs {median(res.cold_bare_ms):.0f} ms; in force: "
+         f"{res.sandbox_layers or 'none'}", "<= +20 ms", _status(sandbox_cost <= 20.0)],
         ["subprocess per event / gate", fmt_ratio(sub / gate), f"subprocess p50 {sub / 1000:.1f} ms", "-", "info"],
     ]
     return markdown_table("Summary: ratios against the floor measured in this run", [

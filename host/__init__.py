@@ -1,4 +1,4 @@
-"""kithost: an agent core whose extensions each run in their own sandboxed process.
+"""kithost: an agent core whose extensions each run in their own process, confined as far as the machine allows.
 
 Embedding API (see the README)::
 
