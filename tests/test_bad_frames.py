@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -67,3 +68,19 @@ def test_garbage_host_call_gets_an_error_answer_and_is_counted(make_ext: MakeExt
     assert out.failures == ()
     channel = host.extension("rogue").channel
     assert channel is not None and channel.call_errors == 1 and channel.frame_errors["short"] == 1
+
+
+def test_host_call_over_the_frame_limit_is_counted_as_dropped(make_ext: MakeExt,
+                                                              new_host: Callable[..., ExtensionHost]) -> None:
+    # Before: libzmq cut the connection and nothing counted it (the call just never got an answer).
+    rogue = make_ext("rogue", "", ["tool_call"], runtime="command",
+                     command=[sys.executable, "rogue_ext.py", "--script", "call_huge,ok"], files=ROGUE)
+    host = new_host(HostConfig(limits=replace(Limits(), max_frame=64 * 1024),
+                               deadlines=replace(Deadlines(), shutdown_ms=400)))
+    ext = host.load(rogue)
+    assert host.emit("tool_call", tool_call("ls")).failures == ()  # the event itself is still answered
+    assert ext.channel is not None
+    deadline = time.monotonic() + 5
+    while ext.channel.frame_errors["dropped"] < 1 and time.monotonic() < deadline:  # the supervisor drains it
+        time.sleep(0.05)
+    assert ext.channel.frame_errors["dropped"] == 1 and ext.info()["frame_errors"]["dropped"] == 1

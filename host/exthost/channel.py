@@ -22,7 +22,8 @@ each in the launch's ZAP domain: only the launched process tree may connect
 * monitors on ``calls`` and ``control`` (drained by the supervisor,
   :meth:`Channel.drain_monitors`): together with the events monitor, every
   connection that breaks the ZMTP handshake is counted as
-  ``frame_errors["unauthenticated"]``, like the ZAP refusals.
+  ``frame_errors["unauthenticated"]``, like the ZAP refusals; the extension's
+  ``calls`` connection cut for a frame over the limit counts as ``dropped``.
 
 Failure contract: :meth:`Channel.request` returns the verified reply envelope
 or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
@@ -100,7 +101,10 @@ class Channel:
         self.calls = self._socket(zctx, launch, zmq.REP, endpoints.calls, limit)
         self.control = self._socket(zctx, launch, zmq.REQ, endpoints.control, 64 * 1024, relaxed=True)
         self.monitor = self.events.get_monitor_socket(_EVENTS_MONITOR)
-        self._side_monitors = [sock.get_monitor_socket(_REFUSED) for sock in (self.calls, self.control)]
+        self._side_monitors = [self.calls.get_monitor_socket(_REFUSED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED),
+                               self.control.get_monitor_socket(_REFUSED)]
+        #: File descriptors of the open connections on ``calls`` (as on ``events``).
+        self._open_call_fds: set[int] = set()
         #: File descriptors of the open connections on ``events`` (the extension's, and strangers' being refused).
         self._open_fds: set[int] = set()
         self._events_out = Sealer(secret)
@@ -151,11 +155,21 @@ class Channel:
                 sock.close(linger=0)
 
     def drain_monitors(self) -> None:
-        """Count connections refused on ``calls`` and ``control`` (non-blocking; supervisor thread)."""
+        """Count connections refused on ``calls`` and ``control``, and the extension's ``calls`` connection
+        cut by libzmq (a host call over the frame limit) as ``dropped``. Non-blocking; the supervisor
+        calls it only while the process is alive, so a connection closed by an exit is not counted."""
         for monitor in self._side_monitors:
             while not monitor.closed and monitor.poll(0):
-                if parse_monitor_message(monitor.recv_multipart())["event"] & _REFUSED:
+                event = parse_monitor_message(monitor.recv_multipart())
+                kind, fd = event["event"], event["value"]
+                if kind & _REFUSED:
                     self.frame_errors[UNAUTHENTICATED] += 1
+                elif kind == zmq.EVENT_ACCEPTED:
+                    self._open_call_fds.add(fd)
+                elif kind == zmq.EVENT_DISCONNECTED and fd in self._open_call_fds:
+                    self._open_call_fds.discard(fd)
+                    if not self._open_call_fds:  # the extension's own connection (a stranger's leaves it open)
+                        self.frame_errors["dropped"] += 1
 
     # ------------------------------------------------------------------ handshake
 
