@@ -68,6 +68,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from ...config import SandboxLayer
 from . import cgroups, uids
 from .bwrap import BWRAP, SETPRIV, SETPRIV_CAPS, BwrapMode, detect_layout, runtime_paths
 
@@ -82,7 +83,8 @@ __all__ = [
 ]
 
 #: Every layer the probe reports, in this order.
-LAYERS: Final = ("bwrap", "landlock", "seccomp", "cgroup", "uid")
+#: The layer names, outermost concern first (derived from :class:`host.config.SandboxLayer`, defined once there).
+LAYERS: Final = tuple(str(layer) for layer in SandboxLayer)
 #: Detail of a layer disabled on purpose.
 FORCED_OFF: Final = "forced off by config"
 #: Timeout of each bwrap smoke test (seconds).
