@@ -60,6 +60,9 @@ __all__ = ["AskTrust", "ExtensionCommand", "ExtensionHost", "ExtensionTool", "Lo
 
 log = logging.getLogger("kithost.host")
 
+#: ZAP domain of the host's operator socket (every process of the user but the extensions').
+_OPS_DOMAIN = "kithost/ops"
+
 #: ``ask(manifest, verdict) -> bool``: asked when an extension that is not trusted wants more than the
 #: defaults (an interactive prompt); ``True`` records the trust and starts it.
 AskTrust = Callable[[Manifest, Verdict], bool]
@@ -125,6 +128,7 @@ class ExtensionHost:
         self.state = StateStore(self.config.state_path)
         self._zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._gate = PeerGate(self._zctx)
+        self._gate.guard_operators(_OPS_DOMAIN)
         #: Confinement of every launch (probes the machine on first use).
         self.confiner = Confiner(self.config)
         base = self.config.runtime_dir or runtime_base()
@@ -142,10 +146,11 @@ class ExtensionHost:
         self._pump.start()
         self._ops = OpsServer(self._zctx, self._runtime, {
             "status": lambda args: {"pid": os.getpid(), "extensions": [e.info() for e in self.extensions()],
-                                    "ops_rejected": dict(self._ops.rejected)},
+                                    "ops_rejected": dict(self._ops.rejected),
+                                    "ops_refused_extensions": self._gate.operator_refusals},
             "logs": self._ops_logs,
             "restart": lambda args: self.restart(str(args.get("name"))),
-        })
+        }, zap_domain=_OPS_DOMAIN)
         self._supervisor = Supervisor(self._supervise)
         self._supervisor.start()
         # At interpreter exit, close a host the application forgot to close.

@@ -16,7 +16,10 @@ with this channel's own kinds (:data:`OPS_MESSAGES`):
 * reply ``op_reply`` ``{id: <the request's seq>, ok, data | error}``.
 
 A refused request frame is answered with an error and counted by reason in
-:attr:`OpsServer.rejected` (``status`` reports it as ``ops_rejected``).
+:attr:`OpsServer.rejected` (``status`` reports it as ``ops_rejected``). No
+extension's process may connect at all (the host's ZAP handler,
+:meth:`host.exthost.peers.PeerGate.guard_operators`; ``status`` reports those
+refusals as ``ops_refused_extensions``).
 Requests are served from the supervisor thread (at most one tick late).
 """
 
@@ -40,6 +43,8 @@ from ext_sdk.schema import Any as AnyValue
 from ext_sdk.schema import Bool, Enum, Field, Int, Map, Str, Struct
 from ext_sdk.wire import FrameError, Opener, Sealer
 
+from .peers import secure_server_socket
+
 __all__ = ["OPS", "OPS_MESSAGES", "OpsClient", "OpsServer", "RunningHost", "find_hosts"]
 
 #: The operations a host answers.
@@ -58,7 +63,7 @@ class OpsServer:
     """Serves ops requests for one host (call :meth:`serve` from one thread only)."""
 
     def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], directory: Path,
-                 handlers: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
+                 handlers: dict[str, Callable[[dict[str, Any]], Any]], zap_domain: str | None = None) -> None:
         key = secrets.token_bytes(32)
         key_file = directory / "ops.key"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -71,6 +76,8 @@ class OpsServer:
         self._sock = zctx.socket(zmq.REP)
         self._sock.linger = 0
         self._sock.setsockopt(zmq.MAXMSGSIZE, _MAX_FRAME)
+        if zap_domain is not None:  # no extension's process may connect (host.exthost.peers)
+            secure_server_socket(self._sock, zap_domain)
         self._sock.bind(f"ipc://{directory}/ops")
         os.chmod(directory / "ops", 0o600)
         (directory / "host.json").write_text(json.dumps({"pid": os.getpid(), "started": time.time(),

@@ -13,6 +13,13 @@ the same user — can connect to an extension's endpoints, receive its events or
 send frames as it. Every refused connection is counted on that extension
 (``frame_errors["unauthenticated"]``) and logged.
 
+The host's operator socket (``kithost ext status|logs|restart``) is in a
+domain with the opposite rule (:meth:`PeerGate.guard_operators`): any process
+of the user may connect *except* an extension's process tree — so an
+extension that got hold of ``ops.key`` (where no filesystem layer hides it)
+still cannot restart or read its neighbours. Refusals there are counted in
+:attr:`PeerGate.operator_refusals`.
+
 Why not CurveZMQ here: it was tried, and encrypting every frame of a local
 ``ipc://`` round trip cost ~15 µs (≈13 % of a gate dispatch) for no gain over
 the kernel's own peer credentials; CURVE is for transports that leave the
@@ -77,7 +84,14 @@ class PeerGate(threading.Thread):
         self._lock = threading.Lock()
         self._launches: dict[str, _Launch] = {}
         self._stopping = threading.Event()
+        self._operator_domain: str | None = None
+        #: Connections to the operator socket refused because they came from an extension.
+        self.operator_refusals = 0
         self.start()
+
+    def guard_operators(self, domain: str) -> None:
+        """``domain`` admits every process except the extensions' (the host's operator socket)."""
+        self._operator_domain = domain
 
     def admit(self, domain: str, name: str, refusals: Counter[str]) -> None:
         """Register a launch before its process starts; refusals in ``domain`` go to ``refusals``."""
@@ -99,19 +113,35 @@ class PeerGate(threading.Thread):
 
     def decide(self, domain: str, address: str) -> bool:
         """Whether the peer at ``address`` may connect in ``domain`` (counted and logged when not)."""
+        pid = peer_pid(address)
+        if domain == self._operator_domain:
+            return self._operator_may_connect(pid, address)
         with self._lock:
             launch = self._launches.get(domain)
         if launch is None:
             log.warning("refused a connection to a closed launch (%s from %s)", domain, address)
             return False
         launch.started.wait(PID_WAIT_S)
-        pid = peer_pid(address)
         if pid is not None and launch.pid is not None and _descends_from(pid, launch.pid):
             return True
         launch.refusals[UNAUTHENTICATED] += 1
         log.warning("extension %s: refused a connection from %s (not its process)", launch.name,
                     f"pid {pid}" if pid is not None else repr(address))
         return False
+
+    def _operator_may_connect(self, pid: int | None, address: str) -> bool:
+        with self._lock:
+            roots = [(launch.name, launch.pid) for launch in self._launches.values() if launch.pid is not None]
+        if pid is None:
+            self.operator_refusals += 1
+            log.warning("refused a connection to the operator socket from %r (no peer credentials)", address)
+            return False
+        for name, root in roots:
+            if _descends_from(pid, root):
+                self.operator_refusals += 1
+                log.warning("extension %s tried to use the host's operator socket (pid %d): refused", name, pid)
+                return False
+        return True
 
     def run(self) -> None:
         sock = self._sock

@@ -140,7 +140,7 @@ STOPPERS: dict[str, tuple[str, ...]] = {
     "list-other-extensions-processes": ("bwrap", "landlock"),
     "signal-another-extension": ("bwrap", "uid", "landlock-scope"),
     "forge-frames-on-another-extensions-sockets": ("bwrap", "uid", "peer-gate"),
-    "drive-the-hosts-operator-socket": ("bwrap", "uid", "landlock"),
+    "drive-the-hosts-operator-socket": ("bwrap", "uid", "landlock", "peer-gate"),
     "call-a-host-api-not-granted": ("host-calls",),
     "subscribe-without-the-conversation-grant": ("handshake",),
     "fork-bomb": ("cgroup", "uid", "watchdog-procs"),
