@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import psutil
 import zmq
 from _common import (
     PIN,
@@ -237,11 +238,26 @@ def med_p50(runs: list[Stats]) -> float:
 
 
 def load_ext(h: ExtensionHost, name: str) -> RunningExtension:
-    """Load ``bench/_exts/<name>`` into ``h`` and place its process (BENCH_PIN=cross)."""
+    """Load ``bench/_exts/<name>`` into ``h`` and place its processes (BENCH_PIN=cross)."""
     ext = h.load(EXTS / name)
-    if ext.process is not None:
-        place_child(ext.process.pid)
+    for pid in tree_pids(ext):
+        place_child(pid)
     return ext
+
+
+def tree_pids(ext: RunningExtension) -> list[int]:
+    """The extension's processes: the one the host started and, inside a sandbox wrapper, those it wraps."""
+    if ext.process is None:
+        return []
+    root = psutil.Process(ext.process.pid)
+    return [p.pid for p in (root, *root.children(recursive=True))]
+
+
+def worker_pid(ext: RunningExtension) -> int:
+    """The process that runs the extension's code (under bubblewrap: the innermost, not the wrapper)."""
+    pids = tree_pids(ext)
+    require(bool(pids), f"{ext.name} has no process")
+    return pids[-1]
 
 
 @dataclass
@@ -339,10 +355,10 @@ def bench_round_trips(stack: contextlib.ExitStack, cfg: HostConfig, tmp: Path, r
         (floor_name, floors[0], floor_pids[0], res.floor),
         ("floor + REQ_RELAXED/REQ_CORRELATE (host's socket options)", floors[1], floor_pids[1], []),
         ("kithost gate: h.emit('tool_call'), handler returns None", functools.partial(h_gate.emit, "tool_call",
-                                                                                     payload), gate.process.pid,
+                                                                                     payload), worker_pid(gate),
          res.gate),
         ("kithost gate: handler returns Block(...)", functools.partial(h_block.emit, "tool_call", payload),
-         block.process.pid, res.block),
+         worker_pid(block), res.block),
     ]
     clocks = {pid: process_cpu_clock(pid) for _, _, pid, _ in cases}
     out = h_gate.emit("step_start", {"step_number": 1})
@@ -647,8 +663,8 @@ def bench_cold(stack: contextlib.ExitStack, cfg: HostConfig, res: Results) -> No
         t0 = pc()
         ext = h.load(EXTS / "gate_none")
         load_ns.append(pc() - t0)
-        if ext.process is not None:
-            place_child(ext.process.pid)
+        for pid in tree_pids(ext):
+            place_child(pid)
         t0 = pc()
         out = h.emit("tool_call", payload)
         first_ns.append(pc() - t0)
