@@ -236,8 +236,9 @@ class Supervision:
     crash_window_s: _PositiveSeconds = 60.0
     #: A run this long (seconds) counts as stable: the crash count and backoff start over.
     stable_after_s: _PositiveSeconds = 10.0
-    #: Exit statuses that mean "broken extension/config": never retried.
-    no_retry_exit_codes: tuple[int, ...] = (2, 3, 4)
+    #: Exit statuses that mean "broken extension/config": never retried (2 usage, 3 broken extension code,
+    #: 4 handshake refused, 5 a required sandbox layer could not be put in force).
+    no_retry_exit_codes: tuple[int, ...] = (2, 3, 4, 5)
     #: Heartbeat period.
     heartbeat_ms: _Positive = 1_000
     #: Without an answer to a heartbeat for this long, a process is "hung": killed and restarted.

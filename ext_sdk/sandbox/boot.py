@@ -112,6 +112,8 @@ def main() -> int:
         return _fail(exc.layer, exc.reason)
     except Exception as exc:  # noqa: BLE001 - a bug here must still fail closed, in one line
         return _fail("boot", f"{type(exc).__name__}: {exc}")
+    for leftover in ("PWD", "OLDPWD", "SHLVL", "_"):  # set by a shell or bwrap on the way: not the host's contract
+        os.environ.pop(leftover, None)
     os.environ[ENV_ACTIVE] = "; ".join(in_force)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the host, whatever runs next (survives execve)
     if plan.exec_argv is not None:

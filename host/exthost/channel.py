@@ -65,6 +65,8 @@ __all__ = ["CallHandler", "Channel", "ChannelFailure"]
 CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
 
 _EVENT_KINDS = frozenset({"reply"})
+#: Largest control-channel frame body (pings, pongs, shutdown, bye are tiny).
+_CONTROL_FRAME = 64 * 1024
 #: Monitor events of a connection that broke the ZMTP handshake (a ZAP refusal is counted by :mod:`.peers`).
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _EVENTS_MONITOR = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | _REFUSED
@@ -99,7 +101,8 @@ class Channel:
         limit = max_frame + MAC_SIZE
         self.events = self._socket(zctx, launch, zmq.REQ, endpoints.events, limit, relaxed=True)
         self.calls = self._socket(zctx, launch, zmq.REP, endpoints.calls, limit)
-        self.control = self._socket(zctx, launch, zmq.REQ, endpoints.control, 64 * 1024, relaxed=True)
+        self.control = self._socket(zctx, launch, zmq.REQ, endpoints.control, _CONTROL_FRAME + MAC_SIZE,
+                                    relaxed=True)
         self.monitor = self.events.get_monitor_socket(_EVENTS_MONITOR)
         self._side_monitors = [self.calls.get_monitor_socket(_REFUSED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED),
                                self.control.get_monitor_socket(_REFUSED)]
@@ -112,7 +115,7 @@ class Channel:
         self._calls_out = Sealer(secret)
         self._calls_in = Opener(secret, _CALL_KINDS, max_frame)
         self._control_out = Sealer(secret)
-        self._control_in = Opener(secret, _CONTROL_KINDS, 64 * 1024)
+        self._control_in = Opener(secret, _CONTROL_KINDS, _CONTROL_FRAME)
         self._ids = itertools.count(1)
         self._poller = zmq.Poller()
         for sock in (self.events, self.calls, self.monitor):

@@ -40,6 +40,7 @@ import zmq
 
 from ext_sdk.combine import FailureKind, HandlerFailure, HandlerTransport
 from ext_sdk.events import Policy
+from ext_sdk.sandbox.plan import PlanError
 
 from ..config import HostConfig
 from ..errors import ExtensionStartError
@@ -192,7 +193,7 @@ class RunningExtension:
             self._gate.admit(launch.domain, self.name, self.channel.frame_errors)
             self.process = ExtensionProcess(confined.spec, self.log)
             self._gate.started(launch.domain, self.process.pid)
-        except (OSError, zmq.ZMQError, SandboxRefused) as exc:
+        except (OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
             self._cleanup_launch()
             self._set_state(ExtState.DEAD, f"could not start: {exc}")
             raise ExtensionStartError(self.name, f"could not start: {exc}") from exc

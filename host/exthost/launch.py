@@ -113,6 +113,12 @@ def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None
     else:
         argv = manifest.command
     path_dirs = [str(Path(_python()).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+    if not os.path.isabs(argv[0]):  # a bare program name: found on the extension's PATH, as its shell would
+        program = shutil.which(argv[0], path=os.pathsep.join(path_dirs))
+        if program is None:
+            raise FileNotFoundError(f"program {argv[0]!r} of the manifest's command is not on the extension's PATH "
+                                    f"({os.pathsep.join(dict.fromkeys(path_dirs))})")
+        argv = (program, *argv[1:])
     env = {
         **manifest.env,
         "PATH": os.pathsep.join(dict.fromkeys(path_dirs)),
