@@ -8,6 +8,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# npm ci writes this file: the JavaScript SDK's packages (zeromq ships its binary; no install scripts needed).
+JS_STAMP := ext_sdk/js/node_modules/.package-lock.json
 
 # litellm must never reach the network: local cost map, no Hugging Face lookups.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
@@ -33,8 +35,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint sandbox-deps
+test: lint sandbox-deps $(JS_STAMP)
 	$(BIN)/python -m pytest -q
+
+$(JS_STAMP): ext_sdk/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm (Node 20) not found: the JavaScript SDK needs it"; exit 1; }
+	npm ci --prefix ext_sdk/js --ignore-scripts --no-audit --no-fund --loglevel=error
 
 # The strong sandbox level needs bubblewrap, which a fresh Debian machine lacks. As root with apt-get, install
 # it (only when missing; a failure only warns: the sandbox then runs, and the tests run, at a weaker level).
@@ -60,6 +66,7 @@ bench: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/kithost schema --write docs/protocol.schema.json
+	$(BIN)/kithost schema --write ext_sdk/js/protocol.schema.json
 
 docs: $(STAMP)
 	$(BIN)/python -m host.config_doc --write docs/configuration.md

@@ -117,7 +117,8 @@ def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path) -> None
     untrusted = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert untrusted.returncode == 1 and "not trusted" in untrusted.stderr and "kithost ext trust" in untrusted.stderr
     assert "Traceback" not in untrusted.stderr and (tmp_path / "build").exists()  # nothing ran
-    for name in ("context-pruner", "permission-gate", "secret-redactor", "usage-budget"):
+    for name in ("context-pruner", "permission-gate", "secret-redactor", "usage-budget", "tool-gate-js",
+                 "observer-js"):
         trusted = subprocess.run([sys.executable, "-m", "host", "ext", "trust", name, "-e", str(EXTENSIONS), "--yes"],
                                  capture_output=True, text=True, timeout=60, env=env)
         assert trusted.returncode == 0 and f"trusted {name}" in trusted.stdout, trusted.stderr
