@@ -66,7 +66,11 @@ class HandlerRunner:
         spec = spec_for(sub.event)
         self.current = sub.event
         try:
-            value = sub.fn(EventData(data), Context(self._caller, sub.event))
+            event = EventData(data)
+            if spec is not None:  # an absent optional field reads as null (PROTOCOL §4.2): event.cost is None
+                for name in _optional_fields(spec.name, spec.payload.fields):
+                    event.setdefault(name, None)
+            value = sub.fn(event, Context(self._caller, sub.event))
             result = to_plain(sub.event, value)
             if result is not None:
                 if spec is None:
@@ -104,6 +108,17 @@ class HandlerRunner:
             return {"ok": True, "result": {"content": f"Error: {_describe(exc)}", "is_error": True}}
         finally:
             self.current = None
+
+
+_OPTIONAL: dict[str, tuple[str, ...]] = {}
+
+
+def _optional_fields(event: str, fields: dict[str, Any]) -> tuple[str, ...]:
+    """The optional payload fields of ``event`` (cached: this runs for every handler call)."""
+    found = _OPTIONAL.get(event)
+    if found is None:
+        found = _OPTIONAL[event] = tuple(name for name, f in fields.items() if not f.required)
+    return found
 
 
 def _name(fn: Callable[..., Any]) -> str:

@@ -39,6 +39,9 @@ examples:
   kithost ext trust permission-gate -e extensions
                                          review what it asks for and trust it
   kithost ext sandbox                    the isolation level here and each layer in force
+  kithost new my-gate --lang js          scaffold an extension (manifest, code, a test)
+  kithost conformance extensions/permission_gate
+                                         check an extension against the protocol
   kithost ext status                     extensions of running hosts: state, pid, restarts, latency
   kithost ext logs permission-gate -f    follow an extension's stderr
   kithost schema --write docs/protocol.schema.json
@@ -143,6 +146,29 @@ def _build_parser() -> argparse.ArgumentParser:
     group = schema.add_mutually_exclusive_group()
     group.add_argument("--write", type=Path, metavar="FILE", help="write it to FILE")
     group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the generated schema")
+
+    conformance = sub.add_parser(
+        "conformance", help="check an extension against the protocol (scripted scenarios, table of checks)",
+        description="Start the extension (a folder with extension.toml, or any command after --) sandboxed as the "
+                    "host would, act as the host at the wire level, and drive it through scripted scenarios: "
+                    "handshake, version mismatch, every subscription as an event and in a batch, notify batches, "
+                    "tools and commands, host calls, heartbeats while a handler runs, bad frames it receives, "
+                    "shutdown. Prints each check with pass/fail/skip and why. Exit status 0 only when every "
+                    "required check passes (known failures aside).")
+    conformance.add_argument("target", nargs="*", metavar="PATH | -- COMMAND",
+                             help="extension folder (or its extension.toml), or -- and the command that starts it")
+    conformance.add_argument("--json", action="store_true", help="one JSON document for machines")
+    conformance.add_argument("--known-failures", type=Path, metavar="FILE",
+                             help="check ids (one a line, # comments) known to fail: they do not fail the run; "
+                                  "one that passes again is reported")
+
+    new = sub.add_parser("new", help="scaffold a new extension (manifest, code, a test)",
+                         description="Write a new extension NAME in DIR/NAME: its manifest, a tool_call gate with a "
+                                     "command, and a test with the SDK's FakeHost. It passes `kithost conformance` "
+                                     "as generated.")
+    new.add_argument("name", help="extension name (lowercase letters, digits, '.', '_', '-')")
+    new.add_argument("--lang", choices=("python", "js"), default="python", help="language (default python)")
+    new.add_argument("--dir", type=Path, default=Path("."), metavar="DIR", help="where to create it (default .)")
 
     demo = sub.add_parser("demo", help="a real agent session with the bundled extensions (offline, ~10 s)",
                           description="Run a scripted agent session (offline provider) with the bundled "
@@ -359,6 +385,22 @@ def _chat(args: argparse.Namespace) -> int:
     return chat_command(ChatArgs(**_agent_kwargs(args)))
 
 
+def _conformance(args: argparse.Namespace) -> int:
+    from .conformance import conformance_command
+
+    return conformance_command(args.target, _config(args), args.json, args.known_failures)
+
+
+def _new(args: argparse.Namespace) -> int:
+    from .scaffold import scaffold
+
+    target = scaffold(args.name, args.lang, args.dir)
+    test = "node --test" if args.lang == "js" else f"python -m pytest {target}"
+    print(f"created {target}\n  check it:   kithost conformance {target}\n  test it:    {test}\n"
+          f"  run it:     kithost ext trust {args.name} -e {target} && kithost chat -e {target}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -377,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"schema": _schema, "demo": _demo, "run": _run, "chat": _chat}
+    handlers = {"schema": _schema, "demo": _demo, "run": _run, "chat": _chat, "conformance": _conformance,
+                "new": _new}
     try:
         if args.command == "ext":
             commands = {"list": _ext_list, "check": _ext_check, "trust": _ext_trust, "sandbox": _ext_sandbox,

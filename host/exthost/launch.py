@@ -113,6 +113,8 @@ def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None
     else:
         argv = manifest.command
     path_dirs = [str(Path(_python()).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+    if not os.path.isabs(argv[0]) and "/" in argv[0]:  # a relative path: from the extension's folder
+        argv = (str(manifest.directory / argv[0]), *argv[1:])
     if not os.path.isabs(argv[0]):  # a bare program name: found on the extension's PATH, as its shell would
         program = shutil.which(argv[0], path=os.pathsep.join(path_dirs))
         if program is None:

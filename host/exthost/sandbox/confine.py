@@ -141,6 +141,11 @@ class Confiner:
         use_bwrap = on[SandboxLayer.BWRAP] and found.bwrap_mode is not None
         lease = None
         if on[SandboxLayer.UID] and ((use_bwrap and found.bwrap_mode is BwrapMode.ROOT) or not found.uid_needs_bwrap):
+            folder = str(manifest.directory)
+            blocked = uids.blockers(folder, bound=[folder] if use_bwrap else [], need=0o5)
+            if blocked:  # else the process dies with a bare "Permission denied"
+                raise SandboxRefused(f"the extension runs under its own uid and cannot read its folder: {blocked[0]} "
+                                     f"(make it readable by others: chmod o+rx {folder})")
             lease = uids.lease_id(slot)
             uids.share_private_dir(launch.endpoints.directory, lease.uid, lease.gid, launch.endpoints.work_dir)
             layers.append(f"uid {lease.uid}")
