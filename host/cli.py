@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,14 @@ examples:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kithost", description=_DESCRIPTION, epilog=_EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, metavar="FILE",
+    # --config is accepted before the command and after it (`kithost --config F run ...` and
+    # `kithost run --config F ...`): one definition, inherited by every parser. SUPPRESS: a parser that
+    # did not see it sets nothing, so a subcommand's parser does not overwrite the value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                         help=f"operator config (TOML; default {default_config_path()})")
+    parser = argparse.ArgumentParser(prog="kithost", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -70,7 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-discover", action="store_true",
                        help="load only -e extensions, not ~/.config/kithost/extensions or ./.kithost/extensions")
 
-    run = sub.add_parser("run", help="run one agent turn",
+    run = sub.add_parser("run", parents=[common], help="run one agent turn",
                          description="Run one agent turn on PROMPT with the extensions loaded, streaming the "
                                      "answer and tool activity. Exit status: 0 done, 1 the turn ended in an error, "
                                      "130 cancelled (Ctrl-C).")
@@ -78,22 +83,22 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true",
                      help="one JSON object per event on stdout ({\"type\": <event>, ...}), then {\"type\": \"result\"}")
     run.add_argument("prompt", help="the user prompt")
-    chat = sub.add_parser("chat", help="interactive agent session",
+    chat = sub.add_parser("chat", parents=[common], help="interactive agent session",
                           description="Interactive session: type prompts; /help lists the slash commands "
                                       "(/model /fork /new /compact /ext /session /exit and extension commands). "
                                       "Ctrl-C cancels the running turn, not the program; end of input quits.")
     agent_options(chat)
 
-    ext = sub.add_parser("ext", help="inspect extensions", description="Inspect extensions.")
+    ext = sub.add_parser("ext", parents=[common], help="inspect extensions", description="Inspect extensions.")
     ext_sub = ext.add_subparsers(dest="ext_command", metavar="SUBCOMMAND", required=True)
-    ls = ext_sub.add_parser("list", help="extensions found in the search dirs and -e paths",
+    ls = ext_sub.add_parser("list", parents=[common], help="extensions found in the search dirs and -e paths",
                             description="List extensions found in the search directories "
                                         "(~/.config/kithost/extensions, ./.kithost/extensions) and -e paths, "
                                         "in load order, without starting them.")
     ls.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
                     help="extension directory, manifest, or directory of extensions (repeatable)")
     ls.add_argument("--json", action="store_true", help="one JSON document for machines")
-    check = ext_sub.add_parser("check", help="start one extension, print its handshake, stop it",
+    check = ext_sub.add_parser("check", parents=[common], help="start one extension, print its handshake, stop it",
                                description="Start the extension at PATH in its own confined process, granted "
                                            "what its manifest asks (for the check only: no event carries data), "
                                            "complete the handshake, print what it declared, what the host "
@@ -102,7 +107,7 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path, help="extension directory or extension.toml")
     check.add_argument("--json", action="store_true", help="one JSON document for machines")
 
-    trust = ext_sub.add_parser("trust", help="review what an extension asks for and trust it",
+    trust = ext_sub.add_parser("trust", parents=[common], help="review what an extension asks for and trust it",
                                description="Show what extension NAME asks for (host calls, conversation content, "
                                            "network, paths, starting programs) and, if it changed since it was "
                                            "trusted, what changed; then record the trust for exactly this content "
@@ -114,20 +119,20 @@ def _build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--yes", action="store_true", help="trust without asking")
     trust.add_argument("--revoke", action="store_true", help="forget the trust instead")
     trust.add_argument("--list", action="store_true", help="list what is trusted")
-    sandbox = ext_sub.add_parser("sandbox", help="the isolation level on this machine and each layer",
+    sandbox = ext_sub.add_parser("sandbox", parents=[common], help="the isolation level on this machine and each layer",
                                  description="Probe what confines extensions here (bubblewrap, Landlock, seccomp, "
                                              "cgroups, a dedicated uid), say which layers are in force and, "
                                              "for each missing one, why.")
     sandbox.add_argument("--json", action="store_true", help="one JSON document for machines")
 
-    status = ext_sub.add_parser("status", help="state and counters of extensions in running hosts",
+    status = ext_sub.add_parser("status", parents=[common], help="state and counters of extensions in running hosts",
                                 description="For every running kithost of this user: each extension's state, "
                                             "pid, uptime, restarts and last reason, RSS, CPU, events handled, "
                                             "p50/p99 handler latency, timeouts and fail-open/closed counts.")
     status.add_argument("name", nargs="?", help="only this extension")
     status.add_argument("--json", action="store_true", help="one JSON document for machines")
     status.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
-    logs = ext_sub.add_parser("logs", help="an extension's captured stderr/stdout",
+    logs = ext_sub.add_parser("logs", parents=[common], help="an extension's captured stderr/stdout",
                               description="The last lines an extension wrote to stderr/stdout, as captured by "
                                           "its running host (bounded per extension).")
     logs.add_argument("name", help="extension name")
@@ -135,20 +140,21 @@ def _build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     logs.add_argument("--json", action="store_true", help="one JSON document for machines")
     logs.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
-    restart = ext_sub.add_parser("restart", help="restart an extension in its running host",
+    restart = ext_sub.add_parser("restart", parents=[common], help="restart an extension in its running host",
                                  description="Stop the extension's process (if running), forget its crash "
                                              "history and start it again; also brings back a 'dead' extension.")
     restart.add_argument("name", help="extension name")
     restart.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
 
-    schema = sub.add_parser("schema", help="print or write the protocol's JSON Schema",
+    schema = sub.add_parser("schema", parents=[common], help="print or write the protocol's JSON Schema",
                             description="The wire protocol as one JSON Schema document, generated from ext_sdk.")
     group = schema.add_mutually_exclusive_group()
     group.add_argument("--write", type=Path, metavar="FILE", help="write it to FILE")
     group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the generated schema")
 
     conformance = sub.add_parser(
-        "conformance", help="check an extension against the protocol (scripted scenarios, table of checks)",
+        "conformance", parents=[common],
+        help="check an extension against the protocol (scripted scenarios, table of checks)",
         description="Start the extension (a folder with extension.toml, or any command after --) sandboxed as the "
                     "host would, act as the host at the wire level, and drive it through scripted scenarios: "
                     "handshake, version mismatch, every subscription as an event and in a batch, notify batches, "
@@ -162,7 +168,7 @@ def _build_parser() -> argparse.ArgumentParser:
                              help="check ids (one a line, # comments) known to fail: they do not fail the run; "
                                   "one that passes again is reported")
 
-    new = sub.add_parser("new", help="scaffold a new extension (manifest, code, a test)",
+    new = sub.add_parser("new", parents=[common], help="scaffold a new extension (manifest, code, a test)",
                          description="Write a new extension NAME in DIR/NAME: its manifest, a tool_call gate with a "
                                      "command, and a test with the SDK's FakeHost. It passes `kithost conformance` "
                                      "as generated.")
@@ -170,7 +176,8 @@ def _build_parser() -> argparse.ArgumentParser:
     new.add_argument("--lang", choices=("python", "js"), default="python", help="language (default python)")
     new.add_argument("--dir", type=Path, default=Path("."), metavar="DIR", help="where to create it (default .)")
 
-    demo = sub.add_parser("demo", help="a real agent session with the bundled extensions (offline, ~10 s)",
+    demo = sub.add_parser("demo", parents=[common],
+                          help="a real agent session with the bundled extensions (offline, ~10 s)",
                           description="Run a scripted agent session (offline provider) with the bundled "
                                       "extensions plus one misbehaving extension: a dangerous command is "
                                       "blocked, a secret redacted, usage reported, the broken extension "
@@ -180,7 +187,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> HostConfig:
-    return load_config(args.config)
+    return load_config(getattr(args, "config", None))
 
 
 def _ext_list(args: argparse.Namespace) -> int:
@@ -366,10 +373,8 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    model = args.model
-    if model is None and args.script is not None and args.session is None:
-        model = f"scripted/{args.script.stem}"
-    return {"model": model, "script": args.script, "extensions": tuple(args.extension), "session": args.session,
+    # No --model: AgentSession.open takes the session's model, or scripted/<script name> for a new session.
+    return {"model": args.model, "script": args.script, "extensions": tuple(args.extension), "session": args.session,
             "cwd": args.cwd, "config": _config(args), "discover": not args.no_discover}
 
 
@@ -407,8 +412,33 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(quiet=args.quiet)
 
 
+#: Exit status when stdout was closed early (``… | head``): what a shell reports for a death by SIGPIPE
+#: (``run`` and ``chat`` return it too when their stdout goes away mid-turn).
+EXIT_STDOUT_CLOSED = 128 + 13
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kithost`` console script."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # output still buffered must fail here, not at interpreter exit
+    except BrokenPipeError:  # the reader of stdout went away (`kithost … | head`): stop quietly
+        _stdout_gone()
+        return EXIT_STDOUT_CLOSED
+    return status
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so the interpreter's own flush at exit does not complain again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (tests): nothing will be flushed to a pipe at exit
+        pass
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.version:

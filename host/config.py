@@ -234,8 +234,12 @@ class Supervision:
     crash_limit: _Positive = 5
     #: The window (seconds) in which ``crash_limit`` crashes are counted.
     crash_window_s: _PositiveSeconds = 60.0
-    #: A run this long (seconds) counts as stable: the crash count and backoff start over.
+    #: A run this long (seconds) counts as stable: the crash count and backoff start over (the event-crash
+    #: count does not).
     stable_after_s: _PositiveSeconds = 10.0
+    #: This many crashes in a row during a handler, each before its process answered any event, make the
+    #: extension ``dead`` however far apart they are (it dies on every event; ``0`` = never). An answer resets it.
+    event_crash_limit: _Limit = 3
     #: Exit statuses that mean "broken extension/config": never retried (2 usage, 3 broken extension code,
     #: 4 handshake refused, 5 a required sandbox layer could not be put in force).
     no_retry_exit_codes: tuple[int, ...] = (2, 3, 4, 5)

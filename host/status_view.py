@@ -116,7 +116,10 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
         for e in exts:
             stats, res = e["stats"], e.get("resources") or {}
             busy = e.get("busy")
-            reason = e["last_reason"] + (f" (busy in {busy['event']} for {busy['ms']} ms)" if busy else "")
+            # "reason": why it was last restarted while the new process runs ("last_reason" is then routine);
+            # hosts older than that field send only "last_reason".
+            reason = (e.get("reason") or e["last_reason"]) + (f" (busy in {busy['event']} for {busy['ms']} ms)"
+                                                             if busy else "")
             state_style = {ExtState.READY: "green", ExtState.DEGRADED: "yellow", ExtState.RESTARTING: "yellow",
                            ExtState.DEAD: "red"}
             table.add_row(
@@ -138,9 +141,16 @@ def show_logs(name: str, last: int, as_json: bool, base: Path | None = None, pid
     if as_json:
         print(json.dumps(data, indent=2))
         return 0
+    if not data["lines"]:
+        print(_no_output(name, data))
     for _seq, stamp, stream, text in data["lines"]:
         print(f"{time.strftime('%H:%M:%S', time.localtime(stamp))} {name} {stream}: {text}")
     return 0
+
+
+def _no_output(name: str, data: dict[str, Any]) -> str:
+    state = f" ({data['state']})" if data.get("state") else ""
+    return f"no output from {name} yet{state}"
 
 
 def follow_logs(name: str, last: int, base: Path | None = None, pid: int | None = None,
@@ -156,6 +166,8 @@ def follow_logs(name: str, last: int, base: Path | None = None, pid: int | None 
         except RuntimeError:
             print(f"kithost pid {host.pid} is gone", file=sys.stderr)
             return 0
+        if first and not data["lines"]:  # on stderr: stdout carries only the extension's lines
+            print(f"{_no_output(name, data)}; waiting for it (Ctrl-C to stop)", file=sys.stderr, flush=True)
         first = False
         for seq, stamp, stream, text in data["lines"]:
             after = max(after, seq)

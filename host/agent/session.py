@@ -47,7 +47,7 @@ from typing import Any
 
 from ..config import HostConfig
 from ..errors import HostError
-from ..exthost.host import AskTrust, ExtensionHost
+from ..exthost.host import AskTrust, ExtensionHost, HostNotice
 from ..exthost.state_store import StateStore
 from .agent_config import AgentConfig
 from .compaction import CompactionResult
@@ -116,12 +116,16 @@ class AgentSession:
     def open(cls, model: str | None, script: Path | None, extensions: Sequence[Path], session_path: Path | None,
              cwd: Path, config: HostConfig | None = None, *, agent_config: AgentConfig | None = None,
              on_event: EventSink | None = None, on_print: PrintSink | None = None,
-             discover: bool = False, ask_trust: AskTrust | None = None) -> AgentSession:
-        """Open (create or resume) a session; see the module doc. ``model=None`` resumes the session's model.
+             discover: bool = False, ask_trust: AskTrust | None = None,
+             on_notice: HostNotice | None = None) -> AgentSession:
+        """Open (create or resume) a session; see the module doc. ``model=None`` resumes the session's model;
+        a session that has none yet (a new one) gets ``scripted/<script name>`` when ``script`` is given.
 
         ``discover`` also loads extensions from the config's search directories
         (before ``extensions``). ``ask_trust`` is asked about an extension that wants
-        more than it was granted (an interactive prompt). Raises
+        more than it was granted (an interactive prompt). ``on_notice`` hears handler
+        failures, state changes and restarts of extensions as they happen
+        (:data:`~host.exthost.host.HostNotice`). Raises
         :class:`~host.errors.HostError` subclasses.
         """
         agent_config = agent_config or AgentConfig()
@@ -135,9 +139,11 @@ class AgentSession:
         host: ExtensionHost | None = None
         try:
             chosen = model or (resumed.current_model() if resumed is not None else None)
+            if not chosen and script is not None:
+                chosen = f"scripted/{script.stem}"
             if not chosen:
-                raise ModelError("no model given; use e.g. --model openai/gpt-4o, or --model scripted/demo "
-                                 "--script FILE")
+                raise ModelError("no model given; use e.g. --model openai/gpt-4o, or --script FILE (model "
+                                 "scripted/<its name>)")
             params = _llm_params(chosen, script, agent_config)
             check_model(chosen, params)
             agent_config = replace(agent_config, llm_params=params)
@@ -149,7 +155,8 @@ class AgentSession:
                 tree.append_model_change(chosen, "", "config")
             start_model = tree.current_model() or chosen
             services = AgentServices(on_print, str(cwd))
-            host = ExtensionHost(replace(config or HostConfig(), state_path=tree.state_path), services, ask_trust)
+            host = ExtensionHost(replace(config or HostConfig(), state_path=tree.state_path), services, ask_trust,
+                                 on_notice)
             report = host.load_discovered(extensions, search=discover)
             if report.failed:
                 raise report.failed[0][1]

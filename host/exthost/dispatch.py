@@ -95,9 +95,13 @@ def _hook_transport(fn: InProcessHook, event: str, label: str) -> Callable[[dict
 class Dispatcher:
     """Routes events to in-process hooks and extension handlers."""
 
-    def __init__(self, config: HostConfig, wake_delivery: Callable[[], None]) -> None:
+    def __init__(self, config: HostConfig, wake_delivery: Callable[[], None],
+                 on_failure: Callable[[str, Failure], None] | None = None) -> None:
         self.config = config
         self._wake = wake_delivery
+        #: ``on_failure(event, failure)``: every handler failure of a gate/chain event or in-process hook, as it
+        #: happens (not rate-limited like the log); it must not raise.
+        self._on_failure = on_failure
         self._budget_s = config.deadlines.event_budget_ms / 1000
         self._tables: dict[str, _Table] = _EMPTY
         self._handlers: list[Handler] = []
@@ -214,7 +218,10 @@ class Dispatcher:
         return Outcome(event, payload, failures=failures, handlers=len(table.handlers) + queued)
 
     def _failed(self, handler: Handler, failure: Failure) -> None:
-        """Log a handler failure with the extension's name, at most once per key per ``WARN_EVERY_S``."""
+        """Report a handler failure to ``on_failure``; log it with the extension's name, at most once per key
+        per ``WARN_EVERY_S``."""
+        if self._on_failure is not None:
+            self._on_failure(handler.decl.event, failure)
         key = (handler.label, handler.decl.event, failure.kind)
         now = time.monotonic()
         last, suppressed = self._warned.get(key, (-WARN_EVERY_S, 0))

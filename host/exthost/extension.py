@@ -85,6 +85,9 @@ class Hooks:
     ready_again: Callable[[RunningExtension], None] = lambda ext: None
     #: A process exited or a restart is due (wake the supervisor).
     needs_supervision: Callable[[], None] = lambda: None
+    #: ``state_changed(ext, old, new, reason)``: after every state change (any thread, maybe under the
+    #: extension's state lock: keep it quick, do not call back into the extension).
+    state_changed: Callable[[RunningExtension, str, str, str], None] = lambda ext, old, new, reason: None
 
 
 class RunningExtension:
@@ -138,6 +141,8 @@ class RunningExtension:
         self._restart_thread: threading.Thread | None = None
         self._kill_reason: str | None = None
         self._stopping = False
+        #: Events answered when the current process started (did it ever answer one? rule 4 of the restart policy).
+        self._answers_at_start = 0
 
     # ------------------------------------------------------------------ records
 
@@ -180,6 +185,7 @@ class RunningExtension:
         level = logging.WARNING if old is not new and new in (ExtState.DEAD, ExtState.RESTARTING,
                                                               ExtState.DEGRADED) else logging.INFO
         log.log(level, "extension %s: %s → %s: %s", self.name, old.value, new.value, reason)
+        self.hooks.state_changed(self, old.value, new.value, reason)
 
     # ------------------------------------------------------------------ start
 
@@ -198,6 +204,7 @@ class RunningExtension:
             self._set_state(ExtState.DEAD, f"could not start: {exc}")
             raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
         self._kill_reason = None
+        self._answers_at_start = self._answers()
         proc = self.process
         # An exit wakes the supervisor at once (no waiting for its next tick): kill → ready stays close to a
         # cold start. Popen.wait in another thread is safe: Popen serialises its waits.
@@ -322,7 +329,7 @@ class RunningExtension:
         # a connection dropped for other reasons surfaces from the request's own poll.
         channel, process = self.channel, self.process
         if channel is None or process is None or process.popen.returncode is not None:
-            self.process_gone()
+            self.process_gone(in_handler=False)  # it died before this request was sent
             raise HandlerFailure(FailureKind.NOT_RUNNING, f"{self.name} is not running ({self.last_exit})")
         return channel
 
@@ -333,7 +340,7 @@ class RunningExtension:
                 self.process.popen.wait(0.25)
             except subprocess.TimeoutExpired:
                 return exc.detail  # still running: it dropped the connection (oversized frame), not a crash
-            self.process_gone()
+            self.process_gone(in_handler=True)
             return f"the extension died during the handler ({self.last_exit})"
         if exc.kind == FailureKind.TIMEOUT:
             self.note_slow(exc.detail)
@@ -368,8 +375,16 @@ class RunningExtension:
         if reason is not None:
             self.kill(reason)
 
-    def process_gone(self, cause: str | None = None) -> None:
-        """The process ended (or was killed for ``cause``): decide restart or death (once per process)."""
+    def _answers(self) -> int:
+        """Events answered successfully so far: handler results, notify deliveries, tools and commands."""
+        return self.stats.handled + self.stats.notified
+
+    def process_gone(self, cause: str | None = None, in_handler: bool | None = None) -> None:
+        """The process ended (or was killed for ``cause``): decide restart or death (once per process).
+
+        ``in_handler``: whether a request was in flight; unknown (``None``: the supervisor saw the exit or
+        killed the process), a request holding the exchange's lock says so.
+        """
         with self._state_lock:
             if self._stopping or not self.state.running or self.process is None:
                 return
@@ -382,7 +397,10 @@ class RunningExtension:
             if cause:
                 self.last_exit = f"{cause} ({self.last_exit})"
             code = proc.returncode if cause is None else None
-            self._apply(self.restart_policy.after_exit(time.monotonic() - proc.started, code, why))
+            in_handler = self.exchange.lock.locked() if in_handler is None else in_handler
+            self._apply(self.restart_policy.after_exit(time.monotonic() - proc.started, code, why,
+                                                       in_handler=in_handler,
+                                                       answered=self._answers() > self._answers_at_start))
         self.exchange.discard_backlog()
 
     def _apply(self, decision: ExitDecision) -> None:

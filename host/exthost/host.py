@@ -36,7 +36,7 @@ from typing import Any
 
 import zmq
 
-from ext_sdk.combine import Outcome
+from ext_sdk.combine import Failure, Outcome
 from ext_sdk.events import custom_event_name
 
 from ..config import HostConfig
@@ -56,7 +56,8 @@ from .state_store import StateStore
 from .supervisor import Supervisor
 from .trust import TrustStore, Verdict, decide, default_trust_file
 
-__all__ = ["AskTrust", "ExtensionCommand", "ExtensionHost", "ExtensionTool", "LoadReport", "runtime_base"]
+__all__ = ["AskTrust", "ExtensionCommand", "ExtensionHost", "ExtensionTool", "HostNotice", "LoadReport",
+           "runtime_base"]
 
 log = logging.getLogger("kithost.host")
 
@@ -66,6 +67,15 @@ _OPS_DOMAIN = "kithost/ops"
 #: ``ask(manifest, verdict) -> bool``: asked when an extension that is not trusted wants more than the
 #: defaults (an interactive prompt); ``True`` records the trust and starts it.
 AskTrust = Callable[[Manifest, Verdict], bool]
+
+#: ``notice(kind, data)``: what happens to extensions besides events, as it happens (any thread; keep it
+#: quick, do not call back into the host; an exception is logged, never raised):
+#:
+#: * ``handler_failure`` — ``{"extension", "event", "kind", "detail", "policy"}``: a gate/chain handler (or an
+#:   in-process hook, ``extension`` ``host:<function>``) failed and its policy was applied;
+#: * ``extension_state`` — ``{"extension", "old", "new", "reason"}``: every state change;
+#: * ``restart`` — ``{"extension", "restarts", "pid"}``: a restarted extension is ready again.
+HostNotice = Callable[[str, dict[str, Any]], None]
 
 
 def runtime_base() -> Path:
@@ -119,8 +129,9 @@ class ExtensionHost:
     """Loads extensions into sandboxable processes and dispatches events to them."""
 
     def __init__(self, config: HostConfig | None = None, services: HostServices | None = None,
-                 ask: AskTrust | None = None) -> None:
+                 ask: AskTrust | None = None, notice: HostNotice | None = None) -> None:
         self.config = config or HostConfig()
+        self._notice = notice
         self.services: HostServices = services or LocalServices()
         #: What the operator granted each extension, pinned to its content (``kithost ext trust``).
         self.trust = TrustStore(self.config.sandbox.trust_file or default_trust_file())
@@ -138,10 +149,11 @@ class ExtensionHost:
         self._extensions: dict[str, RunningExtension] = {}
         self._lock = threading.Lock()
         self._pump = NotifyPump(self.extensions)
-        self._dispatch = Dispatcher(self.config, self._pump.wake)
+        self._dispatch = Dispatcher(self.config, self._pump.wake,
+                                    on_failure=self._handler_failed if notice is not None else None)
         self._router = HostCallRouter(self.state, self.services, self._emit_custom)
-        self._hooks = Hooks(queued=self._pump.wake, ready_again=self._dispatch.route_extension,
-                            needs_supervision=self._wake_supervisor)
+        self._hooks = Hooks(queued=self._pump.wake, ready_again=self._ready_again,
+                            needs_supervision=self._wake_supervisor, state_changed=self._state_changed)
         self._closed = False
         self._pump.start()
         self._ops = OpsServer(self._zctx, self._runtime, {
@@ -318,6 +330,28 @@ class ExtensionHost:
 
     def _wake_supervisor(self) -> None:
         self._supervisor.wake()
+
+    # ------------------------------------------------------------------ notices (HostNotice)
+
+    def _tell(self, kind: str, data: dict[str, Any]) -> None:
+        if self._notice is None:
+            return
+        try:
+            self._notice(kind, data)
+        except Exception:  # the application's callback must not break dispatch or supervision
+            log.exception("notice callback failed on %s", kind)
+
+    def _handler_failed(self, event: str, failure: Failure) -> None:
+        self._tell("handler_failure", {"extension": failure.handler, "event": event, "kind": str(failure.kind),
+                                       "detail": failure.detail, "policy": str(failure.policy)})
+
+    def _state_changed(self, ext: RunningExtension, old: str, new: str, reason: str) -> None:
+        self._tell("extension_state", {"extension": ext.name, "old": old, "new": new, "reason": reason})
+
+    def _ready_again(self, ext: RunningExtension) -> None:
+        self._dispatch.route_extension(ext)
+        self._tell("restart", {"extension": ext.name, "restarts": ext.restarts,
+                               "pid": ext.process.pid if ext.process is not None else None})
 
     def _supervise(self) -> None:
         for ext in self.extensions():

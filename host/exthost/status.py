@@ -3,15 +3,24 @@
 :func:`extension_status` reads an extension handle's records and never
 changes them. Keys (stable; ``kithost ext status --json`` prints them):
 ``name, version, state, pid, uptime_s, last_exit, restarts, restart_policy,
-resources, busy, last_reason, protocol, sdk, granted, grant_source, sandbox
-({level, layers}), subscriptions, tools, commands, queued, frame_errors,
-call_errors, stats, manifest``.
+resources, busy, last_reason, restart_cause, reason, protocol, sdk, granted,
+grant_source, sandbox ({level, layers}), subscriptions, tools, commands,
+queued, frame_errors, call_errors, stats, manifest``.
+
+Reasons: ``last_reason`` is the reason of the last state change, which after a
+restart is routine ("handshake done"); ``restart_cause`` is why the process was
+last replaced ("killed: memory limit 512 MiB (rss 530 MiB)", "restarted by the
+operator"; empty if never); ``reason`` is the most informative of the two, for
+tables: ``restarted after: <restart_cause>`` while the restarted process runs,
+else ``last_reason``.
 """
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
+
+from .supervisor import ExtState, restart_cause
 
 if TYPE_CHECKING:
     from .extension import RunningExtension
@@ -26,6 +35,9 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
     busy, current, busy_ms = ext.last_pong_info
     declared = ext.declared
     channel = ext.channel
+    last_reason = ext.transitions[-1].reason if ext.transitions else ""
+    cause = next((restart_cause(t.reason) for t in reversed(ext.transitions) if t.new == ExtState.RESTARTING.value),
+                 "")
     return {
         "name": ext.name,
         "version": declared.version or ext.manifest.version,
@@ -37,7 +49,9 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
         "restart_policy": ext.restart_policy.mode,
         "resources": ext.resources.as_dict() if ext.resources is not None else None,
         "busy": {"event": current, "ms": busy_ms} if busy else None,
-        "last_reason": ext.transitions[-1].reason if ext.transitions else "",
+        "last_reason": last_reason,
+        "restart_cause": cause,
+        "reason": _reason(ext.state, last_reason, cause),
         "protocol": declared.protocol,
         "sdk": declared.sdk,
         "granted": sorted(declared.granted),
@@ -56,3 +70,11 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
         "stats": ext.stats.snapshot(),
         "manifest": str(ext.manifest.path),
     }
+
+
+def _reason(state: ExtState, last_reason: str, cause: str) -> str:
+    """The reason a status table shows (see the module doc)."""
+    if not cause or not (state.running or state is ExtState.STARTING):
+        return last_reason  # never restarted, or the last change is itself the news (restarting, dead, stopped)
+    since = cause if cause.startswith("restarted") else f"restarted after: {cause}"
+    return f"{last_reason}; {since}" if state is ExtState.DEGRADED else since

@@ -35,14 +35,25 @@ Restart rules (:class:`RestartPolicy`), after each exit:
 1. mode ``never``: ``stopped`` after a clean exit (status 0), else ``dead``;
 2. a clean exit under ``on-failure`` → ``stopped``;
 3. an exit status in ``no_retry_exit_codes`` (bad code, handshake refused) → ``dead``;
-4. a run that lasted ``stable_after_s`` resets the crash history and backoff;
-5. the crash is recorded; ``crash_limit`` crashes within ``crash_window_s`` → ``dead``
-   (until the operator restarts it: ``kithost ext restart NAME``);
-6. otherwise ``restarting`` after the current backoff, which then doubles
+4. **event crashes**: an exit *during a handler* (a request was in flight) of a
+   process that never answered an event since it started is an event crash; a
+   process that answered one (any run, however it ended) resets the count.
+   ``event_crash_limit`` event crashes in a row → ``dead``, however far apart
+   they are (an extension that dies on every event, at human pace: rules 5–6
+   alone would restart it forever, since events minutes apart make every run
+   "stable" and never fill the crash window);
+5. a run that lasted ``stable_after_s`` resets the crash history and backoff
+   (not the event-crash count);
+6. the crash is recorded; ``crash_limit`` crashes within ``crash_window_s`` → ``dead``;
+7. otherwise ``restarting`` after the current backoff, which then doubles
    (``backoff_initial_ms`` … ``backoff_max_ms``).
 
+``dead`` lasts until the operator restarts it (``kithost ext restart NAME``),
+which also forgets every count.
+
 A process the host killed (hung, stuck, over a limit) has no exit status of
-its own: rules 1–3 see it as a crash. Events that arrive while an extension
+its own: rules 1–3 see it as a crash (and rule 4 as an event crash when a
+request was in flight). Events that arrive while an extension
 is restarting or dead fail at once with ``not_running`` and follow that
 handler's failure policy (counted).
 """
@@ -61,7 +72,8 @@ import psutil
 
 from ..config import RestartMode, Supervision
 
-__all__ = ["TICK_S", "ExitDecision", "ExtState", "Resources", "RestartPolicy", "Supervisor", "Watchdog"]
+__all__ = ["TICK_S", "ExitDecision", "ExtState", "Resources", "RestartPolicy", "Supervisor", "Watchdog",
+           "restart_cause"]
 
 log = logging.getLogger("kithost.supervisor")
 
@@ -100,6 +112,15 @@ class ExitDecision:
     reason: str
 
 
+_RESTARTING_IN = "; restarting in "
+
+
+def restart_cause(reason: str) -> str:
+    """What made a process end, from the reason of a ``restarting`` decision (its delay taken off)."""
+    head, sep, _ = reason.rpartition(_RESTARTING_IN)
+    return head if sep else reason
+
+
 @dataclass
 class RestartPolicy:
     """Crash history and backoff of one extension (pure logic: no threads, no I/O; time from ``clock``)."""
@@ -109,15 +130,20 @@ class RestartPolicy:
     clock: Clock = time.monotonic
     crashes: deque[float] = field(default_factory=deque)
     backoff_s: float = 0.0
+    #: Event crashes in a row (rule 4): exits during a handler of processes that never answered an event.
+    event_crashes: int = 0
 
     def __post_init__(self) -> None:
         self.backoff_s = self.config.backoff_initial_ms / 1000
 
-    def after_exit(self, ran_s: float, exit_code: int | None, cause: str) -> ExitDecision:
+    def after_exit(self, ran_s: float, exit_code: int | None, cause: str, *, in_handler: bool = False,
+                   answered: bool = False) -> ExitDecision:
         """Decide after an exit (rules in the module doc).
 
         ``exit_code`` is the status of a process that exited by itself (``None`` when
-        the host killed it); ``cause`` says what happened, in words.
+        the host killed it); ``cause`` says what happened, in words. ``in_handler``:
+        a request was in flight when it ended; ``answered``: the process answered
+        at least one event since it started.
         """
         cfg = self.config
         now = self.clock()
@@ -128,8 +154,16 @@ class RestartPolicy:
             return ExitDecision(ExtState.STOPPED, 0.0, f"{cause} (clean exit; restart policy 'on-failure')")
         if exit_code is not None and exit_code in cfg.no_retry_exit_codes:
             return ExitDecision(ExtState.DEAD, 0.0, f"{cause}: the extension reports a broken setup; not retried")
+        if answered:
+            self.event_crashes = 0
+        elif in_handler:
+            self.event_crashes += 1
+            if cfg.event_crash_limit and self.event_crashes >= cfg.event_crash_limit:
+                return ExitDecision(ExtState.DEAD, 0.0, f"{cause}; died during a handler {self.event_crashes} times "
+                                                        "in a row without answering any event: it crashes on every "
+                                                        "event, not restarted")
         if ran_s >= cfg.stable_after_s:
-            self.reset()
+            self._forget_crashes()
         self.crashes.append(now)
         while self.crashes and now - self.crashes[0] > cfg.crash_window_s:
             self.crashes.popleft()
@@ -138,10 +172,15 @@ class RestartPolicy:
                                                     f"{cfg.crash_window_s:.0f} s: crash loop, not restarted")
         delay = self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, cfg.backoff_max_ms / 1000)
-        return ExitDecision(ExtState.RESTARTING, delay, f"{cause}; restarting in {delay * 1000:.0f} ms")
+        return ExitDecision(ExtState.RESTARTING, delay, f"{cause}{_RESTARTING_IN}{delay * 1000:.0f} ms")
 
     def reset(self) -> None:
-        """Forget the crash history (a stable run, or an operator restart)."""
+        """Forget every count (an operator restart)."""
+        self._forget_crashes()
+        self.event_crashes = 0
+
+    def _forget_crashes(self) -> None:
+        """A stable run: the crash window and the backoff start over (event crashes are counted on)."""
         self.crashes.clear()
         self.backoff_s = self.config.backoff_initial_ms / 1000
 

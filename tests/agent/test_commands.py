@@ -38,7 +38,8 @@ def test_run_json_writes_one_object_per_event_then_the_result(tmp_path: Path, li
     session = tmp_path / "s.jsonl"
     rc, out, err = _run(tmp_path, TOOL_TURN, json=True, session=session,
                         extensions=[EXTENSIONS / "usage_budget"], agent_config=fast_agent_config(emit_windows=True))
-    lines = [json.loads(line) for line in out.splitlines()]
+    every = [json.loads(line) for line in out.splitlines()]
+    lines = [line for line in every if not line["type"].startswith("kithost.")]  # kit's events and the result
     types = [line["type"] for line in lines]
     assert rc == 0
     assert types[0] == "session_start" and types[-2:] == ["session_shutdown", "result"]
@@ -48,7 +49,9 @@ def test_run_json_writes_one_object_per_event_then_the_result(tmp_path: Path, li
     result = lines[-1]
     assert result["response"] == "done" and result["stop_reason"] == "completed" and result["tool_names"] == ["bash"]
     assert result["session"] == str(session) and result["model"] == MODEL and result["cost"] > 0
-    assert "[usage-budget info] turn: 2 model call(s), 1 tool call(s)" in err  # extension prints go to stderr
+    prints = [line for line in every if line["type"] == "kithost.print"]  # extension prints: JSON too, on stdout
+    assert [(p["extension"], p["level"]) for p in prints] == [("usage-budget", "info")]
+    assert prints[0]["text"].startswith("turn: 2 model call(s), 1 tool call(s)") and "usage-budget" not in err
 
 
 def test_run_json_includes_the_window_events_with_no_extension_subscribed(tmp_path: Path,

@@ -109,6 +109,26 @@ def test_supervision_restart_never_stops_restarts(new_host: Callable[..., Extens
     assert "restart policy 'never'" in ext.transitions[-1].reason
 
 
+def test_dying_on_every_event_ends_dead_even_at_human_pace(new_host: Callable[..., ExtensionHost],
+                                                          tmp_path: Path) -> None:
+    # Events further apart than stable_after_s: every run counts as stable, so the crash window alone
+    # (crash_limit 2 here) would restart it forever; the event-crash count does not forget.
+    human = replace(FAST, stable_after_s=0.3, crash_limit=2, event_crash_limit=3)
+    host, ext = start(new_host, tmp_path, "crash_mid_handler", supervision=human)
+    for n in range(3):
+        assert wait_for(lambda n=n: ext.state.value == "ready" and ext.restarts == n)
+        time.sleep(0.5)  # "human pace": longer than stable_after_s
+        out = host.emit("tool_call", tool_call("ls", call_id="fault"))
+        assert [f.kind for f in out.failures] == ["disconnected"]
+    assert wait_for(lambda: ext.state.value == "dead")
+    assert ext.restarts == 2
+    reason = ext.transitions[-1].reason
+    assert reason.startswith("process exited with status 1; died during a handler 3 times in a row"), reason
+    host.restart("faulty")  # the operator brings it back with a clean slate; it answers what it can
+    assert wait_for(lambda: ext.state.value == "ready" and ext.restarts == 3)
+    assert not host.emit("tool_call", tool_call("ls", call_id="fine")).stopped
+
+
 @pytest.mark.parametrize("fault", ["hang_sleep", "hang_busy", "hang_read"])
 def test_slow_handler_is_slow_not_hung(fault: str, new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
     host, ext = start(new_host, tmp_path, fault)

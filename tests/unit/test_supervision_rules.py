@@ -19,7 +19,7 @@ class FakeClock:
 
 
 CFG = replace(Supervision(), backoff_initial_ms=100, backoff_max_ms=400, crash_limit=3, crash_window_s=60,
-              stable_after_s=10)
+              stable_after_s=10, event_crash_limit=3)
 
 
 def policy(mode: str = "on-failure") -> tuple[RestartPolicy, FakeClock]:
@@ -104,3 +104,59 @@ def test_slowness_degrades_after_the_limit_and_twenty_answers_recover() -> None:
     clock.now += 61
     assert dog.note_slow("t") is False  # the old ones left the one-minute window
     assert [dog.note_ok() for _ in range(20)][-2:] == [False, True]
+
+
+# ---------------------------------------------------------------- event crashes (rule 4): dying on every event
+
+def test_dying_on_every_event_at_human_pace_ends_dead_after_the_limit() -> None:
+    clock = FakeClock()
+    p = RestartPolicy(CFG, RestartMode.ON_FAILURE, clock)
+    decisions = []
+    for _ in range(3):
+        clock.now += 300  # minutes apart: every run is "stable" and the crash window never fills
+        decisions.append(p.after_exit(300.0, 1, "process exited with status 1", in_handler=True))
+    assert [d.state for d in decisions] == [ExtState.RESTARTING, ExtState.RESTARTING, ExtState.DEAD]
+    assert decisions[-1].reason == ("process exited with status 1; died during a handler 3 times in a row without "
+                                    "answering any event: it crashes on every event, not restarted")
+    assert decisions[0].delay_s == decisions[1].delay_s == pytest.approx(0.1)  # the stable runs still reset backoff
+
+
+def test_an_answer_resets_the_event_crash_count() -> None:
+    p, clock = policy()
+    for answered in (False, False, True, False, False):
+        clock.now += 300
+        decision = p.after_exit(300.0, 1, "crash", in_handler=True, answered=answered)
+        assert decision.state is ExtState.RESTARTING
+    assert p.event_crashes == 2
+    # an idle crash of a process that answered resets it too; one that answered nothing leaves it as it is
+    p.after_exit(300.0, 1, "crash", answered=True)
+    assert p.event_crashes == 0
+    p.after_exit(300.0, 1, "crash", in_handler=True)
+    p.after_exit(300.0, 1, "idle crash")
+    assert p.event_crashes == 1
+
+
+def test_crashes_outside_a_handler_are_not_event_crashes() -> None:
+    p, clock = policy()
+    for _ in range(10):
+        clock.now += 300
+        assert p.after_exit(300.0, None, "killed: memory limit 1 MiB (rss 2 MiB)").state is ExtState.RESTARTING
+    assert p.event_crashes == 0
+
+
+def test_event_crash_limit_zero_never_kills_and_an_operator_restart_forgets_the_count() -> None:
+    off = RestartPolicy(replace(CFG, event_crash_limit=0), RestartMode.ON_FAILURE, FakeClock())
+    assert all(off.after_exit(300.0, 1, "crash", in_handler=True).state is ExtState.RESTARTING for _ in range(10))
+    p, _ = policy()
+    p.after_exit(300.0, 1, "crash", in_handler=True)
+    p.after_exit(300.0, 1, "crash", in_handler=True)
+    p.reset()  # kithost ext restart NAME
+    assert p.event_crashes == 0
+    assert p.after_exit(300.0, 1, "crash", in_handler=True).state is ExtState.RESTARTING
+
+
+def test_broken_setup_and_restart_never_keep_their_own_reasons_inside_a_handler() -> None:
+    p, _ = policy()
+    assert "broken setup" in p.after_exit(1.0, 3, "exited with status 3", in_handler=True).reason
+    never, _ = policy("never")
+    assert never.after_exit(1.0, 1, "crash", in_handler=True).reason.endswith("restart policy 'never'")

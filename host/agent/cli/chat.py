@@ -6,6 +6,8 @@ streams each turn to ``stdout`` (extension prints and failures to
 /fork /new /compact /ext /session /exit`` and every extension command).
 Ctrl-C during a turn (or a slash command's model call) cancels it; at the
 prompt it only reminds how to quit; end of input ends the chat (status 0).
+When ``stdout`` goes away (a closed pipe), the running turn is cancelled and
+the chat ends with status 141, quietly.
 
 Raises :class:`~host.errors.HostError` subclasses for what the user can get
 wrong at start, like ``kithost run``. Errors in a chat command (unknown entry
@@ -27,7 +29,8 @@ from ...exthost.manifest import Manifest
 from ...exthost.trust import Verdict
 from ..agent_config import AgentConfig
 from ..session import AgentSession
-from .terminal import human_sink, interrupts, print_sink, report_failures
+from .run import EXIT_STDOUT_CLOSED
+from .terminal import Output, human_sink, interrupts, print_sink, report_failures
 
 __all__ = ["ChatArgs", "chat_command"]
 
@@ -65,7 +68,7 @@ extension commands are run as /NAME [ARGS]
 class _Chat:
     """One chat: the session, the streams, and the slash commands."""
 
-    def __init__(self, session: AgentSession, out: TextIO, err: TextIO, verbose: bool) -> None:
+    def __init__(self, session: AgentSession, out: Output, err: TextIO, verbose: bool) -> None:
         self.session = session
         self.out = out
         self.err = err
@@ -75,7 +78,6 @@ class _Chat:
 
     def say(self, text: str) -> None:
         self.out.write(text if text.endswith("\n") else text + "\n")
-        self.out.flush()
 
     def turn(self, prompt: str) -> None:
         result = self.session.run(prompt, "interactive")
@@ -159,7 +161,7 @@ class _Chat:
 def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
                  stderr: TextIO | None = None) -> int:
     """``kithost chat`` (contract in the module doc); returns the exit status."""
-    inp, out, err = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    inp, out, err = stdin or sys.stdin, Output(stdout or sys.stdout), stderr or sys.stderr
     interactive = inp.isatty()
 
     def ask_trust(manifest: Manifest, verdict: Verdict) -> bool:
@@ -178,6 +180,7 @@ def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO 
     sandbox = session.host.confiner.probe
     err.write(f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "") + "\n")
     chat = _Chat(session, out, err, args.verbose)
+    out.on_gone = session.cancel  # nobody reads the answers any more: stop, then quit below
 
     def on_interrupt() -> bool:
         if chat.busy:
@@ -188,11 +191,10 @@ def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO 
     with session, interrupts(on_interrupt):
         if interactive:
             chat.say(f"kithost chat — model {session.model}; /help for commands, Ctrl-D to quit")
-        while True:
+        while not out.gone:
             try:
                 if interactive:
                     out.write("you> ")
-                    out.flush()
                 line = inp.readline()
                 if not line:
                     break
@@ -213,5 +215,4 @@ def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO 
                     chat.busy = False
             except KeyboardInterrupt:
                 out.write("\n(Ctrl-D or /exit quits)\n")
-                out.flush()
-    return 0
+    return EXIT_STDOUT_CLOSED if out.gone else 0

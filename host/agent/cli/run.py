@@ -8,7 +8,14 @@
   (``context_prepare``, ``prepare_step``) too, even when no extension
   subscribed (it sets ``AgentConfig.emit_windows``) — then one
   ``{"type": "result", ...}`` (:meth:`TurnResult.to_json` plus ``session``
-  and ``model``);
+  and ``model``). What happens to extensions is on ``stdout`` too, as it
+  happens, never as text on ``stderr``: ``kithost.print``,
+  ``kithost.handler_failure``, ``kithost.extension_state``,
+  ``kithost.restart`` and ``kithost.log`` (other warnings) lines
+  (:mod:`.terminal`; shapes in the README);
+* stdout closed early (``kithost run … | head``): the turn is cancelled,
+  nothing more is written, exit status 141 (as if killed by SIGPIPE), no
+  traceback;
 * exit status: 0 completed or handled, 1 the turn ended in error, 130 cancelled.
 
 Raises :class:`~host.errors.HostError` subclasses for what the user can get
@@ -22,6 +29,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -29,11 +37,24 @@ from typing import TextIO
 from ...config import HostConfig
 from ..agent_config import AgentConfig
 from ..session import AgentSession
-from .terminal import human_sink, interrupts, json_sink, print_sink, report_failures
+from .terminal import (
+    Output,
+    human_sink,
+    interrupts,
+    json_log_records,
+    json_notice_sink,
+    json_print_sink,
+    json_sink,
+    print_sink,
+    report_failures,
+)
 
-__all__ = ["RunArgs", "run_command"]
+__all__ = ["EXIT_STDOUT_CLOSED", "RunArgs", "run_command"]
 
 _EXIT = {"completed": 0, "handled": 0, "error": 1, "cancelled": 130}
+
+#: Exit status when stdout was closed early: what a shell reports for a death by SIGPIPE.
+EXIT_STDOUT_CLOSED = 128 + 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +62,7 @@ class RunArgs:
     """Arguments of ``kithost run``."""
 
     prompt: str
-    #: ``None``: the resumed session's model.
+    #: ``None``: the resumed session's model; for a new session with ``script``, ``scripted/<script stem>``.
     model: str | None = None
     #: Script for a ``scripted/<name>`` model.
     script: Path | None = None
@@ -63,19 +84,29 @@ class RunArgs:
 
 def run_command(args: RunArgs, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """``kithost run`` (contract in the module doc); returns the exit status."""
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    sink = json_sink(out) if args.json else human_sink(out)
+    err = stderr or sys.stderr
+    out = Output(stdout or sys.stdout)
+    with json_log_records(out) if args.json else nullcontext():
+        status = _run(args, out, err)
+    return EXIT_STDOUT_CLOSED if out.gone else status
+
+
+def _run(args: RunArgs, out: Output, err: TextIO) -> int:
     agent_config = args.agent_config
     if args.json:  # a sink that wants every event
         agent_config = replace(agent_config or AgentConfig(), emit_windows=True)
     session = AgentSession.open(args.model, args.script, list(args.extensions), args.session,
                                 args.cwd or Path(os.getcwd()), args.config, agent_config=agent_config,
-                                on_event=sink, on_print=print_sink(err), discover=args.discover)
+                                on_event=json_sink(out) if args.json else human_sink(out),
+                                on_print=json_print_sink(out) if args.json else print_sink(err),
+                                on_notice=json_notice_sink(out) if args.json else None, discover=args.discover)
     if not args.json:  # the isolation in force, once, where a person reads it
         sandbox = session.host.confiner.probe
         err.write(f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "")
                   + "\n")
     with session:
+        out.on_gone = session.cancel  # nobody reads the answer any more: stop working on it
+
         def on_interrupt() -> bool:
             if session.loop.cancelled:
                 return False  # a second Ctrl-C: give up
@@ -89,7 +120,6 @@ def run_command(args: RunArgs, *, stdout: TextIO | None = None, stderr: TextIO |
     if args.json:
         out.write(json.dumps({"type": "result", **result.to_json(), **where}, ensure_ascii=False,
                              default=str) + "\n")
-        out.flush()
     else:
         report_failures(result, err)
     last = result.followups[-1] if result.followups else result

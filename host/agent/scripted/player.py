@@ -14,23 +14,44 @@ Contract (:class:`ScriptPlayer`):
   raises), then consumed.
 * After the last step every call gets ``end_text`` (and a warning).
 * Tool call ids are deterministic: ``call_<turn>_<step>_<i>`` unless the script gives one.
+* **A cancelled turn drops the rest of its steps**: when the call after a step
+  shows that the turn it belongs to was cut short, the cursor moves to the
+  first step of the next turn before that call is answered, so the next prompt
+  plays the next turn, not the cancelled turn's leftovers. Cut short means:
+
+  - the step's stream was abandoned: the provider reported it opened
+    (:meth:`ScriptPlayer.stream_opened`) and never reported its end
+    (:meth:`ScriptPlayer.stream_closed`) — a cancel stops reading the stream;
+  - or the call is a new prompt (its last message has role ``user``) and a
+    result of the step's tool calls says it was cancelled (the agent's
+    ``Error: cancelled …`` for calls not run, the bash tool's ``[cancelled; …]``).
+
+  A turn cancelled after its tools all finished and before its next model call
+  leaves no trace in the messages (a steered message looks the same): its
+  leftover steps are played, as before.
 
 :class:`ScriptLibrary` shares one player per script file across calls.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ..errors import ScriptError, ScriptMismatch
-from .script import ErrorStep, MessageStep, Script, Step
+from .script import ErrorStep, MessageStep, Script, Step, searchable_text
 from .script_file import load_script
 
-__all__ = ["Played", "ScriptLibrary", "ScriptPlayer"]
+__all__ = ["CANCELLED_MARKERS", "Played", "ScriptLibrary", "ScriptPlayer"]
+
+log = logging.getLogger("kithost.agent.scripted")
+
+#: Text that marks a tool result as cancelled: the agent loop's result for calls not run, the bash tool's note.
+CANCELLED_MARKERS: Final = ("Error: cancelled", "[cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +87,10 @@ class ScriptPlayer:
         self._index = 0
         self._failures = 0
         self._calls = 0
+        #: Call number of a streamed step whose stream has not reached its end.
+        self._open_stream: int | None = None
+        #: Tool call ids of the last message step played.
+        self._last_call_ids: frozenset[str] = frozenset()
 
     @property
     def finished(self) -> bool:
@@ -83,11 +108,47 @@ class ScriptPlayer:
         """Rewind to the first step."""
         with self._lock:
             self._turn = self._index = self._failures = self._calls = 0
+            self._open_stream = None
+            self._last_call_ids = frozenset()
+
+    def stream_opened(self, played: Played) -> None:
+        """``played`` is being streamed; until :meth:`stream_closed`, the next call takes it as cancelled."""
+        with self._lock:
+            self._open_stream = played.call
+
+    def stream_closed(self, played: Played) -> None:
+        """``played``'s stream reached its end (its last chunk was read, or its scripted error raised)."""
+        with self._lock:
+            if self._open_stream == played.call:
+                self._open_stream = None
+
+    def _cut_short(self, messages: Sequence[Mapping[str, Any]]) -> str | None:
+        """Why the turn in progress ended before its last step (a cancel), or ``None`` (lock held)."""
+        abandoned, self._open_stream = self._open_stream is not None, None
+        if self._index == 0 or self._failures:
+            return None  # at a turn's first step (nothing left over), or between an error step's attempts
+        if abandoned:
+            return "the agent stopped reading the last step's stream"
+        if not messages or messages[-1].get("role") != "user":
+            return None
+        for m in messages:
+            if m.get("role") == "tool" and m.get("tool_call_id") in self._last_call_ids:
+                text = searchable_text(m)
+                if any(marker in text for marker in CANCELLED_MARKERS):
+                    return "a tool call of the last step was cancelled"
+        return None
 
     def next(self, messages: Sequence[Mapping[str, Any]], tool_names: Sequence[str] = ()) -> Played:
         """The step for this call; raises :class:`ScriptMismatch` if its conditions fail."""
         with self._lock:
             self._calls += 1
+            cut = self._cut_short(messages) if self._turn < len(self.script.turns) else None
+            if cut is not None:
+                dropped = len(self.script.turns[self._turn]) - self._index
+                log.info("scripted: %s: turn %d was cancelled (%s); its %d remaining step(s) dropped",
+                         self.script.source, self._turn + 1, cut, dropped)
+                self._turn += 1
+                self._index = 0
             if self._turn >= len(self.script.turns):
                 end = MessageStep(text=(self.script.end_text,),
                                   warnings=(f"scripted: {self.script.source} has no more steps "
@@ -112,6 +173,8 @@ class ScriptPlayer:
                 played = Played(step, self._turn + 1, self._index + 1, self._calls, attempt=self._failures)
                 if self._failures < step.times:
                     return played
+            else:
+                self._last_call_ids = frozenset(played.tool_call_id(i) for i in range(len(step.tool_calls)))
             self._failures = 0
             self._index += 1
             if self._index >= len(turn):

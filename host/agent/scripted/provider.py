@@ -19,6 +19,9 @@ Contract:
   environment variable. Neither → ``BadRequestError`` saying so.
 * Each call consumes the next step (one shared cursor per script file, see
   :class:`host.agent.scripted.player.ScriptLibrary`). :func:`reset` rewinds.
+  A streamed step tells its player when its stream opens and when it reaches
+  its end: a stream abandoned before its end (the agent cancelled the turn)
+  makes the player drop the rest of that turn (see :mod:`.player`).
 * Streaming order of a message step: reasoning fragments, text fragments,
   citation annotations, tool calls (first fragment carries id and name, the
   rest carry argument fragments), one usage chunk, the finish chunk. Provider
@@ -47,7 +50,7 @@ from typing import Any, Final
 from ..errors import ScriptError
 from ..llm.litellm_loader import litellm_module
 from ..llm.providers import CustomProvider, install_provider, register_provider
-from .player import Played, ScriptLibrary
+from .player import Played, ScriptLibrary, ScriptPlayer
 from .script import ErrorStep, MessageStep, Pricing, Script, fragments, resolve_usage
 
 __all__ = ["CONTEXT_WINDOW", "LIBRARY", "PROVIDER", "SCRIPTED", "SCRIPT_ENV", "ensure_registered", "is_scripted",
@@ -130,7 +133,7 @@ def _tool_names(optional_params: Mapping[str, Any]) -> list[str]:
 
 
 def _begin(model: str, messages: Sequence[Mapping[str, Any]], optional_params: Mapping[str, Any]
-           ) -> tuple[Script, Played]:
+           ) -> tuple[ScriptPlayer, Played]:
     """The script and step for this call; no script, a broken one or a failed ``expect`` → BadRequestError."""
     path = optional_params.get("script") or os.environ.get(SCRIPT_ENV)
     if not path:
@@ -142,7 +145,7 @@ def _begin(model: str, messages: Sequence[Mapping[str, Any]], optional_params: M
         played = player.next(messages, _tool_names(optional_params))
     except ScriptError as exc:
         raise _bad_request(model, str(exc)) from None
-    return player.script, played
+    return player, played
 
 
 def _usage(litellm: Any, step: MessageStep, messages: Sequence[Mapping[str, Any]]) -> Any:
@@ -246,40 +249,46 @@ class _ScriptedHandler:
     def streaming(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Iterator[Any]:
         """Streamed answer (sync)."""
         litellm = litellm_module()
-        script, played = _begin(model, messages, _optional_params(args, kwargs))
+        player, played = _begin(model, messages, _optional_params(args, kwargs))
         step = played.step
         if isinstance(step, ErrorStep) and not step.after_text:
             raise _error(step, model)
         delay = step.chunk_delay_ms / 1000 if isinstance(step, MessageStep) else 0.0
+        script = player.script
 
         def chunks() -> Iterator[Any]:
             for i, spec in enumerate(_deltas(script, played, messages)):
                 if delay and i:
                     time.sleep(delay)
                 yield _chunk(litellm, spec, played, messages)
+            player.stream_closed(played)
             if isinstance(step, ErrorStep):
                 raise _error(step, model)
 
+        player.stream_opened(played)
         return chunks()
 
     def astreaming(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any
                    ) -> AsyncIterator[Any]:
         """Streamed answer (async)."""
         litellm = litellm_module()
-        script, played = _begin(model, messages, _optional_params(args, kwargs))
+        player, played = _begin(model, messages, _optional_params(args, kwargs))
         step = played.step
         if isinstance(step, ErrorStep) and not step.after_text:
             raise _error(step, model)
         delay = step.chunk_delay_ms / 1000 if isinstance(step, MessageStep) else 0.0
+        script = player.script
 
         async def chunks() -> AsyncIterator[Any]:
             for i, spec in enumerate(_deltas(script, played, messages)):
                 if delay and i:
                     await asyncio.sleep(delay)
                 yield _chunk(litellm, spec, played, messages)
+            player.stream_closed(played)
             if isinstance(step, ErrorStep):
                 raise _error(step, model)
 
+        player.stream_opened(played)
         return chunks()
 
 
