@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -45,8 +44,8 @@ from ext_sdk.hostcalls import ALWAYS_GRANTED
 from ext_sdk.sandbox.plan import PlanError
 
 from ..config import HostConfig
-from ..errors import ExtensionStartError, HostError
-from ..exthost.host import runtime_base
+from ..errors import ExtensionStartError
+from ..exthost.host import private_runtime_dir, runtime_base
 from ..exthost.launch import Launch, prepare_launch
 from ..exthost.manifest import Manifest
 from ..exthost.peers import PeerGate
@@ -67,12 +66,8 @@ def _next_slot() -> int:
 
 
 def _private_dir(base: Path) -> Path:
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = base.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise HostError(f"{base}: runtime directory must be owned by you with mode 0700 "
-                        f"(it is uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it or set runtime_dir")
-    directory = Path(tempfile.mkdtemp(prefix="h", dir=base))
+    """The host's private runtime directory, marked as the kit's (a later host sweeps what a dead kit left)."""
+    directory = private_runtime_dir(base)
     (directory / "host.json").write_text(json.dumps({"pid": os.getpid(), "started": time.time(),
                                                      "cwd": os.getcwd(), "conformance": True}))
     return directory

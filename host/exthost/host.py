@@ -86,7 +86,8 @@ def runtime_base() -> Path:
     return Path(tempfile.gettempdir()) / f"kithost-{os.getuid()}"
 
 
-def _private_dir(base: Path) -> Path:
+def private_runtime_dir(base: Path) -> Path:
+    """A fresh private directory under ``base`` (0700, owned by this user; refused otherwise)."""
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = base.stat()
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
@@ -143,7 +144,7 @@ class ExtensionHost:
         #: Confinement of every launch (probes the machine on first use).
         self.confiner = Confiner(self.config)
         base = self.config.runtime_dir or runtime_base()
-        self._runtime = _private_dir(base)
+        self._runtime = private_runtime_dir(base)
         # Orphans of hosts that died hard (kill -9): swept in the background, start-up does not wait.
         threading.Thread(target=self._sweep, args=(base,), name="kithost-sweep", daemon=True).start()
         self._extensions: dict[str, RunningExtension] = {}
