@@ -72,6 +72,8 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--session", type=Path, metavar="FILE",
                        help="session file (JSONL) to create or resume; default: a temporary session")
         p.add_argument("--cwd", type=Path, metavar="DIR", help="working directory of the tools (default: .)")
+        p.add_argument("--disable", action="append", default=[], metavar="NAME",
+                       help="do not load this extension (repeatable; adds to the config's `disabled`)")
         p.add_argument("--no-discover", action="store_true",
                        help="load only -e extensions, not ~/.config/kithost/extensions or ./.kithost/extensions")
 
@@ -374,8 +376,13 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     # No --model: AgentSession.open takes the session's model, or scripted/<script name> for a new session.
+    config = _config(args)
+    if args.disable:
+        from dataclasses import replace
+
+        config = replace(config, disabled=(*config.disabled, *args.disable))
     return {"model": args.model, "script": args.script, "extensions": tuple(args.extension), "session": args.session,
-            "cwd": args.cwd, "config": _config(args), "discover": not args.no_discover}
+            "cwd": args.cwd, "config": config, "discover": not args.no_discover}
 
 
 def _run(args: argparse.Namespace) -> int:

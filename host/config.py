@@ -86,7 +86,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
-from ext_sdk.events import Policy
+from ext_sdk.events import Mode, Policy, spec_for
 from ext_sdk.hostcalls import PERMISSIONS
 
 from .errors import ConfigError
@@ -357,6 +357,11 @@ class HostConfig:
     sandbox: Sandbox = field(default_factory=Sandbox)
     #: Extension search directories, in load order (``-e`` paths come after these).
     search_dirs: tuple[_UserPath, ...] = field(default_factory=default_search_dirs)
+    #: Extensions not to load, by name, even when found or named with ``-e`` (the CLI's ``--disable`` adds to it).
+    disabled: tuple[str, ...] = ()
+    #: Per extension: must the agent refuse to start without it when it fails to load? Unset: required when
+    #: its manifest subscribes to a gate event whose failure policy is ``closed`` (see :meth:`is_required`).
+    required: dict[str, bool] = field(default_factory=dict)
     #: The state sidecar file (``<session>.ext-state.json``); ``None`` keeps state in memory.
     state_path: Path | None = field(default=None, metadata=PROGRAM_ONLY)
     #: Where private socket directories are made; ``None`` picks a short runtime dir.
@@ -375,6 +380,25 @@ class HostConfig:
         changes = {f.name: value for f in dataclasses.fields(limits)
                    if (value := getattr(limits, f.name)) is not None}
         return dataclasses.replace(self.supervision, **changes) if changes else self.supervision
+
+    def is_required(self, extension: str, events: Sequence[str]) -> bool:
+        """Whether the agent must not start without ``extension`` (``events``: its manifest's).
+
+        ``[required]."<extension>"`` when set; otherwise required when one of its events is a gate
+        (``tool_call``, ``input``, ``before_*``) whose policy for it is ``closed`` — so tool calls are
+        never left unchecked because a checker failed to load.
+        """
+        explicit = self.required.get(extension)
+        if explicit is not None:
+            return explicit
+        for event in events:
+            spec = spec_for(event)
+            if spec is None or spec.mode is not Mode.GATE:
+                continue
+            policy = self.policy.get(f"{extension}:{event}") or self.policy.get(extension) or spec.default_policy
+            if Policy(policy) is Policy.CLOSED:
+                return True
+        return False
 
     def restart_mode(self, extension: str, manifest_default: RestartMode | str | None = None) -> RestartMode:
         """When ``extension`` is started again after its process ended; the first of these that is set:

@@ -43,7 +43,7 @@ def _collect(base: Path | None, pid: int | None) -> list[tuple[RunningHost, list
             data = OpsClient(host).call("status")
         except (RuntimeError, OSError):
             continue
-        out.append((host, list(data["extensions"])))
+        out.append((host, list(data["extensions"]) + list(data.get("failed", []))))
     return out
 
 
@@ -114,6 +114,9 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
             table.add_column(column, no_wrap=True)
         table.add_column("last reason", overflow="fold", min_width=20)
         for e in exts:
+            if e["state"] == "failed":  # left out at start: its error is all there is
+                table.add_row(e["name"], "[red]failed[/]", *["-"] * 12, f"failed to load: {e['error']}")
+                continue
             stats, res = e["stats"], e.get("resources") or {}
             busy = e.get("busy")
             # "reason": why it was last restarted while the new process runs ("last_reason" is then routine);

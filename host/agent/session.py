@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import HostConfig
-from ..errors import HostError
-from ..exthost.host import AskTrust, ExtensionHost, HostNotice
+from ..errors import HostError, ManifestError
+from ..exthost.host import AskTrust, ExtensionHost, HostNotice, LoadReport
 from ..exthost.state_store import StateStore
 from .agent_config import AgentConfig
 from .compaction import CompactionResult
@@ -158,8 +158,7 @@ class AgentSession:
             host = ExtensionHost(replace(config or HostConfig(), state_path=tree.state_path), services, ask_trust,
                                  on_notice)
             report = host.load_discovered(extensions, search=discover)
-            if report.failed:
-                raise report.failed[0][1]
+            _left_out(host, report, on_print)
             tools = ToolRegistry(cwd)
             _register_extension_tools(host, tools)
             emitter = Emitter(host, on_event, emit_windows=agent_config.emit_windows)
@@ -347,3 +346,21 @@ def _register_extension_tools(host: ExtensionHost, tools: ToolRegistry) -> None:
             tools.register(ProxyTool(decl.name, decl.description, decl.parameters, call, "other", decl.extension))
         except ValueError as exc:
             log.warning("extension %s: tool %r not offered to the model: %s", decl.extension, decl.name, exc)
+
+
+def _left_out(host: ExtensionHost, report: LoadReport, on_print: PrintSink | None) -> None:
+    """One broken extension never stops the agent, unless it is required (``HostConfig.is_required``):
+    raise for the first required failure; report the others and go on without them."""
+    for name, error in report.failed:
+        if isinstance(error, ManifestError) and not Path(name).exists():
+            raise error  # a path that is not there is a typo on the command line, not a broken extension
+        if name in report.required:
+            raise HostError(f"{error} — it is required (it guards a gate, failing closed); fix it, or start "
+                            f"without it: --disable {name}, or [required] \"{name}\" = false in the config") from error
+    host.note_load_failures(report)
+    for name, error in report.failed:
+        text = f"left out: {error}"
+        if on_print is not None:
+            on_print(name, "error", text)
+        else:
+            log.warning("extension %s %s", name, text)

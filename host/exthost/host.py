@@ -124,6 +124,10 @@ class LoadReport:
     loaded: list[RunningExtension] = field(default_factory=list)
     #: ``(name or path, error)`` of every extension that did not start.
     failed: list[tuple[str, HostError]] = field(default_factory=list)
+    #: Names skipped because the config disables them.
+    disabled: list[str] = field(default_factory=list)
+    #: Names (of ``failed``) the agent must not start without (``HostConfig.is_required``).
+    required: set[str] = field(default_factory=set)
 
 
 class ExtensionHost:
@@ -148,6 +152,8 @@ class ExtensionHost:
         # Orphans of hosts that died hard (kill -9): swept in the background, start-up does not wait.
         threading.Thread(target=self._sweep, args=(base,), name="kithost-sweep", daemon=True).start()
         self._extensions: dict[str, RunningExtension] = {}
+        #: Extensions that failed to load and were left out (``note_load_failures``), for ``ext status``.
+        self.load_failures: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._pump = NotifyPump(self.extensions)
         self._dispatch = Dispatcher(self.config, self._pump.wake,
@@ -159,6 +165,7 @@ class ExtensionHost:
         self._pump.start()
         self._ops = OpsServer(self._zctx, self._runtime, {
             "status": lambda args: {"pid": os.getpid(), "extensions": [e.info() for e in self.extensions()],
+                                    "failed": list(self.load_failures),
                                     "ops_rejected": dict(self._ops.rejected),
                                     "ops_refused_extensions": self._gate.operator_refusals},
             "logs": self._ops_logs,
@@ -199,6 +206,11 @@ class ExtensionHost:
             except ManifestError as exc:
                 report.failed.append((str(item), exc))
                 continue
+            if manifest.name in self.config.disabled:
+                report.disabled.append(manifest.name)
+                continue
+            if self.config.is_required(manifest.name, manifest.events):
+                report.required.add(manifest.name)
             verdict = decide(manifest, self.config, self.trust)
             if verdict.grant is None and self._ask is not None and self._ask(manifest, verdict):
                 self.trust.record(manifest, verdict.request)
@@ -238,6 +250,12 @@ class ExtensionHost:
         report = self.load_many(found.manifests)
         report.failed[:0] = [(str(path), ManifestError(message)) for path, message in found.problems]
         return report
+
+    def note_load_failures(self, report: LoadReport) -> None:
+        """Keep ``report``'s failures for the operator's view (``ext status``: state ``failed``, with the error)."""
+        for name, error in report.failed:
+            self.load_failures.append({"name": name, "state": "failed", "error": str(error),
+                                       "required": name in report.required})
 
     # ------------------------------------------------------------------ events
 
