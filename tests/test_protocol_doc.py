@@ -347,8 +347,8 @@ def test_channel_table_matches_what_each_host_socket_accepts() -> None:
     rows = table(PROTOCOL.read_text(), "channels")
     by_channel = {spans(r["channel"])[0]: r for r in rows}
     assert set(by_channel) == {"events", "calls", "control"}
-    received = {"events": host_channel._EVENT_KINDS, "calls": host_channel._CALL_KINDS,
-                "control": host_channel._CONTROL_KINDS}
+    received = {"events": host_channel.EVENT_KINDS, "calls": host_channel.CALL_KINDS,
+                "control": host_channel.CONTROL_KINDS}
     for name, row in by_channel.items():
         kinds = set(spans(row["requests → replies"]))
         routed = {k for k, (channel, _, _) in KIND_ROUTES.items() if channel == name}

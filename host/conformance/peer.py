@@ -22,7 +22,6 @@ Not thread-safe: one thread drives one peer.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,15 +30,13 @@ import zmq
 
 from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
 
+from ..exthost.channel import CALL_KINDS, CONTROL_FRAME, CONTROL_KINDS, EVENT_KINDS, bind_host_socket
 from ..exthost.launch import Launch
-from ..exthost.peers import secure_server_socket
 
 __all__ = ["Channel", "Incoming", "Peer"]
 
 #: Which of the three channels a frame came from.
 Channel = Literal["events", "calls", "control"]
-#: Frame limit of the control channel (as the host's).
-_CONTROL_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +60,18 @@ class Peer:
     def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], launch: Launch, max_frame: int) -> None:
         endpoints = launch.endpoints
         secret = launch.secret
-        self.events = self._socket(zctx, launch.domain, zmq.REQ, endpoints.events, max_frame + MAC_SIZE, True)
-        self.calls = self._socket(zctx, launch.domain, zmq.REP, endpoints.calls, max_frame + MAC_SIZE, False)
-        self.control = self._socket(zctx, launch.domain, zmq.REQ, endpoints.control, _CONTROL_LIMIT + MAC_SIZE,
-                                    True)
+        # The host's own sockets, options and codecs (host.exthost.channel).
+        self.events = bind_host_socket(zctx, launch.domain, zmq.REQ, endpoints.events, max_frame + MAC_SIZE, True)
+        self.calls = bind_host_socket(zctx, launch.domain, zmq.REP, endpoints.calls, max_frame + MAC_SIZE, False)
+        self.control = bind_host_socket(zctx, launch.domain, zmq.REQ, endpoints.control, CONTROL_FRAME + MAC_SIZE,
+                                        True)
         self._events_out = Sealer(secret)
         self._calls_out = Sealer(secret)
         self._control_out = Sealer(secret)
         self._openers: dict[Channel, Opener] = {
-            "events": Opener(secret, frozenset({"reply"}), max_frame),
-            "calls": Opener(secret, frozenset({"hello", "call"}), max_frame),
-            "control": Opener(secret, frozenset({"pong", "bye"}), _CONTROL_LIMIT),
+            "events": Opener(secret, EVENT_KINDS, max_frame),
+            "calls": Opener(secret, CALL_KINDS, max_frame),
+            "control": Opener(secret, CONTROL_KINDS, CONTROL_FRAME),
         }
         self._sockets: dict[zmq.Socket[bytes], Channel] = {self.events: "events", self.calls: "calls",
                                                            self.control: "control"}
@@ -84,19 +82,6 @@ class Peer:
         #: The last well-formed frame sent on ``events`` (to replay it).
         self.last_events_frame: bytes | None = None
 
-    @staticmethod
-    def _socket(zctx: zmq.Context[zmq.Socket[bytes]], domain: str, kind: int, endpoint: str, limit: int,
-                relaxed: bool) -> zmq.Socket[bytes]:
-        sock = zctx.socket(kind)
-        sock.linger = 0
-        secure_server_socket(sock, domain)
-        sock.setsockopt(zmq.MAXMSGSIZE, limit)
-        if relaxed:
-            sock.setsockopt(zmq.REQ_RELAXED, 1)
-            sock.setsockopt(zmq.REQ_CORRELATE, 1)
-        sock.bind(endpoint)
-        os.chmod(endpoint.removeprefix("ipc://"), 0o600)
-        return sock
 
     def next_id(self) -> int:
         """A fresh request id (shared by events and control, as the host's)."""

@@ -59,19 +59,36 @@ from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
 from .launch import Launch
 from .peers import UNAUTHENTICATED, secure_server_socket
 
-__all__ = ["CallHandler", "Channel", "ChannelFailure"]
+__all__ = ["CALL_KINDS", "CONTROL_FRAME", "CONTROL_KINDS", "EVENT_KINDS", "CallHandler", "Channel", "ChannelFailure",
+           "bind_host_socket"]
 
 #: ``handler(method, args, event_id) -> value``; raises ``HostCallRefused`` (see hostcalls).
 CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
 
-_EVENT_KINDS = frozenset({"reply"})
+EVENT_KINDS = frozenset({"reply"})
 #: Largest control-channel frame body (pings, pongs, shutdown, bye are tiny).
-_CONTROL_FRAME = 64 * 1024
+CONTROL_FRAME = 64 * 1024
 #: Monitor events of a connection that broke the ZMTP handshake (a ZAP refusal is counted by :mod:`.peers`).
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _EVENTS_MONITOR = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | _REFUSED
-_CALL_KINDS = frozenset({"hello", "call"})
-_CONTROL_KINDS = frozenset({"pong", "bye"})
+CALL_KINDS = frozenset({"hello", "call"})
+CONTROL_KINDS = frozenset({"pong", "bye"})
+
+
+def bind_host_socket(zctx: zmq.Context[zmq.Socket[bytes]], domain: str, kind: int, endpoint: str, limit: int,
+                     relaxed: bool = False) -> zmq.Socket[bytes]:
+    """One host socket of an extension's launch: in its ZAP domain, frame limit ``limit`` (MAC included),
+    ``REQ_RELAXED`` + ``REQ_CORRELATE`` when ``relaxed``, bound, mode 0600."""
+    sock = zctx.socket(kind)
+    sock.linger = 0
+    secure_server_socket(sock, domain)
+    sock.setsockopt(zmq.MAXMSGSIZE, limit)
+    if relaxed:
+        sock.setsockopt(zmq.REQ_RELAXED, 1)
+        sock.setsockopt(zmq.REQ_CORRELATE, 1)
+    sock.bind(endpoint)
+    os.chmod(endpoint.removeprefix("ipc://"), 0o600)
+    return sock
 
 
 class ChannelFailure(Exception):
@@ -99,9 +116,9 @@ class Channel:
         #: Host calls answered successfully.
         self.calls_answered = 0
         limit = max_frame + MAC_SIZE
-        self.events = self._socket(zctx, launch, zmq.REQ, endpoints.events, limit, relaxed=True)
-        self.calls = self._socket(zctx, launch, zmq.REP, endpoints.calls, limit)
-        self.control = self._socket(zctx, launch, zmq.REQ, endpoints.control, _CONTROL_FRAME + MAC_SIZE,
+        self.events = bind_host_socket(zctx, launch.domain, zmq.REQ, endpoints.events, limit, relaxed=True)
+        self.calls = bind_host_socket(zctx, launch.domain, zmq.REP, endpoints.calls, limit)
+        self.control = bind_host_socket(zctx, launch.domain, zmq.REQ, endpoints.control, CONTROL_FRAME + MAC_SIZE,
                                     relaxed=True)
         self.monitor = self.events.get_monitor_socket(_EVENTS_MONITOR)
         self._side_monitors = [self.calls.get_monitor_socket(_REFUSED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED),
@@ -111,11 +128,11 @@ class Channel:
         #: File descriptors of the open connections on ``events`` (the extension's, and strangers' being refused).
         self._open_fds: set[int] = set()
         self._events_out = Sealer(secret)
-        self._events_in = Opener(secret, _EVENT_KINDS, max_frame)
+        self._events_in = Opener(secret, EVENT_KINDS, max_frame)
         self._calls_out = Sealer(secret)
-        self._calls_in = Opener(secret, _CALL_KINDS, max_frame)
+        self._calls_in = Opener(secret, CALL_KINDS, max_frame)
         self._control_out = Sealer(secret)
-        self._control_in = Opener(secret, _CONTROL_KINDS, _CONTROL_FRAME)
+        self._control_in = Opener(secret, CONTROL_KINDS, CONTROL_FRAME)
         self._ids = itertools.count(1)
         self._poller = zmq.Poller()
         for sock in (self.events, self.calls, self.monitor):
@@ -125,19 +142,6 @@ class Channel:
         #: Guards ``control`` (supervisor pings vs. the shutdown ladder).
         self.control_lock = threading.Lock()
 
-    @staticmethod
-    def _socket(zctx: zmq.Context[zmq.Socket[bytes]], launch: Launch, kind: int, endpoint: str, limit: int,
-                relaxed: bool = False) -> zmq.Socket[bytes]:
-        sock = zctx.socket(kind)
-        sock.linger = 0
-        secure_server_socket(sock, launch.domain)
-        sock.setsockopt(zmq.MAXMSGSIZE, limit)
-        if relaxed:
-            sock.setsockopt(zmq.REQ_RELAXED, 1)
-            sock.setsockopt(zmq.REQ_CORRELATE, 1)
-        sock.bind(endpoint)
-        os.chmod(endpoint.removeprefix("ipc://"), 0o600)
-        return sock
 
     def close(self) -> None:
         """Close every socket (idempotent).
