@@ -17,31 +17,26 @@ Contract:
 
 from __future__ import annotations
 
-import itertools
 import os
-import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ext_sdk.hostcalls import HOST_CALLS
 from ext_sdk.schema import SchemaError
 
 from ..exthost.hostcalls import HostCallRefused, HostCallRouter
+from ..exthost.services import LocalServices
 from ..exthost.state_store import StateStore
 
 __all__ = ["CallRecord", "HostAnswers", "KitServices"]
 
 
-class KitServices:
-    """The application side of ``ctx``, in memory (see the module doc)."""
+class KitServices(LocalServices):
+    """The application side of ``ctx``, in memory (see the module doc): the host's default services
+    (entries kept in memory, no agent), with prints, messages and model switches recorded, not shown."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self._entries: list[dict[str, Any]] = []
-        #: ``(extension, level, text)`` of every print.
-        self.printed: list[tuple[str, str, str]] = []
+        super().__init__()
         #: ``(extension, text)`` of every queued user message.
         self.messages: list[tuple[str, str]] = []
         #: ``(extension, model)`` of every model switch.
@@ -50,21 +45,6 @@ class KitServices:
     def print(self, extension: str, level: str, text: str) -> None:
         with self._lock:
             self.printed.append((extension, level, text))
-
-    def append_entry(self, extension: str, entry_type: str, data: Any) -> str:
-        with self._lock:
-            entry_id = f"k{next(self._ids)}"
-            self._entries.append({"id": entry_id, "ext": extension, "type": entry_type, "data": data,
-                                  "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")})
-            return entry_id
-
-    def get_entries(self, extension: str, entry_type: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [{k: e[k] for k in ("id", "type", "data", "timestamp")} for e in self._entries
-                    if e["ext"] == extension and e["type"] == entry_type]
-
-    def get_messages(self) -> list[dict[str, Any]]:
-        return []
 
     def send_message(self, extension: str, text: str) -> None:
         with self._lock:
