@@ -8,15 +8,15 @@ permissions the kit grants (what the manifest asks). So the kit accepts
 exactly what the host would accept. Each part is judged on its own, with a
 message that says what to change; should the host refuse for a reason no
 part caught, ``handshake.hello`` fails with the host's reason. With no
-usable ``hello``, the other four are skipped. A process that exits before
-``hello`` while a dedicated uid cannot read its folder is told so.
+usable ``hello``, the other four are skipped. (A folder the dedicated uid
+cannot read never gets this far: the host's confiner refuses to launch it and
+says why.)
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ext_sdk.events import spec_for
@@ -27,7 +27,6 @@ from ..config import HostConfig
 from ..exthost.handshake import Granted, Refused, check_hello
 from ..exthost.manifest import Manifest
 from ..exthost.process import describe_exit
-from ..exthost.sandbox import uids
 from .catalog import CheckResult, fail, passed, skipped
 from .judge import FRAME_HINTS
 from .launcher import KitRuntime, Launched
@@ -52,24 +51,11 @@ class HelloVerdict:
     decision: Granted | Refused
 
 
-def _reach_hint(launched: Launched, directory: Path) -> str:
-    """Why a dedicated uid cannot read the extension's folder, if one is in force and cannot."""
-    layers = launched.confined.layers
-    if not any(layer.startswith("uid ") for layer in layers):
-        return ""
-    bound = [str(directory)] if any(layer.startswith("bwrap") for layer in layers) else []
-    found = uids.blockers(str(directory), bound, need=0o5)
-    if not found:
-        return ""
-    return (f" — the extension runs as a dedicated uid, which cannot read its folder ({'; '.join(found)}): make "
-            "the folder readable and searchable by others (chmod o+rx)")
-
-
-def _no_hello(wait: HelloWait, launched: Launched, start_s: float, directory: Path) -> str:
+def _no_hello(wait: HelloWait, launched: Launched, start_s: float) -> str:
     if wait.exit_status is not None:
         tail = launched.stderr_tail()
         return (f"the process {describe_exit(wait.exit_status)} before sending hello"
-                + (f"; stderr: {tail}" if tail else "") + _reach_hint(launched, directory))
+                + (f"; stderr: {tail}" if tail else ""))
     return (f"no frame on the calls channel within {start_s * 1000:.0f} ms of the start (deadlines.start_ms): "
             "connect the three sockets, then send hello on the calls channel")
 
@@ -137,7 +123,7 @@ def judge_hello(wait: HelloWait, target: Target, launched: Launched, config: Hos
     incoming = wait.incoming
     problem: str | None = None
     if incoming is None:
-        problem = _no_hello(wait, launched, start_s, target.manifest.directory)
+        problem = _no_hello(wait, launched, start_s)
     elif incoming.error is not None:
         hint = FRAME_HINTS.get(incoming.error.reason, "")
         if incoming.error.reason == "schema":
