@@ -157,9 +157,12 @@ class Channel:
                     sock.disable_monitor()
                 except zmq.ZMQError:
                     pass
-        for sock in (self.monitor, *self._side_monitors, self.events, self.calls, self.control):
+        for sock in (self.monitor, *self._side_monitors, self.events, self.calls):
             if not sock.closed:
                 sock.close(linger=0)
+        with self.control_lock:  # a shutdown request may be polling it from another thread (bounded wait)
+            if not self.control.closed:
+                self.control.close(linger=0)
 
     def drain_monitors(self) -> None:
         """Count connections refused on ``calls`` and ``control``, and the extension's ``calls`` connection
@@ -361,6 +364,8 @@ class Channel:
             return self._control_request(kind, fields, timeout_s)
 
     def _control_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        if self.control.closed:  # the launch was cleaned up meanwhile (its process is gone)
+            return None
         req_id = next(self._ids)
         end = time.monotonic() + timeout_s
         frame = self._control_out.seal(kind, {"id": req_id, **fields})

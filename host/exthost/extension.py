@@ -267,17 +267,22 @@ class RunningExtension:
         with self._state_lock:
             self._stopping = True  # from now on an exit is expected: no crash handling, no restart
         rung = ShutdownRung.ALREADY_EXITED
-        if self.process is not None:
-            channel = self.channel
+        # A respawn swaps process and channel while it holds the exchange's lock: read both under it, so the
+        # ladder never talks to a channel a respawn has already closed.
+        with self.exchange.lock:
+            process, channel = self.process, self.channel
+            if process is not None:
 
-            def polite(timeout: float) -> object:
-                if channel is None:
-                    return None
-                return channel.control_request("shutdown", {"reason": reason}, timeout)
+                def polite(timeout: float) -> object:
+                    if channel is None:
+                        return None
+                    return channel.control_request("shutdown", {"reason": reason}, timeout)
 
-            with self.exchange.lock:
-                rung = self.process.stop(polite, self.config.deadlines.shutdown_ms / 1000)
-                self.last_exit = describe_exit(self.process.returncode)
+                rung = process.stop(polite, self.config.deadlines.shutdown_ms / 1000)
+                self.last_exit = describe_exit(process.returncode)
+        handshaking = self._restart_thread  # a respawned process's handshake fails now that it is gone
+        if handshaking is not None and handshaking is not threading.current_thread():
+            handshaking.join(self.config.deadlines.start_ms / 1000 + 1)
         self.last_shutdown = rung
         self._cleanup_launch()
         self._set_state(ExtState.STOPPED, f"{reason} ({rung.value})")
@@ -426,6 +431,8 @@ class RunningExtension:
         if not self.exchange.lock.acquire(timeout=1.0):
             return  # someone still holds the old channel; try again next tick
         try:
+            if self._stopping:
+                return  # stop() owns the process from here
             self._cleanup_launch()
             try:
                 self.spawn()
@@ -452,6 +459,8 @@ class RunningExtension:
 
     def _restart_failed(self, reason: str) -> None:
         with self._state_lock:
+            if self._stopping:
+                return  # stop() ends in STOPPED; no restart is scheduled past it
             proc = self.process
             ran = time.monotonic() - proc.started if proc is not None else 0.0
             code = proc.returncode if proc is not None else None

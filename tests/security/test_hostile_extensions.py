@@ -76,6 +76,7 @@ from host.errors import ExtensionStartError
 from host.exthost.extension import RunningExtension
 from host.exthost.sandbox.probe import IsolationLevel, probe
 from host.exthost.state_store import StateStore
+from host.exthost.supervisor import ExtState
 
 pytestmark = pytest.mark.slow  # four hosts of ~27 sandboxed extensions each
 
@@ -88,7 +89,9 @@ GOOD = """\
 from ext_sdk import Block, Extension
 ext = Extension("good", permissions=["conversation"])
 
-@ext.on("tool_call")
+# A generous deadline: this suite tests confinement, not latency (the hot-path default is 250 ms, and a busy CI
+# machine running ~28 sandboxed extensions beside a large pytest process can stall the host that long).
+@ext.on("tool_call", deadline_ms=5000)
 def gate(event, ctx):
     ctx.set_state("seen", ctx.get_state("seen", 0) + 1)
     if "rm -rf" in event.parsed_args.get("command", ""):
@@ -435,18 +438,25 @@ def run_level(level: Level, base: Path, new_host: Callable[..., ExtensionHost]) 
         emitted = 0
         for attack in order:
             ext = host.extension(ext_name(attack))
+            settle = time.monotonic() + WAIT_S  # an extension restarted by an earlier attack's fallout: wait
+            while ext.state is not ExtState.READY and time.monotonic() < settle:
+                time.sleep(0.05)
             mark = len(ext.transitions)
-            host.emit("tool_call", tool_call(f"attack {ext.name}", call_id=f"c-{attack}"))
+            sent = host.emit("tool_call", tool_call(f"attack {ext.name}", call_id=f"c-{attack}"))
             emitted += 1
             outcome = host.state.get(ext.name, "outcome")
             deadline = time.monotonic() + WAIT_S
-            while outcome is None and time.monotonic() < deadline:  # killed mid-attack: the host says why
-                reason = kill_reason(ext, mark)
+            while outcome is None and time.monotonic() < deadline:
+                reason = kill_reason(ext, mark)  # killed mid-attack: the host says why
                 if reason is not None:
                     outcome = f"KILLED {reason}"
                     break
                 time.sleep(0.05)
-            result.outcomes[attack] = outcome or f"NO OUTCOME (state {ext.state.value}; log: {ext.log.tail(5)!r})"
+                outcome = host.state.get(ext.name, "outcome")  # a handler that overran the event's budget
+            failures = [(f.handler, f.kind, f.detail) for f in sent.failures]
+            recent = [t.reason for t in ext.transitions[-4:]]
+            result.outcomes[attack] = outcome or (f"NO OUTCOME (state {ext.state.value}; failures {failures}; "
+                                                  f"transitions {recent}; log: {ext.log.tail(5)!r})")
 
         # What the test sees from outside.
         result.effects = {
