@@ -16,7 +16,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-unit lint bench clean venv schema docs sandbox-deps
+.PHONY: demo test test-unit lint bench bench-quick clean venv schema docs sandbox-deps
 
 venv: $(STAMP)
 
@@ -63,6 +63,10 @@ test-unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# A smoke run of every benchmark (~45 s); the figures are noisier than `make bench`'s.
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 schema: $(STAMP)
 	$(BIN)/kithost schema --write docs/protocol.schema.json

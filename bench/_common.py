@@ -373,9 +373,13 @@ def cross_preexec() -> None:
     os.sched_setaffinity(0, CHILD_CPUS)
 
 
-def spawn(argv: Sequence[str]) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a tracked child that prints ``READY <info>`` on stdout; returns (Popen, info)."""
-    p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+def spawn(argv: Sequence[str], stdin_pipe: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a tracked child that prints ``READY <info>`` on stdout; returns (Popen, info).
+
+    ``stdin_pipe``: give the child a pipe as stdin (``Popen.stdin``) instead of ``/dev/null``.
+    """
+    p = subprocess.Popen(list(argv), stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE)
     _children.append(p)
     assert p.stdout is not None
     line = p.stdout.readline()
@@ -439,3 +443,73 @@ def install_signal_handlers() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _term)
+
+
+# --------------------------------------------------------------------------- machine-readable results
+
+#: ``run.py`` sets this to a directory; each script writes its figures there as ``NAME.json``.
+RESULTS_DIR_ENV = "BENCH_RESULTS_DIR"
+
+
+def machine() -> dict[str, Any]:
+    """The machine a run happened on (the ``machine`` key of ``latest.json``)."""
+    import msgpack
+    import zmq
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "pinning": PIN or "none",
+        "quick": QUICK,
+        "pyzmq": zmq.pyzmq_version(),
+        "libzmq": zmq.zmq_version(),
+        "msgpack": ".".join(map(str, msgpack.version)),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write_results(name: str, figures: dict[str, Any]) -> None:
+    """Save a script's figures for ``run.py`` (``$BENCH_RESULTS_DIR/NAME.json``; nothing when run alone)."""
+    import json
+
+    out_dir = os.environ.get(RESULTS_DIR_ENV)
+    if not out_dir:
+        return
+    with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
+        json.dump(figures, f, indent=2, sort_keys=True)
+
+
+def clone_ext(src: str | os.PathLike[str], dest_root: str | os.PathLike[str], suffix: str) -> str:
+    """A copy of the bench extension directory ``src`` under ``dest_root`` whose name ends in ``-SUFFIX``.
+
+    The extension's name appears in its ``extension.toml`` and in its source (the
+    ``Extension(...)`` call); both are rewritten, so many copies load in one host.
+    Returns the new directory.
+    """
+    import shutil
+    from pathlib import Path
+
+    src_path = Path(src)
+    dest = Path(dest_root) / f"{src_path.name}-{suffix}"
+    shutil.copytree(src_path, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = (dest / "extension.toml").read_text(encoding="utf-8")
+    old = next(line.split("=", 1)[1].strip().strip('"') for line in manifest.splitlines()
+               if line.startswith("name"))
+    new = f"{old}-{suffix}"
+    for path in dest.iterdir():
+        if path.is_file() and path.suffix in (".toml", ".py", ".mjs"):
+            path.write_text(path.read_text(encoding="utf-8").replace(f'"{old}"', f'"{new}"'), encoding="utf-8")
+    return str(dest)

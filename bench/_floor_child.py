@@ -1,6 +1,7 @@
 """Child process of the dispatch floor: a REP socket answering every request with fixed bytes.
 
-Usage: ``python _floor_child.py ENDPOINT REPLY_HEX``. It connects (the parent
+Usage: ``python _floor_child.py ENDPOINT REPLY_HEX`` (or ``@FILE``: the reply bytes in a file, for
+frames too large for argv). It connects (the parent
 binds, as the kithost host does), prints ``READY``, then for each request
 polls, receives and sends the reply frame as is: no decoding, no MAC check,
 no handler. It exits when its parent dies (``PR_SET_PDEATHSIG``), on SIGTERM,
@@ -27,7 +28,12 @@ def _die_with_parent() -> None:
 
 def main() -> int:
     """Serve until idle for :data:`IDLE_EXIT_MS`."""
-    endpoint, reply = sys.argv[1], bytes.fromhex(sys.argv[2])
+    endpoint, arg = sys.argv[1], sys.argv[2]
+    if arg.startswith("@"):
+        with open(arg[1:], "rb") as f:
+            reply = f.read()
+    else:
+        reply = bytes.fromhex(arg)
     _die_with_parent()
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sock = ctx.socket(zmq.REP)

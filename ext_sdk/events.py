@@ -3,8 +3,9 @@
 This module *is* the event vocabulary: kit's 34 agent events (its 37
 ``EventType`` constants minus the three TUI-only ones, ``thinking_level_change``,
 ``terminal_resize`` and ``turn_state_change``; ``tool_output`` included, which
-kit forgot in ``AllEventTypes()``), plus custom events between extensions
-(``custom:<name>``).
+kit forgot in ``AllEventTypes()``), one kit lacks (``before_model``: each model
+call's request, or a synthetic answer instead of the call), plus custom events
+between extensions (``custom:<name>``).
 
 Nothing here is hand-listed twice. :data:`EVENTS` is derived by collecting
 every :class:`EventSpec` defined at module level, and each event's **mode** is
@@ -38,6 +39,7 @@ __all__ = [
     "CONTEXT_MESSAGE",
     "CUSTOM_PREFIX",
     "EVENTS",
+    "MODEL_PARAMS",
     "Chain",
     "EventSpec",
     "Mode",
@@ -191,6 +193,41 @@ _TOKENS: dict[str, Field | Type] = {
     "cache_write_tokens": Int,
 }
 
+#: Which subagent made a tool call (``tool_call``/``tool_result`` of a subagent reach the parent's handlers).
+_SUBAGENT_FIELD = Field(
+    Struct("The subagent that made the call.", id=Field(Str, "Its id (the subagent_* events' tool_call_id)."),
+           task=Field(Str, "Its task.")),
+    "Set when a subagent made the call (absent for the agent's own calls).",
+    required=False,
+)
+
+#: One tool call of a synthetic answer (``before_model``).
+_SYNTHETIC_CALL = Struct(
+    "A tool call of a synthetic answer.",
+    id=Field(Str, "Tool call id ('' = one is made up).", required=False),
+    name=Field(Str, "Tool name."),
+    arguments=Field(Str, "Arguments as a JSON string."),
+)
+_SYNTHETIC = Struct(
+    "An answer that replaces the model call.",
+    content=Field(Str, "Assistant text.", required=False),
+    tool_calls=Field(List(_SYNTHETIC_CALL), "Tool calls to run.", required=False),
+)
+#: The provider parameters an extension sees and may set (``before_model``); others (keys, endpoints) never
+#: leave the host.
+MODEL_PARAMS: Final = Struct(
+    "Provider parameters of one model call (absent = the provider's default).",
+    temperature=Field(Float, required=False),
+    top_p=Field(Float, required=False),
+    max_tokens=Field(Int, required=False),
+    seed=Field(Int, required=False),
+    stop=Field(List(Str), required=False),
+    reasoning_effort=Field(Str, required=False),
+)
+_TOOL_CHOICE = Field(
+    Str, "'auto', 'none', 'required', or a tool name the model must call.", required=False
+)
+
 _CANCEL_RESULT = Struct(
     cancel=Field(Bool, "True cancels the operation.", required=False),
     reason=Field(Str, "Why (shown to the user).", required=False),
@@ -207,6 +244,7 @@ TOOL_CALL = EventSpec(
         input=Field(Str, "Arguments as a JSON string."),
         parsed_args=Field(Any, "Arguments parsed, or null if they are not valid JSON.", required=False),
         source=Field(Str, "Who asked for the call ('llm')."),
+        subagent=_SUBAGENT_FIELD,
     ),
     result=Struct(
         block=Field(Bool, "True blocks the call.", required=False),
@@ -255,6 +293,7 @@ TOOL_RESULT = EventSpec(
         content=Field(Str, "The tool's output text."),
         is_error=Bool,
         metadata=Field(Str, "Tool metadata as a JSON string."),
+        subagent=_SUBAGENT_FIELD,
     ),
     result=Struct(content=Field(Str, required=False), is_error=Field(Bool, required=False)),
     chain=Chain(("content", "is_error")),
@@ -424,11 +463,45 @@ ERROR = EventSpec("error", "An agent-level error (as a string).", Struct(error=S
 RETRY = EventSpec("retry", "A provider call is retried.", Struct(attempt=Int, error=Str))
 PREPARE_STEP = EventSpec(
     "prepare_step",
-    "Between model calls of one turn: the window for the next call. A result replaces it for "
-    "that call.",
-    Struct(step_number=Int, messages=_MESSAGES),
-    result=Struct(messages=Field(_MESSAGES, required=False)),
-    chain=Chain(("messages",)),
+    "Between model calls of one turn: the window for the next call, the tool choice and the active "
+    "tools. A result replaces them for that call (tool choice and active tools: kit hides the SDK's).",
+    Struct(
+        step_number=Int,
+        messages=_MESSAGES,
+        tool_choice=_TOOL_CHOICE,
+        active_tools=Field(List(Str), "Tools offered to the model for this call."),
+    ),
+    result=Struct(
+        messages=Field(_MESSAGES, required=False),
+        tool_choice=_TOOL_CHOICE,
+        active_tools=Field(List(Str), "Offer only these (names of the agent's tools).", required=False),
+    ),
+    chain=Chain(("messages", "tool_choice", "active_tools")),
+    exposes_content=True,
+    hot=True,
+)
+BEFORE_MODEL = EventSpec(
+    "before_model",
+    "Before each model call of a turn (after prepare_step): the whole request. A result changes it "
+    "(messages, tools, tool_choice, params such as temperature and max_tokens), or answers it with "
+    "'response': the provider is not called (no llm_usage), and the answer is used as the model's.",
+    Struct(
+        step_number=Int,
+        model=Str,
+        messages=_MESSAGES,
+        tools=Field(List(Str), "Tools offered (names; only the agent's tools may be named)."),
+        tool_choice=_TOOL_CHOICE,
+        params=Field(MODEL_PARAMS, "Provider parameters of this call."),
+        response=Field(_SYNTHETIC, "A synthetic answer set by an earlier handler.", required=False),
+    ),
+    result=Struct(
+        messages=Field(_MESSAGES, required=False),
+        tools=Field(List(Str), required=False),
+        tool_choice=_TOOL_CHOICE,
+        params=Field(MODEL_PARAMS, "Replaces the parameters.", required=False),
+        response=Field(_SYNTHETIC, "Answer instead of calling the model.", required=False),
+    ),
+    chain=Chain(("messages", "tools", "tool_choice", "params", "response")),
     exposes_content=True,
     hot=True,
 )

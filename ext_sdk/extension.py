@@ -1,16 +1,26 @@
-"""``Extension``: what an extension file declares — handlers, tools, commands, permissions.
+"""``Extension``: what an extension file declares — handlers, tools, commands — and who it is.
 
 An extension is a plain Python file that creates one :class:`Extension` and
 registers handlers on it::
 
     from ext_sdk import Block, Extension
 
-    ext = Extension("permission-gate", version="1.0.0", permissions=["conversation"])
+    ext = Extension()   # name, version and permissions come from extension.toml
 
     @ext.on("tool_call", priority=10, deadline_ms=200, policy="closed")
     def gate(event, ctx):
         if "rm -rf" in event.input:
             return Block("dangerous command")
+
+Identity: the manifest (``extension.toml``) is its one source. ``Extension()``
+reads ``name``, ``version`` and ``permissions`` from the manifest of the file
+that creates it — the first ``extension.toml`` in that file's directory or
+above it (the extension's folder; the same under the host and under
+:class:`~ext_sdk.testing.FakeHost`), or the one given as ``manifest=``. Code
+may restate any of them (``Extension("gate", version="1.0.0")``); a restated
+value is sent as written and the host refuses the handshake when it differs
+from the manifest, saying which. Without a manifest the name must be given
+(version ``0.0.0`` and no permission are the defaults, as in a manifest).
 
 Ordering rule: the host runs handlers by priority (lower first), then by
 extension load order, then by registration order within the extension.
@@ -20,14 +30,17 @@ be registered after it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .events import EVENTS, custom_event_name, is_custom
 from .hostcalls import PERMISSIONS
 
-__all__ = ["CommandDef", "Extension", "Handler", "Subscription", "ToolDef"]
+__all__ = ["MANIFEST_FILE", "CommandDef", "Extension", "Handler", "Subscription", "ToolDef", "find_manifest",
+           "read_identity"]
 
 #: A handler: ``fn(event, ctx) -> result | None``.
 Handler = Callable[[Any, Any], Any]
@@ -76,21 +89,87 @@ class CommandDef:
     fn: Callable[[str, Any], Any]
 
 
-@dataclass
+#: File name of the manifest beside an extension's code (``host.exthost.manifest.MANIFEST_NAME``).
+MANIFEST_FILE = "extension.toml"
+#: How many directories above the defining file are searched for the manifest.
+_MANIFEST_DEPTH = 4
+
+
+def _defining_file() -> Path | None:
+    """The source file of the code that called ``Extension(...)`` (first frame outside ext_sdk)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        filename = frame.f_code.co_filename
+        if not module.startswith("ext_sdk") and not filename.startswith("<"):
+            return Path(filename)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def find_manifest(start: Path) -> Path | None:
+    """The first ``extension.toml`` in ``start``'s directory (or ``start`` itself) and above, or ``None``."""
+    directory = start if start.is_dir() else start.parent
+    for candidate in [directory, *directory.parents][:_MANIFEST_DEPTH + 1]:
+        path = candidate / MANIFEST_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def read_identity(path: Path) -> tuple[str, str, list[str]]:
+    """``(name, version, permissions)`` of the manifest at ``path`` (defaults as the host's: version
+    ``0.0.0``, no permission); ``ValueError`` naming the file when it cannot say."""
+    import tomllib  # only an extension that leaves its identity to the manifest pays for it
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the manifest: {exc}") from None
+    name, version, permissions = raw.get("name"), raw.get("version", "0.0.0"), raw.get("permissions", [])
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{path}: the manifest has no name")
+    if not isinstance(version, str):
+        raise ValueError(f"{path}: version must be a string")
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise ValueError(f"{path}: permissions must be a list of strings")
+    return name, version, list(permissions)
+
+
 class Extension:
-    """The declaration of one extension. Create exactly one per extension file."""
+    """The declaration of one extension. Create exactly one per extension file (identity: module doc)."""
 
-    name: str
-    version: str = "0.0.0"
-    permissions: list[str] = field(default_factory=list)
-    subscriptions: list[Subscription] = field(default_factory=list)
-    tools: list[ToolDef] = field(default_factory=list)
-    commands: list[CommandDef] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self, name: str | None = None, version: str | None = None,
+                 permissions: Sequence[str] | None = None, *, manifest: str | Path | None = None) -> None:
+        path: Path | None = None
+        if name is None or version is None or permissions is None:
+            where = Path(manifest) if manifest is not None else _defining_file()
+            path = find_manifest(where.resolve()) if where is not None else None
+            if path is None and name is None:
+                raise ValueError(f"no {MANIFEST_FILE} found beside {where or 'the extension'} to read its name "
+                                 "from; pass manifest=PATH or give the name")
+            # no manifest (code used on its own): the host's defaults, version 0.0.0 and no permission
+            from_file = read_identity(path) if path is not None else (str(name), "0.0.0", [])
+            name = from_file[0] if name is None else name
+            version = from_file[1] if version is None else version
+            permissions = from_file[2] if permissions is None else permissions
+        #: The extension's name (the manifest's).
+        self.name: str = name
+        #: Its version (the manifest's).
+        self.version: str = version
+        #: Permissions it asks for (the manifest's).
+        self.permissions: list[str] = list(permissions)
+        #: The manifest the identity was read from (``None``: every field was given).
+        self.manifest: Path | None = path
+        self.subscriptions: list[Subscription] = []
+        self.tools: list[ToolDef] = []
+        self.commands: list[CommandDef] = []
         unknown = [p for p in self.permissions if p not in PERMISSIONS]
         if unknown:
             raise ValueError(f"unknown permission(s) {unknown}; known: {', '.join(PERMISSIONS)}")
+
+    def __repr__(self) -> str:
+        return f"Extension(name={self.name!r}, version={self.version!r}, permissions={self.permissions!r})"
 
     def on(
         self,

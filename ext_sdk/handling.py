@@ -17,7 +17,6 @@ Contract of :meth:`HandlerRunner.run_item` (one event item of an ``event`` or
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,6 @@ from .combine import check_result, order_key
 from .context import Caller, Context, EventData
 from .events import spec_for
 from .extension import Extension, Subscription
-from .results import to_plain
 from .schema import SchemaError
 
 __all__ = ["HandlerRunner"]
@@ -33,6 +31,22 @@ __all__ = ["HandlerRunner"]
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _to_plain(event: str, value: object) -> dict[str, Any] | None:
+    """:func:`ext_sdk.results.to_plain`, imported when a handler first returns something (not at start-up)."""
+    global _to_plain
+    from .results import to_plain
+
+    _to_plain = to_plain  # later calls go straight to it
+    return to_plain(event, value)
+
+
+def _print_traceback() -> None:
+    """The current exception's traceback on stderr (``traceback`` imported only when a handler fails)."""
+    import traceback
+
+    traceback.print_exc(file=sys.stderr)
 
 
 class HandlerRunner:
@@ -71,7 +85,7 @@ class HandlerRunner:
                 for name in _optional_fields(spec.name, spec.payload.fields):
                     event.setdefault(name, None)
             value = sub.fn(event, Context(self._caller, sub.event))
-            result = to_plain(sub.event, value)
+            result = None if value is None else _to_plain(sub.event, value)
             if result is not None:
                 if spec is None:
                     return {"ok": False, "error": f"{sub.event!r} takes no result (returned {result!r})"}
@@ -80,7 +94,7 @@ class HandlerRunner:
         except SchemaError as exc:
             return {"ok": False, "error": f"{_name(sub.fn)} returned a bad result for {sub.event!r}: {exc}"}
         except Exception as exc:  # noqa: BLE001 - a handler's failure is reported, not raised
-            traceback.print_exc(file=sys.stderr)
+            _print_traceback()
             return {"ok": False, "error": f"{_name(sub.fn)} raised {_describe(exc)}"}
         finally:
             self.current = None
@@ -104,7 +118,7 @@ class HandlerRunner:
             out = command.fn(str(args or ""), Context(self._caller, f"command:{name}"))
             return {"ok": True, "result": {"content": "" if out is None else str(out), "is_error": False}}
         except Exception as exc:  # noqa: BLE001
-            traceback.print_exc(file=sys.stderr)
+            _print_traceback()
             return {"ok": True, "result": {"content": f"Error: {_describe(exc)}", "is_error": True}}
         finally:
             self.current = None

@@ -42,6 +42,8 @@ __all__ = [
     "Int",
     "List",
     "Map",
+    "Nil",
+    "Nullable",
     "Schema",
     "SchemaError",
     "Str",
@@ -208,6 +210,38 @@ class List(Type):
 
     def describe(self) -> str:
         return f"list[{self.item.describe()}]"
+
+
+class Nil(Type):
+    """No value: ``null`` (a host call that returns nothing)."""
+
+    def check(self, value: object, path: str = "") -> None:
+        if value is not None:
+            raise SchemaError(path, f"expected null, got {_type_name(value)}")
+
+    def json_schema(self) -> dict[str, _Any]:
+        return {"type": "null"}
+
+    def describe(self) -> str:
+        return "nil"
+
+
+class Nullable(Type):
+    """``inner`` or ``null`` (a host call's result that may be absent)."""
+
+    def __init__(self, inner: Type) -> None:
+        self.inner: Final = inner
+        self.doc = inner.doc
+
+    def check(self, value: object, path: str = "") -> None:
+        if value is not None:
+            self.inner.check(value, path)
+
+    def json_schema(self) -> dict[str, _Any]:
+        return {"anyOf": [self.inner.json_schema(), {"type": "null"}]}
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} | null"
 
 
 class Map(Type):

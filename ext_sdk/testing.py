@@ -11,7 +11,12 @@ failure policy). What differs from a real host is only what a process adds:
   a handler that hangs hangs your test);
 * ``ctx`` calls are answered from in-memory state, recorded for assertions,
   and refused (``HostCallError``) if the extension did not ask for the
-  permission they need.
+  permission they need. Options, the status line and prompts work in memory
+  (prompts answer :attr:`FakeHost.prompt_answers` in order, else cancelled,
+  as headless); the agent calls of kit's ctx API (``complete``,
+  ``spawn_subagent``, ``get_tools``...) answer :attr:`FakeHost.answers`
+  ``[method]`` (a value, or a function of the arguments) and are refused when
+  none is set. Every call is in :attr:`FakeHost.calls`.
 
 :class:`FakeTransport` is the public stand-in for one handler (httpx's
 ``MockTransport``): wrap a function ``fn(payload) -> result | None``, or make
@@ -85,6 +90,16 @@ class FakeHost:
         self.messages: list[dict[str, Any]] = []
         #: Model name reported by ctx.get_info; changed by ctx.set_model.
         self.model = "scripted/test"
+        #: ``method -> value or fn(args)`` for the agent calls of kit's ctx API.
+        self.answers: dict[str, Any] = {}
+        #: Answers to ctx.prompt_* in order (each the call's value); empty: cancelled.
+        self.prompt_answers: list[dict[str, Any]] = []
+        #: ``key -> text`` set with ctx.set_status.
+        self.status: dict[str, str] = {}
+        #: Options: ``name -> value`` (registered defaults and set values).
+        self.options: dict[str, str] = {}
+        #: ``(method, args)`` of every ctx call, in order.
+        self.calls: list[tuple[str, dict[str, Any]]] = []
         self._ids = itertools.count(1)
         self._runner = HandlerRunner(extension, self._call)
         self._handlers: dict[str, tuple[Handler, ...]] = {}
@@ -166,6 +181,7 @@ class FakeHost:
             raise HostCallError(f"permission denied: {method} needs '{spec.permission}'")
         spec.args.check(args, "args")
         json.dumps(args)  # must be plain data
+        self.calls.append((method, json.loads(json.dumps(args))))
         if method == "print":
             self.printed.append((args["level"], args["text"]))
         elif method == "get_state":
@@ -194,4 +210,27 @@ class FakeHost:
             self.model = args["model"]
         elif method == "get_info":
             return {"session_id": "test", "session_path": "", "cwd": str(Path.cwd()), "model": self.model}
+        elif method == "register_option":
+            return self.options.setdefault(args["name"], args["default"])
+        elif method == "get_option":
+            return self.options.get(args["name"])
+        elif method == "set_option":
+            self.options[args["name"]] = args["value"]
+        elif method == "set_status":
+            if args["text"]:
+                self.status[args["key"]] = args["text"]
+            else:
+                self.status.pop(args["key"], None)
+        elif method.startswith("prompt_"):
+            if self.prompt_answers:
+                return self.prompt_answers.pop(0)
+            default = args.get("default")
+            if method == "prompt_select":
+                return {"value": "", "index": -1, "cancelled": True}
+            return {"value": bool(default) if method == "prompt_confirm" else (default or ""), "cancelled": True}
+        elif method in self.answers:
+            answer = self.answers[method]
+            return answer(args) if callable(answer) else answer
+        elif spec.result.describe() != "nil":
+            raise HostCallError(f"{method}: FakeHost has no answer; set host.answers[{method!r}]")
         return None

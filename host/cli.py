@@ -16,6 +16,8 @@ from typing import Any
 
 from .config import HostConfig, default_config_path, load_config
 from .errors import HostError
+from .forensics.commands import add_ext_parsers, add_record_option, add_replay_parser
+from .hooks import command as hooks_command
 
 __all__ = ["main"]
 
@@ -34,12 +36,20 @@ examples:
   kithost run --script s.json -e extensions "fix the tests"
                                          one turn on the offline scripted provider
   kithost chat --model openai/gpt-4o     interactive (needs OPENAI_API_KEY)
+  kithost chat --continue                the session used last in this directory (--resume to pick one)
+  kithost session list                   sessions kept for this directory (repair: `kithost session repair FILE`)
   kithost ext list -e extensions         list extensions and what they subscribe to
   kithost ext check extensions/permission_gate
                                          start one extension, show its handshake, stop it
   kithost ext trust permission-gate -e extensions
                                          review what it asks for and trust it
   kithost ext sandbox                    the isolation level here and each layer in force
+  kithost ext reload permission-gate     reload an extension from its files in its running host (no downtime)
+  kithost hooks import .claude/settings.json
+                                         run Claude Code / Gemini CLI / Codex hook scripts, sandboxed
+  kithost run --record s.rec -e extensions "deploy"
+                                         record what every extension answered; then find the culprit with
+  kithost ext bisect s.rec --bad 'blocked:tool_call'
   kithost new my-gate --lang js          scaffold an extension (manifest, code, a test)
   kithost conformance extensions/permission_gate
                                          check an extension against the protocol
@@ -69,19 +79,30 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="script file for the offline 'scripted' provider (see docs/scripted-provider.md)")
         p.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
                        help="load this extension too (directory, manifest, or directory of extensions; repeatable)")
-        p.add_argument("--session", type=Path, metavar="FILE",
-                       help="session file (JSONL) to create or resume; default: a temporary session")
+        which = p.add_mutually_exclusive_group()
+        which.add_argument("--session", type=Path, metavar="FILE",
+                           help="session file (JSONL) to create or resume; default: a new session kept in "
+                                "$XDG_DATA_HOME/kithost/sessions, in a folder of this working directory")
+        which.add_argument("-c", "--continue", dest="continue_last", action="store_true",
+                           help="continue the session used last in this working directory")
+        which.add_argument("--resume", nargs="?", const="", metavar="ID",
+                           help="resume a kept session of this working directory by ID (`kithost session list`); "
+                                "without ID, pick from a list (on a terminal)")
+        which.add_argument("--ephemeral", action="store_true",
+                           help="a temporary session, deleted at exit")
         p.add_argument("--cwd", type=Path, metavar="DIR", help="working directory of the tools (default: .)")
         p.add_argument("--disable", action="append", default=[], metavar="NAME",
                        help="do not load this extension (repeatable; adds to the config's `disabled`)")
         p.add_argument("--no-discover", action="store_true",
                        help="load only -e extensions, not ~/.config/kithost/extensions or ./.kithost/extensions")
+        add_record_option(p)
 
     run = sub.add_parser("run", parents=[common], help="run one agent turn",
                          description="Run one agent turn on PROMPT with the extensions loaded, streaming the "
                                      "answer and tool activity. Exit status: 0 done, 1 the turn ended in an error, "
                                      "130 cancelled (Ctrl-C).")
     agent_options(run)
+    run.set_defaults(func=_run)
     run.add_argument("--json", action="store_true",
                      help="one JSON object per event on stdout ({\"type\": <event>, ...}), then {\"type\": \"result\"}")
     run.add_argument("prompt", help="the user prompt")
@@ -90,6 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
                                       "(/model /fork /new /compact /ext /session /exit and extension commands). "
                                       "Ctrl-C cancels the running turn, not the program; end of input quits.")
     agent_options(chat)
+    chat.add_argument("--no-watch", action="store_true",
+                      help="do not reload an extension when a file in its folder changes (on by default)")
+    chat.set_defaults(func=_chat)
 
     ext = sub.add_parser("ext", parents=[common], help="inspect extensions", description="Inspect extensions.")
     ext_sub = ext.add_subparsers(dest="ext_command", metavar="SUBCOMMAND", required=True)
@@ -97,6 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
                             description="List extensions found in the search directories "
                                         "(~/.config/kithost/extensions, ./.kithost/extensions) and -e paths, "
                                         "in load order, without starting them.")
+    ls.set_defaults(func=_ext_list)
     ls.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
                     help="extension directory, manifest, or directory of extensions (repeatable)")
     ls.add_argument("--json", action="store_true", help="one JSON document for machines")
@@ -106,6 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "complete the handshake, print what it declared, what the host "
                                            "granted and the sandbox layers in force, then stop it. Exit status 1 "
                                            "if it does not start.")
+    check.set_defaults(func=_ext_check)
     check.add_argument("path", type=Path, help="extension directory or extension.toml")
     check.add_argument("--json", action="store_true", help="one JSON document for machines")
 
@@ -115,6 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "trusted, what changed; then record the trust for exactly this content "
                                            "of the extension (a changed extension asks again). Asks for "
                                            "confirmation on a terminal; --yes confirms without asking.")
+    trust.set_defaults(func=_ext_trust)
     trust.add_argument("name", nargs="?", help="extension name (found in the search dirs and -e paths)")
     trust.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
                        help="extension directory, manifest, or directory of extensions (repeatable)")
@@ -125,18 +152,23 @@ def _build_parser() -> argparse.ArgumentParser:
                                  description="Probe what confines extensions here (bubblewrap, Landlock, seccomp, "
                                              "cgroups, a dedicated uid), say which layers are in force and, "
                                              "for each missing one, why.")
+    sandbox.set_defaults(func=_ext_sandbox)
     sandbox.add_argument("--json", action="store_true", help="one JSON document for machines")
 
     status = ext_sub.add_parser("status", parents=[common], help="state and counters of extensions in running hosts",
                                 description="For every running kithost of this user: each extension's state, "
-                                            "pid, uptime, restarts and last reason, RSS, CPU, events handled, "
-                                            "p50/p99 handler latency, timeouts and fail-open/closed counts.")
+                                            "pid, uptime, restarts and last reason, RSS, CPU, handler calls "
+                                            "answered and notify events delivered, p50/p99 handler latency and "
+                                            "its split (time in the host, in transit, in the extension), "
+                                            "timeouts, fail-open/closed counts, bad frames and refused host calls.")
+    status.set_defaults(func=_ext_status)
     status.add_argument("name", nargs="?", help="only this extension")
     status.add_argument("--json", action="store_true", help="one JSON document for machines")
     status.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
     logs = ext_sub.add_parser("logs", parents=[common], help="an extension's captured stderr/stdout",
                               description="The last lines an extension wrote to stderr/stdout, as captured by "
                                           "its running host (bounded per extension).")
+    logs.set_defaults(func=_ext_logs)
     logs.add_argument("name", help="extension name")
     logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many lines (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
@@ -145,11 +177,43 @@ def _build_parser() -> argparse.ArgumentParser:
     restart = ext_sub.add_parser("restart", parents=[common], help="restart an extension in its running host",
                                  description="Stop the extension's process (if running), forget its crash "
                                              "history and start it again; also brings back a 'dead' extension.")
+    restart.set_defaults(func=_ext_restart)
     restart.add_argument("name", help="extension name")
     restart.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
+    reload = ext_sub.add_parser("reload", parents=[common], help="reload an extension from its files, no downtime",
+                                description="Start the extension's current files beside the running version, "
+                                            "switch between two events and stop the old process. If the new "
+                                            "version fails to load, the old one keeps serving and the reason is "
+                                            "printed (exit status 1). A manifest that asks for more than was "
+                                            "granted is refused until `kithost ext trust NAME`.")
+    reload.set_defaults(func=_ext_reload)
+    reload.add_argument("name", help="extension name")
+    reload.add_argument("--json", action="store_true", help="the result as one JSON document")
+    reload.add_argument("--host", type=int, metavar="PID", help="only the kithost with this pid")
+    add_ext_parsers(ext_sub, common)
+
+    session = sub.add_parser("session", parents=[common], help="kept sessions: list them, repair a torn one",
+                             description="Sessions of run and chat are kept in $XDG_DATA_HOME/kithost/sessions "
+                                         "(default ~/.local/share/kithost/sessions), one folder per working "
+                                         "directory; --continue and --resume open them again.")
+    session_sub = session.add_subparsers(dest="session_command", metavar="SUBCOMMAND", required=True)
+    slist = session_sub.add_parser("list", parents=[common], help="sessions kept for this working directory",
+                                   description="The sessions kept for this working directory, newest first: "
+                                               "id, last use, prompts, the first prompt and the file.")
+    slist.set_defaults(func=_session)
+    slist.add_argument("--all", action="store_true", help="sessions of every working directory")
+    slist.add_argument("--cwd", type=Path, metavar="DIR", help="working directory (default: .)")
+    slist.add_argument("--json", action="store_true", help="one JSON document for machines")
+    repair = session_sub.add_parser("repair", parents=[common], help="drop a torn last line of a session file",
+                                    description="A session whose last line was cut by a crash does not open. "
+                                                "This drops that line, after copying the file to FILE.bak, and "
+                                                "says what it dropped. Any other damage is reported, not touched.")
+    repair.set_defaults(func=_session)
+    repair.add_argument("file", type=Path, help="the session file (JSONL)")
 
     schema = sub.add_parser("schema", parents=[common], help="print or write the protocol's JSON Schema",
                             description="The wire protocol as one JSON Schema document, generated from ext_sdk.")
+    schema.set_defaults(func=_schema)
     group = schema.add_mutually_exclusive_group()
     group.add_argument("--write", type=Path, metavar="FILE", help="write it to FILE")
     group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from the generated schema")
@@ -163,6 +227,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "tools and commands, host calls, heartbeats while a handler runs, bad frames it receives, "
                     "shutdown. Prints each check with pass/fail/skip and why. Exit status 0 only when every "
                     "required check passes (known failures aside).")
+    conformance.set_defaults(func=_conformance)
     conformance.add_argument("target", nargs="*", metavar="PATH | -- COMMAND",
                              help="extension folder (or its extension.toml), or -- and the command that starts it")
     conformance.add_argument("--json", action="store_true", help="one JSON document for machines")
@@ -174,6 +239,7 @@ def _build_parser() -> argparse.ArgumentParser:
                          description="Write a new extension NAME in DIR/NAME: its manifest, a tool_call gate with a "
                                      "command, and a test with the SDK's FakeHost. It passes `kithost conformance` "
                                      "as generated.")
+    new.set_defaults(func=_new)
     new.add_argument("name", help="extension name (lowercase letters, digits, '.', '_', '-')")
     new.add_argument("--lang", choices=("python", "js"), default="python", help="language (default python)")
     new.add_argument("--dir", type=Path, default=Path("."), metavar="DIR", help="where to create it (default .)")
@@ -184,7 +250,10 @@ def _build_parser() -> argparse.ArgumentParser:
                                       "extensions plus one misbehaving extension: a dangerous command is "
                                       "blocked, a secret redacted, usage reported, the broken extension "
                                       "contained; then show what each extension did.")
+    demo.set_defaults(func=_demo)
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    add_replay_parser(sub, common)
+    hooks_command.add_parser(sub, common)
     return parser
 
 
@@ -345,6 +414,12 @@ def _ext_logs(args: argparse.Namespace) -> int:
     return show_logs(args.name, args.lines, args.json, pid=args.host)
 
 
+def _ext_reload(args: argparse.Namespace) -> int:
+    from .exthost.reload_cli import reload_extension
+
+    return reload_extension(args.name, pid=args.host, as_json=args.json)
+
+
 def _ext_restart(args: argparse.Namespace) -> int:
     from .status_view import restart_extension
 
@@ -376,13 +451,17 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     # No --model: AgentSession.open takes the session's model, or scripted/<script name> for a new session.
+    from .agent.cli.sessions import SessionOptions, choose_session
+
     config = _config(args)
     if args.disable:
         from dataclasses import replace
 
         config = replace(config, disabled=(*config.disabled, *args.disable))
-    return {"model": args.model, "script": args.script, "extensions": tuple(args.extension), "session": args.session,
-            "cwd": args.cwd, "config": config, "discover": not args.no_discover}
+    options = SessionOptions(args.session, args.continue_last, args.resume, args.ephemeral)
+    session = choose_session(options, args.cwd or Path.cwd(), interactive=sys.stdin.isatty())
+    return {"model": args.model, "script": args.script, "extensions": tuple(args.extension), "session": session,
+            "cwd": args.cwd, "config": config, "discover": not args.no_discover, "record": args.record}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -394,7 +473,15 @@ def _run(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     from .agent.cli import ChatArgs, chat_command
 
-    return chat_command(ChatArgs(**_agent_kwargs(args)))
+    return chat_command(ChatArgs(watch=not args.no_watch, **_agent_kwargs(args)))
+
+
+def _session(args: argparse.Namespace) -> int:
+    from .agent.cli.sessions import session_list_command, session_repair_command
+
+    if args.session_command == "repair":
+        return session_repair_command(args.file)
+    return session_list_command(args.cwd or Path.cwd(), args.all, args.json)
 
 
 def _conformance(args: argparse.Namespace) -> int:
@@ -456,14 +543,8 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"schema": _schema, "demo": _demo, "run": _run, "chat": _chat, "conformance": _conformance,
-                "new": _new}
     try:
-        if args.command == "ext":
-            commands = {"list": _ext_list, "check": _ext_check, "trust": _ext_trust, "sandbox": _ext_sandbox,
-                        "status": _ext_status, "logs": _ext_logs, "restart": _ext_restart}
-            return commands[args.ext_command](args)
-        return handlers[args.command](args)
+        return int(args.func(args))  # each parser names its function (set_defaults): the registry is the parser
     except HostError as exc:
         print(f"kithost: error: {exc}", file=sys.stderr)
         return 1

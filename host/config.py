@@ -8,8 +8,8 @@ every key (``docs/configuration.md``) is generated from ``host/config.py`` by
 ``make docs``; a test keeps the two in sync.
 
 Precedence for a handler's **deadline**: the handler's requested
-``deadline_ms`` (or the default for its event: ``hot_ms`` for hot-path
-events, else ``default_ms`` by mode) is clamped to ``[min_ms, max_ms]``; an
+``deadline_ms`` (or the default for its event: ``[deadlines] hot`` for hot-path
+events, else ``gate``/``chain``/``notify`` by mode) is clamped to ``[min, max]``; an
 operator override for ``"<extension>"`` or ``"<extension>:<event>"`` replaces
 it (the more specific one wins).
 
@@ -29,26 +29,32 @@ recorded for exactly this content of the extension (its hash); otherwise, with
 the always-granted host calls, and an extension that asks for more does not
 start (its error says how to trust it).
 
+In the config file every time is a **duration with a unit** (``"500ms"``,
+``"2s"``, ``"1.5m"``, ``"1h"``; also ``us``) under the setting's name without
+its unit suffix (``gate_ms`` is ``gate``, ``crash_window_s`` is
+``crash_window``, ``cpu_seconds`` is ``cpu_time``); a bare number, or the old
+name, is refused with a message naming the key and the unit to write.
+
 The config file (``--config FILE``, default ``~/.config/kithost/config.toml``)
 mirrors these records::
 
     [deadlines]
-    gate_ms = 1000
-    event_budget_ms = 5000
+    gate = "1s"
+    event_budget = "5s"
 
     [policy]
     "permission-gate" = "closed"
     "tool-logger:tool_call" = "open"
 
     [deadline_overrides]
-    "slow-approver:tool_call" = 30000
+    "slow-approver:tool_call" = "30s"
 
     [permissions]
     "usage-budget" = ["session"]        # grant exactly these (plus ui/state/events)
 
     [supervision]
     memory_mb = 512
-    hang_ms = 5000
+    hang = "5s"
     restart = "on-failure"              # every extension, over its manifest
 
     [restart]
@@ -90,6 +96,7 @@ from ext_sdk.events import Mode, Policy, spec_for
 from ext_sdk.hostcalls import PERMISSIONS
 
 from .errors import ConfigError
+from .hooks.engine import DurationError, duration_ms, format_duration
 
 __all__ = [
     "Access",
@@ -177,7 +184,7 @@ _RECORD = ConfigDict(extra="forbid")
 
 @dataclass(frozen=True, slots=True, config=_RECORD)
 class Deadlines:
-    """Handler deadlines and per-event budgets, in milliseconds (``[deadlines]``)."""
+    """Handler deadlines and per-event budgets (``[deadlines]``; attributes in milliseconds)."""
 
     #: Default for gate handlers (they usually decide quickly, but may ask a person).
     gate_ms: _Positive = 1000
@@ -226,15 +233,16 @@ class Supervision:
     #: Restart mode of every extension, over each manifest's ``restart``; unset, the manifest decides
     #: (``[restart]."NAME"`` is over both: see :meth:`HostConfig.restart_mode`).
     restart: RestartMode | None = None
-    #: First restart delay; doubles after each crash up to ``backoff_max_ms``.
+    #: Restart delay inside a crash loop (a crash with earlier crashes within ``crash_window``); doubles after
+    #: each further crash up to ``backoff_max``. The first crash after a stable run restarts at once.
     backoff_initial_ms: _Positive = 100
     #: Longest restart delay.
     backoff_max_ms: _Positive = 30_000
-    #: This many crashes within ``crash_window_s`` make the extension ``dead`` until restarted by hand.
+    #: This many crashes within ``crash_window`` make the extension ``dead`` until restarted by hand.
     crash_limit: _Positive = 5
-    #: The window (seconds) in which ``crash_limit`` crashes are counted.
+    #: The window in which ``crash_limit`` crashes are counted.
     crash_window_s: _PositiveSeconds = 60.0
-    #: A run this long (seconds) counts as stable: the crash count and backoff start over (the event-crash
+    #: A run this long counts as stable: the crash count and backoff start over (the event-crash
     #: count does not).
     stable_after_s: _PositiveSeconds = 10.0
     #: This many crashes in a row during a handler, each before its process answered any event, make the
@@ -247,14 +255,14 @@ class Supervision:
     heartbeat_ms: _Positive = 1_000
     #: Without an answer to a heartbeat for this long, a process is "hung": killed and restarted.
     hang_ms: _Positive = 5_000
-    #: A handler still running after this long (heartbeats fine) is "stuck": killed and restarted (``0`` = never).
+    #: A handler still running after this long (heartbeats fine) is "stuck": killed and restarted (``"0s"`` = never).
     stuck_ms: Annotated[int, Field(ge=0)] = 60_000
     #: How often RSS/CPU/threads/fds/children are sampled.
     watch_ms: _Positive = 1_000
     #: Largest RSS of the extension's whole process tree, in MiB (``0`` = no limit).
     memory_mb: _Limit = 1_024
-    #: Most CPU time the process tree may use, in seconds (``0`` = no limit).
-    cpu_seconds: _LimitSeconds = 0
+    #: Most CPU time the process tree may use (``"0s"`` = no limit).
+    cpu_seconds: _LimitSeconds = field(default=0, metadata={"file_key": "cpu_time"})
     #: Most threads in the process tree (``0`` = no limit).
     max_threads: _Limit = 256
     #: Most open file descriptors in the process tree (``0`` = no limit).
@@ -271,8 +279,8 @@ class ExtensionLimits:
 
     #: Over ``[supervision] memory_mb``.
     memory_mb: _Limit | None = None
-    #: Over ``[supervision] cpu_seconds``.
-    cpu_seconds: _LimitSeconds | None = None
+    #: Over ``[supervision] cpu_time``.
+    cpu_seconds: _LimitSeconds | None = field(default=None, metadata={"file_key": "cpu_time"})
     #: Over ``[supervision] max_threads``.
     max_threads: _Limit | None = None
     #: Over ``[supervision] max_fds``.
@@ -324,6 +332,12 @@ def default_search_dirs() -> tuple[Path, ...]:
     return (base / "kithost" / "extensions", Path(".kithost") / "extensions")
 
 
+def data_dir() -> Path:
+    """``$XDG_DATA_HOME/kithost`` (default ``~/.local/share/kithost``): sessions, trust, chat history."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kithost"
+
+
 def default_config_path() -> Path:
     """``$XDG_CONFIG_HOME/kithost/config.toml``."""
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
@@ -346,7 +360,7 @@ class HostConfig:
     extension_limits: dict[str, ExtensionLimits] = field(default_factory=dict)
     #: Failure policy overrides by ``"<ext>"`` or ``"<ext>:<event>"``.
     policy: dict[str, Policy] = field(default_factory=dict)
-    #: Deadline overrides (ms) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
+    #: Deadline overrides (durations, such as ``"30s"``) by ``"<ext>"`` or ``"<ext>:<event>"``; not clamped.
     deadline_overrides: dict[str, _Positive] = field(default_factory=dict)
     #: Host-call permissions granted per extension (names as in a manifest's ``permissions``); an
     #: extension listed here or in ``access`` is granted exactly what these two tables say.
@@ -362,6 +376,9 @@ class HostConfig:
     #: Per extension: must the agent refuse to start without it when it fails to load? Unset: required when
     #: its manifest subscribes to a gate event whose failure policy is ``closed`` (see :meth:`is_required`).
     required: dict[str, bool] = field(default_factory=dict)
+    #: Extension options (kit's ``RegisterOption``), by option name: string values. An option resolves from
+    #: the value an extension set at run time, then ``KITHOST_OPT_<NAME>``, then this table, then its default.
+    options: dict[str, str] = field(default_factory=dict)
     #: The state sidecar file (``<session>.ext-state.json``); ``None`` keeps state in memory.
     state_path: Path | None = field(default=None, metadata=PROGRAM_ONLY)
     #: Where private socket directories are made; ``None`` picks a short runtime dir.
@@ -437,6 +454,7 @@ def load_config(path: Path | None = None) -> HostConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     problems = [f"{key!r} is set by the program, not in the config file" for key in raw if key in _NOT_IN_FILE]
+    raw = _from_file(raw, problems)
     try:
         config = _FILE.validate_python({k: v for k, v in raw.items() if k not in _NOT_IN_FILE})
     except ValidationError as exc:
@@ -446,7 +464,94 @@ def load_config(path: Path | None = None) -> HostConfig:
     return config
 
 
-# ---- config errors in words ("[deadlines] gate_ms must be greater than 0 (got -1)")
+# ---- durations: the file writes "500ms"/"2s" under the key without its unit suffix
+
+
+def file_key(f: dataclasses.Field[Any]) -> tuple[str, str | None]:
+    """The config file's key for field ``f`` and, for a time, the unit of its attribute (``"ms"`` or ``"s"``).
+
+    ``gate_ms`` → ``("gate", "ms")``, ``crash_window_s`` → ``("crash_window", "s")``, a ``file_key`` in the
+    field's metadata wins (``cpu_seconds`` → ``("cpu_time", "s")``); any other field keeps its name.
+    """
+    name = f.name
+    unit = "ms" if name.endswith("_ms") else "s" if name.endswith(("_s", "_seconds")) else None
+    if "file_key" in f.metadata:
+        return str(f.metadata["file_key"]), unit
+    if unit is None:
+        return name, None
+    return name[: -len("_ms")] if unit == "ms" else name[: -len("_s")], unit
+
+
+#: Tables of the file whose values are all times in ms (``[deadline_overrides]``).
+_DURATION_MAPS: Final = {"deadline_overrides": "ms"}
+
+
+def _to_unit(value: object, what: str, unit: str) -> float | int:
+    ms = duration_ms(value, what, unit)
+    if unit == "s":
+        return ms / 1000
+    return int(ms) if float(ms).is_integer() else ms  # a fraction of a ms stays a float: refused as "an integer"
+
+
+def _record_from_file(record: Any, raw: object, table: str, problems: list[str]) -> object:
+    """``raw`` (one table of the file) with its duration keys turned into the record's attributes."""
+    if not isinstance(raw, dict) or not dataclasses.is_dataclass(record):
+        return raw
+    out = dict(raw)
+    for f in dataclasses.fields(record):
+        key, unit = file_key(f)
+        if unit is None or key == f.name:
+            continue
+        if f.name in out:  # the old key with its unit in the name
+            value = out.pop(f.name)
+            shown = f"{value}{unit}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "..."
+            problems.append(f"unknown key {f.name!r} in {table} (did you mean {key!r}? times take a unit: "
+                            f"{key} = \"{shown}\")")
+        if key in out:
+            value = out.pop(key)
+            if value is None:
+                continue
+            try:
+                out[f.name] = _to_unit(value, f"{table} {_key(key)}", unit)
+            except DurationError as exc:
+                problems.append(str(exc))
+    return out
+
+
+def _from_file(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The file's tables with durations parsed and keys renamed to :class:`HostConfig`'s attributes."""
+    hints = get_type_hints(HostConfig, include_extras=True)
+    out = dict(raw)
+    for name, value in raw.items():
+        tp = _unwrap(hints.get(name))
+        if dataclasses.is_dataclass(tp):
+            out[name] = _record_from_file(tp, value, _table([name]), problems)
+        elif get_origin(tp) is dict and isinstance(value, dict):
+            item = _unwrap(get_args(tp)[1])
+            if dataclasses.is_dataclass(item):
+                out[name] = {k: _record_from_file(item, v, _table([name, k]), problems) for k, v in value.items()}
+            elif name in _DURATION_MAPS:
+                converted = {}
+                for k, v in value.items():
+                    try:
+                        converted[k] = _to_unit(v, f"{_table([name])} {_key(k)}", _DURATION_MAPS[name])
+                    except DurationError as exc:
+                        problems.append(str(exc))
+                out[name] = converted
+    return out
+
+
+def _field_at(loc: Sequence[int | str]) -> dataclasses.Field[Any] | None:
+    """The record field at ``loc`` (``None`` when ``loc`` does not end at a record's field)."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    parent = _type_at(loc[:-1])
+    if not dataclasses.is_dataclass(parent):
+        return None
+    return next((f for f in dataclasses.fields(parent) if f.name == loc[-1]), None)
+
+
+# ---- config errors in words ("[deadlines] gate must be greater than 0 (got "0ms")")
 
 _EXPECTED: Final = {
     "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
@@ -473,6 +578,12 @@ def _in_words(error: ErrorDetails) -> str:
     if kind == "value_error":  # our own validators' words (they name the bad value)
         return f"{_subject([p for p in loc if isinstance(p, str)])}: {ctx.get('error', error['msg'])}"
     subject, hint = _subject(loc), ""
+    at = _field_at(loc)
+    unit = file_key(at)[1] if at is not None else None
+    if unit is None and len(loc) == 2 and loc[0] in _DURATION_MAPS:
+        unit = _DURATION_MAPS[str(loc[0])]
+    if unit is not None and isinstance(got, (int, float)) and not isinstance(got, bool):
+        got = format_duration(got * (1000 if unit == "s" else 1))
     if kind == "greater_than":
         expected = f"greater than {ctx['gt']}"
     elif kind == "greater_than_equal":
@@ -490,8 +601,11 @@ def _in_words(error: ErrorDetails) -> str:
 
 
 def _subject(loc: Sequence[int | str]) -> str:
-    """``[deadlines] gate_ms``, ``[extension_limits.x] memory_mb``, ``search_dirs (item 2)``."""
+    """``[deadlines] gate``, ``[extension_limits.x] memory_mb``, ``search_dirs (item 2)`` (the file's keys)."""
     keys = [str(p) for p in loc if isinstance(p, str)]
+    at = _field_at(loc)
+    if at is not None and keys:
+        keys[-1] = file_key(at)[0]
     items = [p for p in loc if isinstance(p, int)]
     head = f"{_table(keys[:-1])} {_key(keys[-1])}" if len(keys) > 1 else _key(keys[0]) if keys else "the file"
     return head + (f" (item {items[0] + 1})" if items else "")
@@ -547,7 +661,7 @@ def _keys_of(tp: Any) -> list[str]:
     """The keys a table of type ``tp`` accepts in the file."""
     if not dataclasses.is_dataclass(tp):
         return []
-    return [f.name for f in dataclasses.fields(tp) if f.metadata != PROGRAM_ONLY]
+    return [file_key(f)[0] for f in dataclasses.fields(tp) if f.metadata != PROGRAM_ONLY]
 
 
 def _choices(tp: Any) -> list[str]:

@@ -27,7 +27,8 @@ import annotated_types
 from pydantic.fields import FieldInfo
 
 from . import config
-from .config import PROGRAM_ONLY, HostConfig, _choices, _unwrap
+from .config import _DURATION_MAPS, PROGRAM_ONLY, HostConfig, _choices, _unwrap, file_key
+from .hooks.engine import format_duration
 
 __all__ = ["field_docs", "main", "render"]
 
@@ -72,7 +73,7 @@ def render() -> str:
             if dataclasses.is_dataclass(value):
                 out += _section(f"[{f.name}.{NAME_KEY}]", docs[f.name], [_rows(value)])
             else:
-                row = _row(NAME_KEY, get_args(tp)[1], dataclasses.MISSING, "")
+                row = _row(NAME_KEY, get_args(tp)[1], dataclasses.MISSING, "", _DURATION_MAPS.get(f.name))
                 out += _section(f"[{f.name}]", docs[f.name], [[row]])
         else:
             top.append(f)
@@ -96,11 +97,21 @@ def _section(title: str, text: str, tables: list[list[str]]) -> list[str]:
 def _rows(record: Any) -> list[str]:
     hints = get_type_hints(record, include_extras=True)
     docs = field_docs(record)
-    return [_row(f.name, hints[f.name], _default(f), docs[f.name]) for f in dataclasses.fields(record)]
+    return [_row(file_key(f)[0], hints[f.name], _default(f), docs[f.name], file_key(f)[1])
+            for f in dataclasses.fields(record)]
 
 
-def _row(key: str, tp: Any, default: object, doc: str) -> str:
-    cells = [f"`{key}`", _type_words(tp), _value_words(default), _bounds(tp), _markdown(doc)]
+def _row(key: str, tp: Any, default: object, doc: str, unit: str | None = None) -> str:
+    """One table row; ``unit`` (``"ms"``/``"s"``: the attribute's) makes it a duration written with a unit."""
+    if unit is None:
+        cells = [f"`{key}`", _type_words(tp), _value_words(default), _bounds(tp), _markdown(doc)]
+    else:
+        scale = 1000 if unit == "s" else 1
+        shown = default if not isinstance(default, (int, float)) or isinstance(default, bool) \
+            else _Words(f'`"{format_duration(default * scale)}"`')
+        bounds = ", ".join(f"{op} {format_duration(float(n) * scale) if float(n) else 0}" for op, n in
+                           (w.split(" ", 1) for w in _bounds(tp).split(", ") if w))
+        cells = [f"`{key}`", "duration", _value_words(shown), bounds, _markdown(doc)]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 

@@ -7,7 +7,9 @@
   ``tool_call`` payload carries tool input) and an empty ``[access]`` (nothing
   beyond its own files);
 * the code — a ``tool_call`` gate that blocks one example pattern, and a
-  ``/<name>-status`` command;
+  ``/<name>-status`` command; its identity (name, version, permissions) is
+  the manifest's: the code does not restate it (both SDKs read the
+  manifest);
 * a test — with the SDK's in-process test helper (Python: ``FakeHost`` under
   pytest; JavaScript: ``FakeHost`` under ``node --test``). The JavaScript
   files import the SDK of the kithost checkout that generated them, by
@@ -48,7 +50,7 @@ _PYTHON = '''\
 
 from ext_sdk import Block, Extension
 
-ext = Extension("{name}", version="0.1.0", permissions=["conversation"])
+ext = Extension()  # name, version and permissions: read from extension.toml, their one source
 
 #: Commands this gate refuses (edit me).
 BLOCKED = ("| sh", "| bash", "sudo ")
@@ -103,7 +105,7 @@ _JS = """\
 // `npm install {sdk}` in this folder, then import from "kithost-ext-sdk".
 import {{ Block, Extension, main }} from "{sdk}/index.mjs";
 
-export const ext = new Extension("{name}", {{ version: "0.1.0", permissions: ["conversation"] }});
+export const ext = new Extension(); // name, version and permissions: read from extension.toml, their one source
 
 /** Commands this gate refuses (edit me). */
 export const BLOCKED = ["| sh", "| bash", "sudo "];

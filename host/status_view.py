@@ -3,9 +3,13 @@
 The data comes from each running host's ops channel (:mod:`host.exthost.ops`);
 this module only selects and formats it. Columns of ``status``: state, pid,
 uptime, restarts and the last reason, RSS, CPU, handler calls answered
-(``handled``) and notify events delivered (``notified``), p50/p99 handler
-latency, timeouts, fail-open/closed counts, rejected frames / refused host
-calls, and what it is busy with.
+(``handled``) and notify events delivered (``notified``) in columns of their
+own, p50/p99 handler latency and its p50 split (``host/transit/ext``: time in
+the host, in transit, in the extension; ``-`` for an SDK that does not report
+its own time), timeouts, fail-open/closed counts, rejected frames
+(``bad frames``: every reason, a frame over the size limit included as
+``dropped``) and host calls answered with an error (``call errors``), and
+what it is busy with.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from rich.table import Table
 from .errors import HostError, UnknownExtensionError
 from .exthost.host import runtime_base
 from .exthost.ops import OpsClient, RunningHost, find_hosts
+from .exthost.stats import SPLIT_PARTS
 from .exthost.supervisor import ExtState
 
 __all__ = ["follow_logs", "restart_extension", "running_states", "show_logs", "show_status"]
@@ -83,11 +88,24 @@ def running_states(base: Path | None = None) -> dict[str, list[str]]:
     return out
 
 
-def _rejected(ext: dict[str, Any]) -> str:
-    """Frames refused from the extension plus host calls answered with an error."""
+def _bad_frames(ext: dict[str, Any]) -> str:
+    """Frames refused from the extension, all reasons (``dropped``: cut by libzmq, e.g. over the size limit)."""
     frames = sum(ext.get("frame_errors", {}).values())
+    return str(frames) if frames else "-"
+
+
+def _call_errors(ext: dict[str, Any]) -> str:
+    """Host calls answered with an error (refused, stale, malformed)."""
     calls = ext.get("call_errors", 0)
-    return f"{frames}/{calls}" if frames or calls else "-"
+    return str(calls) if calls else "-"
+
+
+def _split(stats: dict[str, Any]) -> str:
+    """p50 of the latency split, ``host/transit/ext`` (``-`` when the extension reports no handler time)."""
+    split = stats.get("latency_split")
+    if not split:
+        return "-"
+    return "/".join(f"{split[part]['p50_us']:.0f}" for part in SPLIT_PARTS) + " µs"
 
 
 def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: int | None = None) -> int:
@@ -104,18 +122,18 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
     if not found:
         print(_NO_HOST)
         return 0
-    console = Console() if sys.stdout.isatty() else Console(width=160)  # pipes and files get full rows
+    console = Console() if sys.stdout.isatty() else Console(width=220)  # pipes and files get full rows
     for host, exts in found:
         levels = sorted({e["sandbox"]["level"] for e in exts if e.get("sandbox")})
         sandbox = f" — sandbox {'/'.join(levels)}" if levels else ""
         table = Table(title=f"kithost pid {host.pid} — {host.cwd}{sandbox}", title_justify="left")
         for column in ("extension", "state", "pid", "up", "restarts", "rss", "cpu", "handled", "notified", "p50",
-                       "p99", "timeouts", "open/closed", "rejected"):
+                       "p99", "host/transit/ext", "timeouts", "open/closed", "bad frames", "call errors"):
             table.add_column(column, no_wrap=True)
         table.add_column("last reason", overflow="fold", min_width=20)
         for e in exts:
             if e["state"] == "failed":  # left out at start: its error is all there is
-                table.add_row(e["name"], "[red]failed[/]", *["-"] * 12, f"failed to load: {e['error']}")
+                table.add_row(e["name"], "[red]failed[/]", *["-"] * 14, f"failed to load: {e['error']}")
                 continue
             stats, res = e["stats"], e.get("resources") or {}
             busy = e.get("busy")
@@ -130,8 +148,9 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
                 _uptime(e["uptime_s"]), str(e["restarts"]),
                 f"{res['rss_bytes'] / 2**20:.0f} MiB" if res else "-", f"{res['cpu_percent']:.0f}%" if res else "-",
                 str(stats["handled"]), str(stats["notified"]),
-                _us(stats["latency_p50_us"]), _us(stats["latency_p99_us"]),
-                str(stats["timeouts"]), f"{stats['fail_open']}/{stats['fail_closed']}", _rejected(e), reason,
+                _us(stats["latency_p50_us"]), _us(stats["latency_p99_us"]), _split(stats),
+                str(stats["timeouts"]), f"{stats['fail_open']}/{stats['fail_closed']}", _bad_frames(e),
+                _call_errors(e), reason,
             )
         console.print(table)
     return 0

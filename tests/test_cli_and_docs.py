@@ -26,7 +26,7 @@ def test_committed_schema_is_in_sync() -> None:
     committed = (ROOT / "docs" / "protocol.schema.json").read_text()
     assert committed == render(), "run: kithost schema --write docs/protocol.schema.json"
     schema = json.loads(committed)
-    assert len(schema["x-kithost"]["events"]) == 34
+    assert len(schema["x-kithost"]["events"]) == 35  # kit's 34 + before_model
     assert schema["x-kithost"]["events"]["tool_call"]["mode"] == "gate"
 
 
@@ -59,9 +59,9 @@ def test_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
     out = run_cli("ext", "check", str(tmp_path / "nothing"))
     assert out.returncode == 1 and out.stderr.startswith("kithost: error:") and "Traceback" not in out.stderr
     bad = tmp_path / "config.toml"
-    bad.write_text("[deadlines]\ngate_ms = -1\n")
+    bad.write_text("[deadlines]\ngate = \"0ms\"\n")
     out = run_cli("--config", str(bad), "ext", "list")
-    assert out.returncode == 1 and "[deadlines] gate_ms must be greater than 0 (got -1)" in out.stderr
+    assert out.returncode == 1 and '[deadlines] gate must be greater than 0 (got "0ms")' in out.stderr
     assert "Traceback" not in out.stderr
 
 

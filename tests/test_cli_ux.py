@@ -133,11 +133,11 @@ def test_any_command_whose_stdout_is_closed_exits_quietly(tmp_path: Path) -> Non
 def test_config_is_accepted_before_and_after_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                                          ) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text("[deadlines]\ngate_ms = -1\n")
+    bad.write_text("[deadlines]\ngate = \"0ms\"\n")
     good = tmp_path / "good.toml"
-    good.write_text("[deadlines]\ngate_ms = 500\n")
+    good.write_text("[deadlines]\ngate = \"500ms\"\n")
     script = _script(tmp_path / "s.json", [[{"text": "x"}]])
-    message = "[deadlines] gate_ms must be greater than 0 (got -1)"
+    message = '[deadlines] gate must be greater than 0 (got "0ms")'
     for argv in (["--config", str(bad), "ext", "list"],
                  ["ext", "list", "--config", str(bad)],
                  ["ext", "--config", str(bad), "sandbox"],
@@ -266,3 +266,76 @@ def test_run_json_reports_prints_failures_states_and_restarts_as_json_events(tmp
     assert "[flaky info] flaky saw echo one" in human.stderr
     assert "extension flaky: tool_call handler failed (timeout" in human.stderr
     assert "kithost." not in human.stdout + human.stderr
+
+
+# ---------------------------------------------------------------------- ext list: running means this very extension
+
+TWIN = """
+from ext_sdk import Extension
+ext = Extension()
+@ext.on("agent_end")
+def seen(event, ctx):
+    return None
+"""
+
+
+def test_ext_list_reports_running_only_for_the_same_extension_not_a_namesake(
+        tmp_path: Path, make_ext: MakeExt, new_host: Callable[..., ExtensionHost]) -> None:
+    """A host of another checkout runs an extension of the same name: ``ext list`` must not call ours running."""
+    running = make_ext("twin-ux", TWIN, ["agent_end"])
+    namesake = tmp_path / "other-checkout" / "twin-ux"
+    namesake.parent.mkdir()
+    namesake.mkdir()
+    for name in ("extension.toml", "main.py"):
+        (namesake / name).write_text((running / name).read_text())
+    host = new_host()
+    host.load(running)
+    pid = os.getpid()
+
+    def listed(path: Path) -> dict[str, Any]:
+        out = kithost(tmp_path, "ext", "list", "-e", str(path), "--json")
+        assert out.returncode == 0, out.stderr
+        [ext] = [e for e in json.loads(out.stdout)["extensions"] if e["name"] == "twin-ux"]
+        return ext
+
+    assert f"ready in kithost {pid}" in listed(running)["running"]
+    assert not any(str(pid) in state for state in listed(namesake)["running"])
+    human = kithost(tmp_path, "ext", "list", "-e", str(namesake))
+    line = next(ln for ln in human.stdout.splitlines() if ln.startswith("twin-ux "))
+    assert str(pid) not in line and "not running" in line
+
+
+def test_run_json_drops_a_warning_a_notice_already_carries() -> None:
+    import io
+    import logging
+
+    from host.agent.cli.terminal import NOTICE_RECORD, Output, json_log_records
+
+    stream = io.StringIO()
+    with json_log_records(Output(stream)):
+        logging.getLogger("kithost.ext").warning("said twice", extra={NOTICE_RECORD: True})
+        logging.getLogger("kithost.ext").warning("said once: %s", "here")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines == [{"type": "kithost.log", "level": "warning", "logger": "kithost.ext", "message": "said once: here"}]
+
+
+NOISY = textwrap.dedent("""
+    from ext_sdk import Extension
+    ext = Extension()
+    @ext.on("agent_end")
+    def boom(event, ctx):
+        raise RuntimeError("observer broke")
+""")
+
+
+def test_run_json_reports_a_failing_notify_handler_as_a_handler_failure(tmp_path: Path, make_ext: MakeExt) -> None:
+    noisy = make_ext("noisy-ux", NOISY, ["agent_end"])
+    assert kithost(tmp_path, "ext", "trust", "noisy-ux", "-e", str(noisy), "--yes").returncode == 0
+    script = _script(tmp_path / "n.json", [[{"text": "done"}]])
+    out = kithost(tmp_path, "run", "--script", str(script), "-e", str(noisy), "--no-discover", "--json", "go")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    [failure] = [x for x in lines if x["type"] == "kithost.handler_failure" and x["event"] == "agent_end"]
+    assert failure["extension"] == "noisy-ux" and "observer broke" in failure["detail"] and failure["policy"] == "open"
+    assert not [x for x in lines if x["type"] == "kithost.log" and "notify handler" in x["message"]]
+    assert "observer broke" not in out.stderr

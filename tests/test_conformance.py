@@ -121,6 +121,7 @@ def raw_extension(base: Path, fault: str) -> Path:
     shutil.copy(RAW, directory / "raw_ext.py")
     (directory / "extension.toml").write_text(textwrap.dedent(f"""\
         name = "raw-{fault}"
+        version = "0.0.1"
         runtime = "command"
         command = {json.dumps([sys.executable, "raw_ext.py", "--fault", fault])}
         events = ["tool_call", "agent_end"]
@@ -296,7 +297,8 @@ def kithost(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text("[sandbox]\nallow_weak = true\n[supervision]\nheartbeat_ms = 400\n[deadlines]\nshutdown_ms = 800\n")
+    path.write_text('[sandbox]\nallow_weak = true\n[supervision]\nheartbeat = "400ms"\n'
+                    '[deadlines]\nshutdown = "800ms"\n')
     return path
 
 

@@ -12,7 +12,10 @@ from ext_sdk.testing import FakeHost
 from host import ExtensionHost
 from host.exthost.discovery import discover
 
-BUNDLED = sorted(p.parent for p in EXTENSIONS.glob("*/extension.toml"))
+#: Every bundled extension: extensions/NAME, and the hook-script examples in extensions/hooks/NAME (kept one level
+#: down so that `-e extensions` loads the native ones only).
+BUNDLED = sorted(p.parent for pattern in ("*/extension.toml", "hooks/*/extension.toml")
+                 for p in EXTENSIONS.glob(pattern))
 
 AGENT_END = {"response": "ok", "stop_reason": "completed", "tool_call_count": 1, "tool_names": ["bash"],
              "llm_call_count": 2, "input_tokens_delta": 300, "output_tokens_delta": 40, "cache_read_tokens_delta": 0,

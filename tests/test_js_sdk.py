@@ -38,7 +38,7 @@ from ext_sdk import (
 from ext_sdk.jsonschema import render
 from ext_sdk.results import to_plain
 from ext_sdk.testing import FakeHost
-from host import ExtensionHost, HostConfig
+from host import ExtensionHost, ExtensionStartError, HostConfig
 from host.config import Supervision
 
 SDK = ROOT / "ext_sdk" / "js"
@@ -58,7 +58,7 @@ if NODE is None:
     pytestmark = pytest.mark.skip(reason="node is not installed (the JavaScript SDK needs Node 20+)")
 elif _node_major() < 20:
     pytestmark = pytest.mark.skip(reason=f"node {_node_major()} is too old (the JavaScript SDK needs Node 20+)")
-elif not (SDK / "node_modules" / "zeromq").is_dir() or not (SDK / "node_modules" / "@msgpack" / "msgpack").is_dir():
+elif not all((SDK / "node_modules" / package).is_dir() for package in ("zeromq", "@msgpack/msgpack", "smol-toml")):
     pytestmark = pytest.mark.skip(reason="the JavaScript SDK's npm packages are not installed: "
                                          "npm ci --prefix ext_sdk/js --ignore-scripts --no-audit --no-fund")
 
@@ -79,7 +79,8 @@ def node_eval(source: str, stdin: str = "") -> Any:
 
 
 def js_ext(tmp_path: Path, name: str, body: str, events: list[str], permissions: list[str] | None = None) -> Path:
-    """A node extension in tmp: ``extension.toml`` + ``index.mjs`` (``body`` after the SDK import; it ends serving)."""
+    """A node extension in tmp: ``extension.toml`` (version 0.1.0) + ``index.mjs`` (``body`` after the SDK import;
+    it ends serving)."""
     directory = tmp_path / "exts" / name
     directory.mkdir(parents=True)
     sdk = (SDK / "index.mjs").as_uri()
@@ -382,7 +383,7 @@ def test_a_js_tool_and_command_can_be_invoked(new_host: Callable[..., ExtensionH
 
 def test_64_bit_integers_survive_both_ways(new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
     path = js_ext(tmp_path, "ints", """
-        export const ext = new Extension("ints");
+        export const ext = new Extension();
         const types = (v) => Object.fromEntries(Object.entries(v).map(([k, x]) => [k, typeof x]));
         ext.onCustom("ints", async (event, ctx) => {
           await ctx.setState("seen", { data: event.data, types: types(event.data) });
@@ -452,6 +453,48 @@ def test_a_long_synchronous_handler_blocks_heartbeats_as_documented(new_host: Ca
     assert out.failures and out.failures[0].kind in ("disconnected", "timeout")
     assert wait_for(lambda: any(t.reason.startswith("hung: no heartbeat") for t in ext.transitions), 10)
     assert wait_for(lambda: ext.state.value == "ready" and ext.restarts == 1, 15)
+
+
+# --------------------------------------------------------------------------- identity: the manifest is its one source
+
+QUIET = """
+    export const ext = new Extension(%s);
+    ext.on("tool_call", async (event, ctx) => { await ctx.setState("seen", event.tool_name); return null; });
+"""
+
+
+def test_a_js_extension_that_does_not_restate_its_identity_takes_the_manifests(
+        new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
+    path = js_ext(tmp_path, "quiet", QUIET % "", ["tool_call"], ["conversation", "state"])
+    manifest = path / "extension.toml"
+    manifest.write_text(manifest.read_text().replace('version = "0.1.0"', 'version = "3.1.4"'))
+    host = new_host()
+    ext = host.load(path)
+    assert ext.state.value == "ready" and ext.declared.version == "3.1.4"
+    assert {"conversation", "state"} <= ext.declared.granted
+    out = host.emit("tool_call", tool_call("ls"))  # tool_call needs conversation: it was asked for, from the manifest
+    assert out.failures == () and host.state.get("quiet", "seen") == "bash"
+    # the bundled examples restate nothing either: their versions are their manifests'
+    gate, observer = host.load_many([GATE, OBSERVER]).loaded
+    assert gate.declared.version == observer.declared.version == "1.0.0"
+    assert "conversation" in gate.declared.granted and "conversation" in observer.declared.granted
+
+
+@pytest.mark.parametrize(("declaration", "refusal"), [
+    ('"loud"', "extension calls itself 'loud' but its manifest says 'quiet'"),
+    ('undefined, { version: "0.0.1" }', "its code says version '0.0.1' but its manifest says '0.1.0'"),
+    ('undefined, { permissions: ["conversation", "agent"] }',
+     "asks for permission(s) ['agent'] that its manifest does not declare"),
+    ('undefined, { permissions: [] }', "its code leaves out permission(s) ['conversation'] that its manifest declares"),
+])
+def test_a_restated_identity_that_differs_from_the_manifest_is_sent_as_written_and_refused(
+        declaration: str, refusal: str, new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
+    path = js_ext(tmp_path, "quiet", QUIET % declaration, ["tool_call"], ["conversation"])
+    host = new_host()
+    with pytest.raises(ExtensionStartError) as info:
+        host.load(path)
+    assert refusal in str(info.value) and "the manifest is the one source" in str(info.value)
+    assert host.extension("quiet").state.value == "dead"
 
 
 # --------------------------------------------------------------------------- inside a real agent turn

@@ -8,6 +8,7 @@ signed request sent a second time.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import time
 from collections.abc import Callable
@@ -43,6 +44,8 @@ def test_ops_socket_is_private_and_answers_status(new_host: Callable[..., Extens
     host = this_host(new_host)
     mode = stat.S_IMODE(os.stat(host.directory / "ops").st_mode)
     assert mode == 0o600 and host.checkout.endswith("host")
+    assert stat.S_IMODE(os.stat(host.directory / "host.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(host.directory / "ops.key").st_mode) == 0o600
     status = OpsClient(host).call("status")
     assert status["pid"] == os.getpid() and status["ops_rejected"] == {}
 
@@ -57,3 +60,38 @@ def test_replayed_and_forged_requests_are_refused_and_counted(new_host: Callable
     raw_request(host, Sealer(b"wrong key" * 4, first_seq=time.time_ns()).seal("op", {"op": "status", "args": {}}))
     rejected = OpsClient(host).call("status")["ops_rejected"]
     assert rejected == {"replay": 1, "bad_mac": 2}
+
+
+def test_garbage_below_the_frame_level_is_counted_and_the_host_keeps_serving(
+        new_host: Callable[..., ExtensionHost]) -> None:
+    host = this_host(new_host)
+    # raw bytes on the unix socket: not even a ZMTP greeting (counted from the socket's monitor)
+    raw = socket.socket(socket.AF_UNIX)
+    raw.connect(str(host.directory / "ops"))
+    raw.sendall(b"GET / HTTP/1.0\r\n\r\n" * 8)
+    raw.settimeout(3)
+    try:
+        while raw.recv(4096):  # the host drops the connection after the broken greeting
+            pass
+    except OSError:
+        pass
+    raw.close()
+    # a request of two frames: answered once (REP lockstep), counted once, nothing raised in the host
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.linger = 0
+    try:
+        sock.connect(f"ipc://{host.directory}/ops")
+        sock.send_multipart([b"a" * 40, b"b" * 40])
+        assert sock.poll(3000)
+        sock.recv()
+    finally:
+        sock.close()
+    deadline = time.monotonic() + 5
+    rejected: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        rejected = OpsClient(host).call("status")["ops_rejected"]
+        if rejected.get("unauthenticated"):
+            break
+        time.sleep(0.05)
+    assert rejected == {"unauthenticated": 1, "multipart": 1}

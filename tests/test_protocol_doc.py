@@ -51,12 +51,13 @@ from ext_sdk.wire import (
     Sealer,
 )
 from host import ExtensionHost, ExtensionStartError, HostConfig
-from host.config import Access, Sandbox, SandboxLayer, TrustMode
+from host.config import Access, Sandbox, SandboxLayer, TrustMode, _to_unit, file_key
 from host.exthost import channel as host_channel
 from host.exthost.hostcalls import HostCallRouter
 from host.exthost.manifest import _ManifestFile, load_manifest
 from host.exthost.process import ShutdownRung
 from host.exthost.sandbox.cgroups import EXIT_JOIN
+from host.exthost.services import AGENT_CALLS
 from host.exthost.state_store import sidecar_path
 
 PROTOCOL = ROOT / "docs" / "PROTOCOL.md"
@@ -137,6 +138,10 @@ def type_text(t: sch.Type) -> str:
                id(sch.Any): "any"}
     if id(t) in scalars:
         return scalars[id(t)]
+    if isinstance(t, sch.Nullable):
+        return f"{type_text(t.inner)} | nil"
+    if isinstance(t, sch.Nil):
+        return "nil"
     if isinstance(t, sch.Enum):
         return " | ".join(json.dumps(v) for v in t._ordered)
     if isinstance(t, sch.List):
@@ -158,7 +163,7 @@ def _esc(text: str) -> str:
 #: What a field means where the code's definition has no words for it: ``(kind or shape, field) → text``.
 MEANINGS = {
     ("hello", "name"): "The extension's name; must be the manifest's `name`.",
-    ("hello", "version"): "The extension's own version (free text).",
+    ("hello", "version"): "The extension's version: exactly its manifest's `version` (default `\"0.0.0\"`).",
     ("hello", "subscriptions"): "Its handlers in registration order: handler *i* is item *i*.",
     ("hello", "tools"): "Tools it provides to the model.",
     ("hello", "commands"): "Slash commands it provides.",
@@ -232,7 +237,8 @@ def render_messages() -> str:
 
 
 #: Host calls that return nothing: their answer's ``value`` is nil (checked against the host's handlers).
-RETURN_NOTHING = ("print", "set_state", "delete_state", "send_message", "set_model")
+#: Calls whose answer carries no value (``nil``), derived from their definitions.
+RETURN_NOTHING = tuple(name for name, call in HOST_CALLS.items() if isinstance(call.result, sch.Nil))
 
 
 def render_calls() -> str:
@@ -251,10 +257,17 @@ def default_deadline_key(spec: EventSpec) -> str:
     return {Mode.GATE: "gate_ms", Mode.CHAIN: "chain_ms", Mode.NOTIFY: "notify_ms"}[spec.mode]
 
 
+def setting(section: str, attribute: str) -> str:
+    """How the config file names ``<section>.<attribute>`` (``deadlines.hot_ms`` → ``[deadlines] hot``)."""
+    record = getattr(HostConfig(), section)
+    found = next(f for f in dataclasses.fields(record) if f.name == attribute)
+    return f"[{section}] {file_key(found)[0]}"
+
+
 def _event_block(name: str, spec: EventSpec) -> list[str]:
     deadlines = HostConfig().deadlines
     key = default_deadline_key(spec)
-    facts = [f"`{spec.mode}`", f"default deadline {getattr(deadlines, key)} ms (`deadlines.{key}`)",
+    facts = [f"`{spec.mode}`", f"default deadline {getattr(deadlines, key)} ms (`{setting('deadlines', key)}`)",
              f"default policy `{spec.default_policy}`"]
     facts.append("needs `conversation`" if spec.exposes_content else "needs no permission")
     if spec.stop is not None:
@@ -281,7 +294,7 @@ def render_events() -> str:
                 out += _event_block(name, spec)
     out += ["### Custom events: `custom:<name>`", "",
             "`notify` · default deadline "
-            f"{HostConfig().deadlines.notify_ms} ms (`deadlines.notify_ms`) · needs no permission", "",
+            f"{HostConfig().deadlines.notify_ms} ms (`{setting('deadlines', 'notify_ms')}`) · needs no permission", "",
             CUSTOM_PAYLOAD.doc, "", "Payload (`data`):", ""]
     out += fields_table(CUSTOM_PAYLOAD)
     return "\n".join(out).rstrip() + "\n"
@@ -333,7 +346,10 @@ def test_every_message_kind_event_call_and_frame_error_is_documented() -> None:
 
 
 def test_calls_documented_as_returning_nil_return_nothing() -> None:
+    assert {"print", "set_state", "delete_state", "send_message", "set_model", "abort"} <= set(RETURN_NOTHING)
     for name in HOST_CALLS:
+        if name in AGENT_CALLS:  # answered by HostServices.agent_call (checked in tests/agent/test_ctx_calls.py)
+            continue
         hints = get_type_hints(getattr(HostCallRouter, f"_call_{name}"))
         assert (hints["return"] is type(None)) == (name in RETURN_NOTHING), name
 
@@ -379,18 +395,24 @@ def _number(cell: str) -> Any:
 
 
 def test_defaults_table_is_the_config() -> None:
+    """Keys as the config file writes them (``[deadlines] hot``), durations with their unit (``"250ms"``)."""
     rows = table(PROTOCOL.read_text(), "defaults")
     config = HostConfig()
     for row in rows:
         key = spans(row["key"])[0]
-        value: Any = config
-        for part in key.split("."):
-            value = getattr(value, part)
-        assert _number(row["default"]) == value, f"{key}: the document says {row['default']}, the code {value!r}"
+        match = re.fullmatch(r"\[(\w+)\] (\w+)", key)
+        assert match, f"{key}: write a setting as the config file does, '[section] key'"
+        record = getattr(config, match[1])
+        found = [f for f in dataclasses.fields(record) if file_key(f)[0] == match[2]]
+        assert found, f"{key}: no such setting"
+        value, unit = getattr(record, found[0].name), file_key(found[0])[1]
+        cell = row["default"].replace("`", "").strip()
+        shown = _to_unit(cell.strip('"'), key, unit) if unit is not None else _number(cell)
+        assert shown == value, f"{key}: the document says {row['default']}, the code {value!r}"
     keys = {spans(r["key"])[0] for r in rows}
-    must = {f"deadlines.{f.name}" for f in dataclasses.fields(config.deadlines)}
-    must |= {"supervision.heartbeat_ms", "supervision.hang_ms", "supervision.stuck_ms",
-             "supervision.no_retry_exit_codes", "limits.max_frame", "limits.notify_queue", "limits.notify_batch"}
+    must = {setting("deadlines", f.name) for f in dataclasses.fields(config.deadlines)}
+    must |= {setting("supervision", name) for name in ("heartbeat_ms", "hang_ms", "stuck_ms", "no_retry_exit_codes")}
+    must |= {setting("limits", name) for name in ("max_frame", "notify_queue", "notify_batch")}
     assert must <= keys, must - keys
 
 

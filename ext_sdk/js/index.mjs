@@ -2,7 +2,7 @@
 //
 //   import { Block, Extension, main } from "../../ext_sdk/js/index.mjs";
 //
-//   export const ext = new Extension("my-gate", { version: "1.0.0", permissions: ["conversation"] });
+//   export const ext = new Extension(); // name, version, permissions: the manifest's (extension.toml)
 //   ext.on("tool_call", async (event, ctx) => { ... return Block("why"); }, { priority: 10, policy: "closed" });
 //   ext.tool("name", "description", { type: "object", properties: {} }, async (args, ctx) => "output");
 //   ext.command("name", "description", async (args, ctx) => "output");
@@ -12,6 +12,7 @@
 
 export { Context, HostCallError } from "./lib/context.mjs";
 export { Extension } from "./lib/extension.mjs";
+export { findManifest, MANIFEST_FILE, ManifestError, readIdentity } from "./lib/manifest.mjs";
 export {
   Block,
   Cancel,

@@ -58,9 +58,16 @@ function isExtension(value) {
 
 /** An in-memory host for one extension. */
 export class FakeHost {
-  /** @param {Extension} extension */
-  constructor(extension) {
+  /**
+   * A fake host for `extension`. Its identity is completed first, as under a real host (Extension.resolve):
+   * what the constructor was not given is read from the manifest found from `module` (the module that
+   * defines the extension, e.g. its import.meta.url; FakeHost.load passes it) or given as `manifest`.
+   * @param {Extension} extension
+   * @param {{module?: string|URL|null}} [options]
+   */
+  constructor(extension, { module = null } = {}) {
     if (!isExtension(extension)) throw new TypeError("FakeHost(extension): not an Extension");
+    if (typeof extension.resolve === "function") extension.resolve(module);
     this.extension = extension;
     /** Permissions in force: the always-granted ones plus those the extension asks for. */
     this.granted = new Set([...ALWAYS_GRANTED, ...extension.permissions]);
@@ -100,16 +107,17 @@ export class FakeHost {
   /**
    * A fake host for the extension module at `path` (a path or a file: URL). The module must export its
    * Extension (`export const ext = …` or `export default ext`); importing it does not start serving as long
-   * as it ends with `main(import.meta, ext)`.
+   * as it ends with `main(import.meta, ext)`. The extension's identity is completed from the manifest found
+   * from `path` (the first extension.toml in its folder or above), as the runtime does under the host.
    */
   static async load(path) {
     const url = path instanceof URL ? path.href : pathToFileURL(isAbsolute(String(path)) ? String(path) : resolve(String(path))).href;
     const mod = await import(url);
     const found = [...new Set(Object.values(mod).filter(isExtension))];
     if (found.length !== 1) {
-      throw new Error(`${url}: expected exactly one exported Extension, found ${found.length} (export it: \`export const ext = new Extension(...)\`)`);
+      throw new Error(`${url}: expected exactly one exported Extension, found ${found.length} (export it: \`export const ext = new Extension()\`)`);
     }
-    return new FakeHost(found[0]);
+    return new FakeHost(found[0], { module: url });
   }
 
   /** Everything printed, one line per call. */

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ext_sdk import Extension, ReplaceMessages
 
-ext = Extension("context-pruner", version="1.0.0", permissions=["conversation"])
+ext = Extension()  # name, version and permissions: extension.toml
 
 MAX_MESSAGES = 40
 KEEP_RECENT = 6

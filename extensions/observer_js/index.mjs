@@ -5,11 +5,12 @@
 // in batches). The counts live in state under `counts`, written through ctx (on disk before the call
 // returns). The tool `observer_counts` and the command `/observer-stats` report them.
 //
-// `conversation` is asked for because the payloads of tool_result and agent_end carry conversation content.
+// `conversation` is asked for (in extension.toml) because the payloads of tool_result and agent_end carry
+// conversation content.
 
 import { Extension, main } from "../../ext_sdk/js/index.mjs";
 
-export const ext = new Extension("observer-js", { version: "1.0.0", permissions: ["conversation"] });
+export const ext = new Extension(); // name, version and permissions: read from extension.toml, their one source
 
 /** The counters, all starting at zero. */
 export const EMPTY = Object.freeze({

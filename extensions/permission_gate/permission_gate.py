@@ -12,7 +12,7 @@ import re
 
 from ext_sdk import Block, Extension
 
-ext = Extension("permission-gate", version="1.0.0", permissions=["conversation"])
+ext = Extension()  # name, version and permissions: extension.toml
 
 #: (pattern, why) — matched against the whole command line.
 DANGEROUS: list[tuple[re.Pattern[str], str]] = [

@@ -12,7 +12,7 @@ import re
 
 from ext_sdk import Extension, PatchResult
 
-ext = Extension("secret-redactor", version="1.0.0", permissions=["conversation"])
+ext = Extension()  # name, version and permissions: extension.toml
 
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)),

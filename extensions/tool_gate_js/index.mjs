@@ -9,7 +9,7 @@
 
 import { Block, Extension, main } from "../../ext_sdk/js/index.mjs";
 
-export const ext = new Extension("tool-gate-js", { version: "1.0.0", permissions: ["conversation"] });
+export const ext = new Extension(); // name, version and permissions: read from extension.toml, their one source
 
 /** [pattern, why] — matched against the whole command line. */
 export const DANGEROUS = [

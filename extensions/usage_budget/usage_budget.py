@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ext_sdk import Extension
 
-ext = Extension("usage-budget", version="1.0.0", permissions=["conversation"])
+ext = Extension()  # name, version and permissions: extension.toml
 
 DEFAULT_CAP_USD = 1.0
 

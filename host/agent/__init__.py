@@ -8,6 +8,7 @@ this list (``tests/test_import_graph.py`` keeps the graph free of cycles):
 
   * :mod:`.session` — :class:`AgentSession`: loop + extension host + session file (what the CLI drives);
   * :mod:`.services` — :class:`AgentServices`: extensions' ``ctx`` calls answered by the agent;
+  * :mod:`.prompts_ui` — line-based terminal prompts and status line for extensions (``chat``);
   * :mod:`.loop` — :class:`AgentLoop`: turns and steps, every event fired where it happens;
   * :mod:`.subagent` — the ``subagent`` tool (given a function that runs the child turn, not the loop);
   * :mod:`.compaction` — summaries replacing old history (``before_compact``);

@@ -139,7 +139,7 @@ class Compactor:
             old = [{"role": "user", "content": f"[Earlier summary]\n{old_summary}"}] if old_summary else []
             to_summarise = old + [dict(e.data["message"]) for e in entries[:cut]]
             try:
-                summary = self._summarise(model, to_summarise, cancel, on_usage)
+                summary = self.summarise(model, to_summarise, cancel, on_usage)
             except LLMCallError as exc:
                 self.emitter.emit("error", {"error": f"compaction: the summary call failed: {exc}"})
                 return CompactionResult(False, f"the summary call failed: {exc}", tokens_before=estimated,
@@ -151,16 +151,27 @@ class Compactor:
         entry_id = tree.append_compaction(summary, entries[cut].id, tokens_before=estimated)
         return CompactionResult(True, "", summary, source, entry_id, estimated, cut, is_automatic)
 
-    def _summarise(self, model: str, messages: Sequence[Mapping[str, Any]], cancel: threading.Event | None,
-                   on_usage: Callable[[Usage, Finish], None] | None) -> str:
+    def summarise(self, model: str, messages: Sequence[Mapping[str, Any]], cancel: threading.Event | None,
+                  on_usage: Callable[[Usage, Finish], None] | None) -> str:
+        """The summary of ``messages`` (the summary prompt over their transcript); '' when cancelled."""
         request = [{"role": "system", "content": self.config.summary_prompt},
                    {"role": "user", "content": transcript(messages)}]
+        text, usage, finish = self.call(model, request, self.config.llm_params, cancel)
+        if on_usage is not None:
+            on_usage(usage, finish)
+        return "" if finish.reason == "cancelled" else text.strip()
+
+    def call(self, model: str, request: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+             cancel: threading.Event | None) -> tuple[str, Usage, Finish]:
+        """One tool-less model call outside a turn's steps: ``(text, usage, finish)``; ``retry`` and
+        ``warnings`` events fire; raises :class:`LLMCallError`."""
         text: list[str] = []
         usage = Usage()
+        finish: Finish | None = None
         for event in stream_completion(model, request, num_retries=self.config.num_retries,
                                        retry_base_delay_s=self.config.retry_base_delay_s,
                                        retry_max_delay_s=self.config.retry_max_delay_s,
-                                       timeout_s=self.config.request_timeout_s, params=self.config.llm_params,
+                                       timeout_s=self.config.request_timeout_s, params=params,
                                        cancel=cancel):
             if isinstance(event, TextDelta):
                 text.append(event.text)
@@ -171,11 +182,9 @@ class Compactor:
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, Finish):
-                if on_usage is not None:
-                    on_usage(usage, event)
-                if event.reason == "cancelled":
-                    return ""
-        return "".join(text).strip()
+                finish = event
+        assert finish is not None, "stream_completion ends with Finish"
+        return "".join(text), usage, finish
 
 
 def transcript(messages: Sequence[Mapping[str, Any]]) -> str:

@@ -18,6 +18,19 @@ Contract of :meth:`Emitter.emit`:
    What a fail-closed stop means is decided by the caller (the loop), event by
    event.
 
+Subagents (policies bind there too): a child loop's emitter has no host of
+its own but a :class:`PolicyBinding` to its parent's emitter; its
+``tool_call`` and ``tool_result`` are emitted by the parent (its host and its
+sink) with a ``subagent: {id, task}`` field, so the parent's gates block the
+child's calls and its chain handlers patch the child's results. The child's
+other events go only to its sink (the parent turns them into
+``subagent_chunk``).
+
+Re-entry: an extension that makes the agent act while it handles an event
+(``ctx.compact``, ``ctx.spawn_subagent``...) is not asked by the events that
+act fires on the same thread (its channel is busy with the call, and it asked
+for the act itself): :meth:`Emitter.acting_for` marks the thread.
+
 Payload discipline (the caller's side): build a fresh payload for every emit
 and never mutate it afterwards — notify payloads are held by reference until
 the delivery thread has sent them, and the sink may keep them too.
@@ -30,16 +43,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ext_sdk.events import spec_for
 
 from ..exthost import Outcome
 from ..exthost.host import ExtensionHost
 
-__all__ = ["Emitter", "EventSink", "FailureRecord"]
+__all__ = ["BOUND_EVENTS", "Emitter", "EventSink", "FailureRecord", "PolicyBinding"]
 
 log = logging.getLogger("kithost.agent")
 
@@ -71,22 +85,57 @@ class FailureRecord:
                 "policy": self.policy}
 
 
+#: A subagent's events that reach its parent's extension handlers.
+BOUND_EVENTS: Final = frozenset({"tool_call", "tool_result"})
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBinding:
+    """A subagent's link to its parent's handlers (see the module doc)."""
+
+    parent: Emitter
+    #: The ``subagent`` field: ``{"id": ..., "task": ...}``.
+    subagent: dict[str, str]
+
+
 class Emitter:
     """Fires events to an :class:`ExtensionHost` (optional) and an :data:`EventSink` (optional)."""
 
     def __init__(self, host: ExtensionHost | None, sink: EventSink | None = None, *,
-                 emit_windows: bool = False) -> None:
-        #: The extension host, or ``None`` (no extensions: a subagent).
+                 emit_windows: bool = False, binding: PolicyBinding | None = None) -> None:
+        #: The extension host, or ``None`` (no extensions of its own: a subagent).
         self.host = host
         self._sink = sink
         self._emit_windows = emit_windows
+        self._binding = binding
+        self._local = threading.local()
         self._sink_lock = threading.Lock()
         self._failures_lock = threading.Lock()
         self._failures: list[FailureRecord] = []
 
     def wants(self, event: str) -> bool:
         """Whether a costly payload for ``event`` should be built at all."""
+        if self._binding is not None and event in BOUND_EVENTS:
+            return self._binding.parent.wants(event)
         return self._emit_windows or (self.host is not None and self.host.subscribed(event))
+
+    @contextmanager
+    def acting_for(self, extension: str) -> Iterator[None]:
+        """While the block runs on this thread, events skip ``extension``'s handlers (see the module doc)."""
+        previous = getattr(self._local, "acting", None)
+        self._local.acting = extension
+        try:
+            yield
+        finally:
+            self._local.acting = previous
+
+    def _dispatch(self, event: str, payload: dict[str, Any]) -> Outcome:
+        """To this emitter's host, or a subagent's bound events to the parent's; else unchanged."""
+        if self.host is not None:
+            return self.host.emit(event, payload, getattr(self._local, "acting", None))
+        if self._binding is not None and event in BOUND_EVENTS:
+            return self._binding.parent.emit(event, {**payload, "subagent": dict(self._binding.subagent)})
+        return Outcome(event, payload)
 
     def emit(self, event: str, payload: dict[str, Any]) -> Outcome:
         """Fire ``event`` (rules in the module doc)."""
@@ -94,16 +143,19 @@ class Emitter:
         after = spec is not None and spec.mode != "notify"
         if not after:
             self._to_sink(event, payload)
-        outcome = Outcome(event, payload) if self.host is None else self.host.emit(event, payload)
+        outcome = self._dispatch(event, payload)
         if after:  # gate/chain: the application sees what the agent acts on (e.g. a redacted tool result)
             self._to_sink(event, outcome.payload)
+        self._keep_failures(event, outcome)
+        return outcome
+
+    def _keep_failures(self, event: str, outcome: Outcome) -> None:
         if outcome.failures:
             records = [FailureRecord(event, f.handler, f.kind, f.detail, f.policy) for f in outcome.failures]
             for record in records:
                 log.info("agent: %s", record.describe())
             with self._failures_lock:
                 self._failures.extend(records)
-        return outcome
 
     def _to_sink(self, event: str, payload: dict[str, Any]) -> None:
         if self._sink is None:

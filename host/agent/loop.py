@@ -14,18 +14,26 @@ Order of one :meth:`AgentLoop.run_turn` (each emit goes through
                                   a result replaces what the model receives for this turn
     per step (model call) n = 1, 2, ...:
       (steering)                  messages queued by ctx.send_message are stored and injected
-      prepare_step [chain]        n ≥ 2: the window for this call (after the injection);
-                                  a result replaces it for this call only
+      prepare_step [chain]        n ≥ 2: the window for this call (after the injection), the
+                                  tool choice and the active tools; a result replaces them for
+                                  this call only
       step_start
+      before_model [chain]        every call: the whole request (messages, tools, tool_choice,
+                                  params); a result changes it, or answers it ('response': no
+                                  provider call, no llm_usage; message_* and step_finish still fire)
       retry* · message_start · message_update* · reasoning_start · tool_call_input_start/
       delta*/end · source · warnings      as the stream delivers them; message_start comes
                                   with the first content of any kind, message_end after the last
       step_finish · llm_usage     one each per finished provider call (cost None when unknown)
       per tool call, in order:
+        (a tool disabled by set_active_tools: its result is "Error: tool <name> is currently
+        disabled", with no event, as in kit)
         tool_call [gate]          blocked (or a handler failing closed) → the tool never runs;
                                   its result is "Error: <reason>"
         tool_execution_start · tool_output* (bash) · tool_execution_end   (not when blocked)
-          (subagent_start · subagent_chunk* · llm_usage* · subagent_end   inside the subagent tool)
+          (subagent_start · subagent_chunk* · llm_usage* · subagent_end   inside the subagent tool;
+           the subagent's own tool_call and tool_result reach this loop's handlers, with
+           ``subagent: {id, task}``: a block there blocks the subagent's call)
         tool_result [chain]       for every call, a blocked one included (so each tool_call has
                                   exactly one tool_result); patched content/is_error are what the
                                   model sees and what the session stores; a handler failing closed
@@ -67,12 +75,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ext_sdk.events import MODEL_PARAMS
+
 from ..exthost import Outcome
 from .agent_config import AgentConfig
 from .compaction import CompactionResult, Compactor, estimate_tokens, should_auto_compact
 from .context_messages import apply_context_messages, message_text, to_context_messages
-from .emitter import Emitter, EventSink
-from .errors import AgentBusyError, LLMCallError
+from .emitter import Emitter, EventSink, PolicyBinding
+from .errors import AgentBusyError, AgentError, LLMCallError
 from .llm.events import (
     Finish,
     ReasoningDelta,
@@ -92,7 +102,7 @@ from .steering import SteeringQueue
 from .subagent import SubagentTool
 from .tools import ToolRegistry, ToolResult
 from .turn_result import TurnResult
-from .turn_stats import TurnStats
+from .turn_stats import TurnStats, UsageTotals
 
 __all__ = ["AgentLoop", "ForkResult"]
 
@@ -110,6 +120,35 @@ class ForkResult:
     leaf_id: str | None = None
     #: Forking at a user message moves before it; its text, to edit and send again ('' otherwise).
     user_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What :meth:`AgentLoop.complete` returned (the ``complete`` host call's value)."""
+
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data."""
+        return {"text": self.text, "model": self.model, "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens, "cost": self.cost}
+
+
+@dataclass
+class _Request:
+    """One model call's request as ``prepare_step`` and ``before_model`` may change it."""
+
+    messages: list[dict[str, Any]]
+    tools: list[str]
+    tool_choice: str | None = None
+    #: Replacement provider parameters (keys of ``MODEL_PARAMS`` only), or ``None``: unchanged.
+    params: dict[str, Any] | None = None
+    #: A synthetic answer (``before_model``'s ``response``): the provider is not called.
+    response: dict[str, Any] | None = None
 
 
 @dataclass
@@ -180,6 +219,11 @@ class AgentLoop:
         self._turn: _Turn | None = None
         self._limits: dict[str, int] = {}
         self._compactor = Compactor(emitter, self.config)
+        #: Every provider call since the agent started (``ctx.get_session_usage``).
+        self.usage = UsageTotals()
+        self._stats_lock = threading.Lock()  # calls are recorded from the turn and from extensions' threads
+        self._active: tuple[str, ...] | None = None  # set_active_tools; None = all
+        self._turn_thread: int | None = None
         if self.config.subagents and SubagentTool.name not in tools:
             tools.register(SubagentTool(emitter, self.run_child))
 
@@ -238,6 +282,25 @@ class AgentLoop:
             system = self.config.system_prompt
         return self._with_system(system, tree.messages())
 
+    @property
+    def active_tools(self) -> list[str]:
+        """Names of the tools offered to the model (all, unless :meth:`set_active_tools` chose some)."""
+        names = self.tools.names()
+        active = self._active
+        return names if active is None else [n for n in names if n in active]
+
+    def set_active_tools(self, names: Sequence[str]) -> None:
+        """Offer only ``names`` (empty: all); an unknown name raises :class:`AgentError`."""
+        unknown = [n for n in names if n not in self.tools]
+        if unknown:
+            raise AgentError(f"unknown tool(s) {', '.join(map(repr, unknown))} "
+                             f"(tools: {', '.join(self.tools.names())})")
+        self._active = tuple(names) if names else None
+
+    def on_turn_thread(self) -> bool:
+        """Whether the caller runs on the thread of the running turn (a gate/chain handler's host call)."""
+        return self._turn_thread == threading.get_ident()
+
     def context_limit(self, model: str | None = None) -> int:
         """The context window (tokens) used for compaction decisions."""
         if self.config.context_window is not None:
@@ -269,6 +332,28 @@ class AgentLoop:
         return True
 
     # ------------------------------------------------------------------ idle operations
+
+    def complete(self, prompt: str, *, system: str = "", messages: Sequence[Mapping[str, Any]] = (),
+                 model: str = "", max_tokens: int | None = None) -> Completion:
+        """One model call made for an extension (kit's ``Complete``), from any thread.
+
+        The call gets no tools. It is reported as ``llm_usage`` (step 0), counted
+        in the session usage and, when a turn runs, in that turn's ``agent_end``.
+        Raises :class:`~host.agent.errors.LLMCallError` when the call fails.
+        """
+        chosen = model or self.model
+        request = ([{"role": "system", "content": system}] if system else []) + [dict(m) for m in messages]
+        request.append({"role": "user", "content": prompt})
+        params = dict(self.config.llm_params)
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        text, usage, finish = self._compactor.call(chosen, request, params, self._cancel if self.busy else None)
+        self._extra_usage(usage, finish)
+        return Completion(text, finish.model, usage.input_tokens, usage.output_tokens, usage.cost)
+
+    def summarize(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """A summary of ``messages`` written by the model (the compaction prompt), counted like :meth:`complete`."""
+        return self._compactor.summarise(self.model, messages, None, self._extra_usage)
 
     def compact(self) -> CompactionResult:
         """Manual compaction (see :mod:`host.agent.compaction`)."""
@@ -315,6 +400,7 @@ class AgentLoop:
         with self._idle("start a turn"):
             turn = _Turn()
             self._turn = turn
+            self._turn_thread = threading.get_ident()
             try:
                 try:
                     self._run(turn, prompt, source)
@@ -327,6 +413,7 @@ class AgentLoop:
                     return self._end(turn, "error", message)
                 return self._end(turn, "completed")
             finally:
+                self._turn_thread = None
                 with self._state:
                     self._window = None
                     self._turn = None
@@ -386,13 +473,7 @@ class AgentLoop:
         items = to_context_messages(window)
         out = self._emit(event, {**extra, "messages": items})
         self._fail_if_closed(out, event)
-        new = out.payload.get("messages")
-        if not isinstance(new, list) or new == items:
-            return window
-        applied = apply_context_messages(window, new)
-        for problem in applied.problems:
-            log.warning("%s result repaired: %s", event, problem)
-        return applied.messages
+        return self._applied(event, window, items, out.payload.get("messages"))
 
     def _maybe_auto_compact(self, turn: _Turn, pending: Sequence[str]) -> None:
         if not self.config.auto_compact:
@@ -412,9 +493,15 @@ class AgentLoop:
         self._emit("llm_usage", {**usage.tokens(), "cost": usage.cost, "model": finish.model,
                                  "provider": finish.provider, "request_id": finish.request_id, "step_number": 0,
                                  "finish_reason": finish.reason})
-        turn = self._turn
-        if turn is not None:
-            turn.stats.record_call(usage)
+        self._record_call(usage)
+
+    def _record_call(self, usage: Usage) -> None:
+        """One finished provider call: in the session usage and, when a turn runs, in its ``agent_end``."""
+        self.usage.record(usage)
+        with self._stats_lock:
+            turn = self._turn
+            if turn is not None:
+                turn.stats.record_call(usage)
 
     def _append(self, message: dict[str, Any], **extra: Any) -> str:
         """Store ``message`` in the session (durable on return) and in the running turn's window."""
@@ -438,10 +525,13 @@ class AgentLoop:
             with self._state:
                 assert self._window is not None
                 messages = copy.deepcopy(self._window)
-            if turn.step > 1:
-                messages = self._replace_window("prepare_step", messages, {"step_number": turn.step})
+            request = self._prepare_step(turn, messages)
             self._emit("step_start", {"step_number": turn.step})
-            message, finish_reason = self._call_model(turn, messages)
+            self._before_model(turn, request)
+            if request.response is not None:
+                message, finish_reason = self._synthetic(turn, request.response)
+            else:
+                message, finish_reason = self._call_model(turn, request)
             if finish_reason == "cancelled":
                 raise _Stop("cancelled")
             calls = message.get("tool_calls") or []
@@ -457,9 +547,92 @@ class AgentLoop:
                     raise _Stop("cancelled")
                 self._tool_call(turn, call)
 
-    def _call_model(self, turn: _Turn, messages: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    def _prepare_step(self, turn: _Turn, messages: list[dict[str, Any]]) -> _Request:
+        """The request of this step after ``prepare_step`` (n ≥ 2; order in the module doc)."""
+        request = _Request(messages, self.active_tools)
+        if turn.step > 1 and self._emitter.wants("prepare_step"):
+            items = to_context_messages(messages)
+            out = self._emit("prepare_step", {"step_number": turn.step, "messages": items, "tool_choice": None,
+                                              "active_tools": list(request.tools)})
+            self._fail_if_closed(out, "prepare_step")
+            request.messages = self._applied("prepare_step", messages, items, out.payload.get("messages"))
+            request.tool_choice = out.payload.get("tool_choice") or None
+            request.tools = self._known_tools("prepare_step", out.payload.get("active_tools"), request.tools)
+        return request
+
+    def _before_model(self, turn: _Turn, request: _Request) -> None:
+        """``before_model`` changes ``request`` in place (or answers it: ``request.response``)."""
+        if self._emitter.wants("before_model"):
+            items = to_context_messages(request.messages)
+            params = {k: v for k, v in self.config.llm_params.items() if k in MODEL_PARAMS.fields}
+            out = self._emit("before_model", {"step_number": turn.step, "model": self.model, "messages": items,
+                                              "tools": list(request.tools), "tool_choice": request.tool_choice,
+                                              "params": params, "response": None})
+            self._fail_if_closed(out, "before_model")
+            request.messages = self._applied("before_model", request.messages, items, out.payload.get("messages"))
+            request.tools = self._known_tools("before_model", out.payload.get("tools"), request.tools)
+            request.tool_choice = out.payload.get("tool_choice") or None
+            new_params = out.payload.get("params")
+            if isinstance(new_params, dict) and new_params != params:
+                request.params = {k: v for k, v in new_params.items() if k in MODEL_PARAMS.fields and v is not None}
+            response = out.payload.get("response")
+            request.response = dict(response) if isinstance(response, dict) else None
+
+    def _applied(self, event: str, window: list[dict[str, Any]], items: list[dict[str, Any]], new: Any
+                 ) -> list[dict[str, Any]]:
+        if not isinstance(new, list) or new == items:
+            return window
+        applied = apply_context_messages(window, new)
+        for problem in applied.problems:
+            log.warning("%s result repaired: %s", event, problem)
+        return applied.messages
+
+    def _known_tools(self, event: str, names: Any, default: list[str]) -> list[str]:
+        """``names`` restricted to the agent's tools (unknown names dropped, logged)."""
+        if not isinstance(names, list) or names == default:
+            return default
+        unknown = [n for n in names if n not in self.tools]
+        if unknown:
+            log.warning("%s result names unknown tools %s: left out", event, unknown)
+        return [n for n in names if n in self.tools]
+
+    def _llm_params(self, request: _Request) -> dict[str, Any]:
+        params = dict(self.config.llm_params)
+        if request.params is not None:
+            for key in MODEL_PARAMS.fields:
+                params.pop(key, None)
+            params.update(request.params)
+        if request.tool_choice and request.tools:
+            choice = request.tool_choice
+            params["tool_choice"] = (choice if choice in ("auto", "none", "required")
+                                     else {"type": "function", "function": {"name": choice}})
+        return params
+
+    def _synthetic(self, turn: _Turn, response: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+        """A ``before_model`` answer used as the model's: stored and streamed as one chunk; no provider call."""
+        content = str(response.get("content") or "")
+        calls = [{"id": str(c.get("id") or f"synthetic_{turn.step}_{i}"), "type": "function",
+                  "function": {"name": str(c.get("name", "")), "arguments": str(c.get("arguments") or "{}")}}
+                 for i, c in enumerate(response.get("tool_calls") or ())]
+        message: dict[str, Any] = {"role": "assistant", "content": content or None}
+        if calls:
+            message["tool_calls"] = calls
+        if content:
+            self._emit("message_start", {})
+            self._emit("message_update", {"chunk": content})
+            self._emit("message_end", {"content": content})
+            turn.response = content
+        if content or calls:
+            self._append(message, synthetic=True)
+        reason = "tool_calls" if calls else "stop"
+        self._emit("step_finish", {"step_number": turn.step, "has_tool_calls": bool(calls), "finish_reason": reason,
+                                   **Usage().tokens()})
+        return message, reason
+
+    def _call_model(self, turn: _Turn, request: _Request) -> tuple[dict[str, Any], str]:
         """One provider call: stream it as events, store the message; ``(message, finish_reason)``."""
         step = turn.step
+        messages = request.messages
         started = reasoning = False
         text: list[str] = []
         usage = Usage()
@@ -473,10 +646,10 @@ class AgentLoop:
 
         try:
             for event in stream_completion(
-                    self.model, messages, tools=self.tools.specs(), num_retries=self.config.num_retries,
+                    self.model, messages, tools=self.tools.specs(request.tools), num_retries=self.config.num_retries,
                     retry_base_delay_s=self.config.retry_base_delay_s,
                     retry_max_delay_s=self.config.retry_max_delay_s, timeout_s=self.config.request_timeout_s,
-                    params=self.config.llm_params, cancel=self._cancel):
+                    params=self._llm_params(request), cancel=self._cancel):
                 if isinstance(event, TextDelta):
                     start_message()
                     text.append(event.text)
@@ -529,7 +702,7 @@ class AgentLoop:
         self._emit("llm_usage", {**usage.tokens(), "cost": usage.cost, "model": finish.model,
                                  "provider": finish.provider, "request_id": finish.request_id,
                                  "step_number": step, "finish_reason": finish.reason})
-        turn.stats.record_call(usage)
+        self._record_call(usage)
         return message, finish.reason
 
     def _tool_call(self, turn: _Turn, call: Mapping[str, Any]) -> None:
@@ -545,7 +718,12 @@ class AgentLoop:
         def ident() -> dict[str, Any]:
             return {"tool_call_id": call_id, "tool_name": name, "tool_kind": kind}
 
-        out = self._emit("tool_call", {**ident(), "input": arguments, "parsed_args": parsed, "source": "llm"})
+        if self._active is not None and name in self.tools and name not in self._active:
+            self._append({"role": "tool", "tool_call_id": call_id, "content": f"Error: tool {name!r} is currently "
+                          "disabled"}, is_error=True, tool_name=name)
+            return
+        out = self._emit("tool_call", {**ident(), "input": arguments, "parsed_args": parsed, "source": "llm",
+                                       "subagent": None})
         if out.stopped:
             result = ToolResult(f"Error: {out.reason or 'blocked by extension'}", True,
                                 {"blocked": True, "blocked_by": out.stop.by if out.stop else ""})
@@ -562,7 +740,8 @@ class AgentLoop:
                                               "duration_ms": int((time.monotonic() - started) * 1000)})
         out = self._emit("tool_result", {**ident(), "input": arguments, "content": result.content,
                                          "is_error": result.is_error,
-                                         "metadata": json.dumps(dict(result.metadata), default=str)})
+                                         "metadata": json.dumps(dict(result.metadata), default=str),
+                                         "subagent": None})
         if out.stopped:  # a handler failing closed (e.g. a redactor): the output must not reach the model
             content, is_error = f"Error: the tool's output was withheld ({out.reason})", True
         else:
@@ -586,28 +765,30 @@ class AgentLoop:
         def forward(event: str, data: dict[str, Any]) -> None:
             if event == "llm_usage":
                 self._emit("llm_usage", dict(data))
-                turn = self._turn
-                if turn is not None:
-                    turn.stats.record_call(Usage(int(data["input_tokens"]), int(data["output_tokens"]),
-                                                 int(data["cache_read_tokens"]), int(data["cache_write_tokens"]),
-                                                 data["cost"]))
+                usage = Usage(int(data["input_tokens"]), int(data["output_tokens"]), int(data["cache_read_tokens"]),
+                              int(data["cache_write_tokens"]), data["cost"])
+                self._record_call(usage)
             sink(event, data)
 
         return forward
 
-    def run_child(self, task: str, sink: EventSink, cancel: threading.Event | None, tool_call_id: str) -> TurnResult:
-        """One subagent turn (see :mod:`host.agent.subagent`): child loop, own session, no extensions."""
+    def run_child(self, task: str, sink: EventSink, cancel: threading.Event | None, tool_call_id: str,
+                  system_prompt: str = "") -> TurnResult:
+        """One subagent turn (see :mod:`host.agent.subagent`): child loop, own session, no extensions of its
+        own but this loop's ``tool_call``/``tool_result`` handlers (:class:`PolicyBinding`)."""
         parent = self.tree
         tree = SessionTree.create(_child_session_path(parent.path, tool_call_id),
                                   cwd=parent.header.get("cwd") or None, parent_session=parent.path)
         try:
             model = self.model
             tree.append_model_change(model, "", "config")
-            config = replace(self.config, system_prompt=self.config.subagent_system_prompt,
+            config = replace(self.config, system_prompt=system_prompt or self.config.subagent_system_prompt,
                              max_steps=self.config.subagent_max_steps, subagents=False, auto_compact=False,
                              emit_windows=False, max_followup_turns=0)
             child = AgentLoop(model=model, tree=tree, tools=ToolRegistry(self.tools.cwd),
-                              emitter=Emitter(None, self._child_sink(sink)), config=config,
+                              emitter=Emitter(None, self._child_sink(sink),
+                                              binding=PolicyBinding(self._emitter, {"id": tool_call_id, "task": task})),
+                              config=config,
                               cancel_event=cancel or self._cancel)
             return child.run_turn(task, source="extension")
         finally:

@@ -47,8 +47,11 @@ from typing import Any
 
 from ..config import HostConfig
 from ..errors import HostError, ManifestError
-from ..exthost.host import AskTrust, ExtensionHost, HostNotice, LoadReport
+from ..exthost.host import AskTrust, ExtensionCommand, ExtensionHost, HostNotice, LoadReport
+from ..exthost.services import PromptUI, StatusSink
 from ..exthost.state_store import StateStore
+from ..exthost.trust import content_digest
+from ..forensics.record import ExtensionRecord, Recorder
 from .agent_config import AgentConfig
 from .compaction import CompactionResult
 from .context_messages import message_text
@@ -109,6 +112,7 @@ class AgentSession:
         self.emitter = emitter
         self._ephemeral = ephemeral_dir
         self._closed = False
+        self._recorder: Recorder | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -117,7 +121,8 @@ class AgentSession:
              cwd: Path, config: HostConfig | None = None, *, agent_config: AgentConfig | None = None,
              on_event: EventSink | None = None, on_print: PrintSink | None = None,
              discover: bool = False, ask_trust: AskTrust | None = None,
-             on_notice: HostNotice | None = None) -> AgentSession:
+             on_notice: HostNotice | None = None, record: Path | None = None,
+             prompts: PromptUI | None = None, on_status: StatusSink | None = None) -> AgentSession:
         """Open (create or resume) a session; see the module doc. ``model=None`` resumes the session's model;
         a session that has none yet (a new one) gets ``scripted/<script name>`` when ``script`` is given.
 
@@ -125,8 +130,10 @@ class AgentSession:
         (before ``extensions``). ``ask_trust`` is asked about an extension that wants
         more than it was granted (an interactive prompt). ``on_notice`` hears handler
         failures, state changes and restarts of extensions as they happen
-        (:data:`~host.exthost.host.HostNotice`). Raises
-        :class:`~host.errors.HostError` subclasses.
+        (:data:`~host.exthost.host.HostNotice`). ``record`` writes every dispatched event, with each
+        handler's result and timing, to that file (:mod:`host.forensics.record`). ``prompts`` answers an
+        extension's ``ctx.select/confirm/input`` (default: headless, cancelled); ``on_status`` shows its status
+        line. Raises :class:`~host.errors.HostError` subclasses.
         """
         agent_config = agent_config or AgentConfig()
         cwd = Path(cwd).resolve()
@@ -137,6 +144,7 @@ class AgentSession:
         tree: SessionTree | None = resumed
         ephemeral: Path | None = None
         host: ExtensionHost | None = None
+        recorder: Recorder | None = None
         try:
             chosen = model or (resumed.current_model() if resumed is not None else None)
             if not chosen and script is not None:
@@ -154,11 +162,12 @@ class AgentSession:
                 tree = SessionTree.create(session_path, cwd=cwd)
                 tree.append_model_change(chosen, "", "config")
             start_model = tree.current_model() or chosen
-            services = AgentServices(on_print, str(cwd))
+            services = AgentServices(on_print, str(cwd), prompts=prompts, on_status=on_status)
             host = ExtensionHost(replace(config or HostConfig(), state_path=tree.state_path), services, ask_trust,
                                  on_notice)
             report = host.load_discovered(extensions, search=discover)
             _left_out(host, report, on_print)
+            recorder = _start_recording(host, record) if record is not None else None
             tools = ToolRegistry(cwd)
             _register_extension_tools(host, tools)
             emitter = Emitter(host, on_event, emit_windows=agent_config.emit_windows)
@@ -167,12 +176,16 @@ class AgentSession:
         except BaseException:
             if host is not None:
                 host.close()
+            if recorder is not None:
+                recorder.close()
             if tree is not None:
                 tree.close()
             if ephemeral is not None:
                 shutil.rmtree(ephemeral, ignore_errors=True)
             raise
         session = cls(host, loop, services, emitter, ephemeral)
+        session._recorder = recorder
+        services.serve_sessions(session.new_session)
         emitter.emit("session_start", {"session_id": tree.session_id})
         if resumed is not None and model and model != start_model:
             loop.set_model(model, "user")
@@ -303,6 +316,10 @@ class AgentSession:
         """Slash command name → extension providing it."""
         return {c.name: c.extension for c in self.host.commands()}
 
+    def extension_command_list(self) -> list[ExtensionCommand]:
+        """Every extension slash command with its description and extension, in load order."""
+        return list(self.host.commands())
+
     def run_extension_command(self, name: str, args: str = "") -> tuple[str, bool]:
         """Run an extension's slash command; ``(output, is_error)``."""
         owner = self.extension_commands().get(name.lstrip("/"))
@@ -319,10 +336,13 @@ class AgentSession:
         self._closed = True
         self.loop.cancel()
         try:
+            self.services.join_subagents(self.loop.config.shutdown_flush_s)  # background subagents end first
             self.emitter.emit("session_shutdown", {"reason": "close"})
             self.host.flush(self.loop.config.shutdown_flush_s)
         finally:
             self.host.close()
+            if self._recorder is not None:
+                self._recorder.close()
             self.tree.close()
             if self._ephemeral is not None:
                 shutil.rmtree(self._ephemeral, ignore_errors=True)
@@ -332,6 +352,15 @@ class AgentSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _start_recording(host: ExtensionHost, path: Path) -> Recorder:
+    """Record every event ``host`` dispatches from now on to ``path`` (``--record``)."""
+    loaded = [ExtensionRecord(ext.name, ext.manifest.version, str(ext.manifest.directory),
+                              content_digest(ext.manifest.directory)[0]) for ext in host.extensions()]
+    recorder = Recorder(path, loaded)
+    host.observe(recorder)
+    return recorder
 
 
 def _register_extension_tools(host: ExtensionHost, tools: ToolRegistry) -> None:

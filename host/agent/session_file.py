@@ -16,8 +16,10 @@ writers). Blank lines are skipped.
 
 Reading checks all of that and raises :class:`SessionFileError` naming the
 file and the 1-based line. A last line without its newline that is not valid
-JSON is a torn write (the process died mid-write): an error too, unless the
-reader is asked to repair it, which truncates the file before that line.
+JSON is a torn write (the process died mid-write): an error naming
+``kithost session repair FILE``, unless the reader is asked to repair it, which
+truncates the file before that line. :func:`repair_session_file` is that
+command: it keeps a backup of the whole file first and says what it dropped.
 
 Writing (:class:`SessionWriter`) appends one line per entry in a single
 ``write``, then flushes and (by default) ``fsync``\\ s, so a crash loses nothing
@@ -43,8 +45,10 @@ __all__ = [
     "HEADER_TYPE",
     "RESERVED_KEYS",
     "Entry",
+    "Repair",
     "SessionWriter",
     "read_session_file",
+    "repair_session_file",
     "utc_now",
 ]
 
@@ -155,8 +159,8 @@ def read_session_file(path: Path, *, repair_torn_tail: bool = False) -> tuple[di
                     with path.open("r+b") as f:
                         f.truncate(start)
                     break
-                raise _fail(path, number, f"the last line is incomplete (a torn write?): {exc}; remove that line "
-                                          "or open the session with repair") from None
+                raise _fail(path, number, f"the last line is incomplete (a torn write?): {exc}; drop it with: "
+                                          f"kithost session repair {path}") from None
             raise _fail(path, number, f"invalid JSON: {exc}") from None
         if header is None:
             header = _check_header(path, obj)
@@ -166,6 +170,72 @@ def read_session_file(path: Path, *, repair_torn_tail: bool = False) -> tuple[di
     if header is None:
         raise _fail(path, 0, "the file is empty (no session header)")
     return header, list(entries.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """What :func:`repair_session_file` did."""
+
+    #: The repaired file.
+    path: Path
+    #: 1-based number of the line dropped (0: nothing was dropped).
+    line: int = 0
+    #: The bytes dropped (the torn line, without a newline).
+    dropped: bytes = b""
+    #: Copy of the file as it was before the repair (``None`` when nothing was dropped).
+    backup: Path | None = None
+
+    def describe(self) -> str:
+        """One sentence for the user."""
+        if not self.line:
+            return f"{self.path}: nothing to repair (no torn last line)"
+        preview = self.dropped.decode("utf-8", "replace")
+        preview = preview if len(preview) <= 80 else preview[:79] + "…"
+        return (f"{self.path}: dropped the torn line {self.line} ({len(self.dropped)} bytes: {preview}); "
+                f"the file as it was is kept in {self.backup}")
+
+
+def _backup_path(path: Path) -> Path:
+    """``<file>.bak``, or ``<file>.bak.2``, ``.3``... when taken (a backup is never overwritten)."""
+    candidate = path.with_name(path.name + ".bak")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.bak.{n}")
+    return candidate
+
+
+def repair_session_file(path: Path) -> Repair:
+    """Drop a torn last line of ``path`` (``kithost session repair``), after copying the file to a backup.
+
+    Only a torn tail is repaired: any other problem (a malformed line before
+    the last, a bad header) raises :class:`SessionFileError` and the file is
+    left as it was. The repaired file is read again before returning, so what
+    is returned is a file that opens.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, 0, f"cannot read it ({exc.strerror or exc})") from None
+    try:
+        read_session_file(path)
+        return Repair(path)
+    except SessionFileError as exc:
+        lines = raw.split(b"\n")
+        if exc.line != len(lines) or "incomplete" not in exc.problem:
+            raise SessionFileError(path, exc.line, f"{exc.problem} — only a torn last line can be repaired; "
+                                                   "fix or remove that line by hand") from None
+    start = len(raw) - len(lines[-1])
+    if not raw[:start].strip():
+        raise SessionFileError(path, 1, "the header itself is torn: there is no session to keep")
+    backup = _backup_path(path)
+    backup.write_bytes(raw)
+    with path.open("r+b") as f:
+        f.truncate(start)
+        f.flush()
+        os.fsync(f.fileno())
+    read_session_file(path)  # what is left must open (the header itself may have been the torn line)
+    return Repair(path, len(lines), lines[-1], backup)
 
 
 class SessionWriter:

@@ -7,7 +7,11 @@ Contract (kit's ``SpawnSubagent`` as a tool, ``internal/extensions/subagent.go``
   runs the child turn.
 * The child is a full :class:`~host.agent.loop.AgentLoop` with the parent's
   current model, the built-in tools only (no extension tools, no ``subagent``:
-  depth is one), **no extensions** (its events go nowhere but to the parent),
+  depth is one), **no extensions of its own**: its events go to the parent
+  (below), and its ``tool_call`` and ``tool_result`` to the parent's
+  handlers with ``subagent: {id, task}`` — a parent's gate blocks the child's
+  call (the child's model gets ``Error: <reason>``), so a policy cannot be
+  bypassed by delegating,
   its own session file beside the parent's
   (``<parent>.subagents/<tool_call_id>.jsonl``, ``parent_session`` set), and
   the parent's cancel flag (Ctrl-C stops both).
@@ -28,13 +32,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .emitter import Emitter, EventSink
 from .tools.base import ToolContext, ToolKind, ToolResult
 from .turn_result import TurnResult
 
-__all__ = ["CHUNK_TYPES", "RunChild", "SubagentTool", "chunk_for"]
+__all__ = ["CHUNK_TYPES", "RunChild", "SubagentOutcome", "SubagentTool", "chunk_for", "run_subagent"]
 
 log = logging.getLogger("kithost.agent")
 
@@ -51,9 +56,10 @@ CHUNK_TYPES: Final[Mapping[str, str]] = {
 }
 
 
-#: ``run_child(task, sink, cancel, tool_call_id)``: run one child turn for ``task``, its events going to
-#: ``sink``, stopping when ``cancel`` is set (``None``: the parent's flag); the child's result.
-RunChild = Callable[[str, EventSink, threading.Event | None, str], TurnResult]
+#: ``run_child(task, sink, cancel, tool_call_id, system_prompt)``: run one child turn for ``task``, its events
+#: going to ``sink``, stopping when ``cancel`` is set (``None``: the parent's flag), with ``system_prompt``
+#: ('' = the configured one); the child's result.
+RunChild = Callable[[str, EventSink, threading.Event | None, str, str], TurnResult]
 
 
 def chunk_for(tool_call_id: str, task: str, event: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -104,34 +110,55 @@ class SubagentTool:
 
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         """Run the child (contract in the module doc)."""
-        task = str(args["task"])
-        call_id = ctx.tool_call_id
-        emitter = self._emitter
-        emitter.emit("subagent_start", {"tool_call_id": call_id, "task": task})
+        outcome = run_subagent(self._emitter, self._run_child, str(args["task"]), ctx.tool_call_id, ctx.cancel)
+        if outcome.error_msg:
+            partial = f"\n(partial answer: {outcome.response})" if outcome.response else ""
+            return ToolResult(f"Error: {outcome.error_msg}{partial}", True, outcome.meta)
+        return ToolResult(outcome.response or "(the subagent gave no answer)", False, outcome.meta)
 
-        def forward(event: str, data: dict[str, Any]) -> None:
-            chunk = chunk_for(call_id, task, event, data)
-            if chunk is not None:
-                emitter.emit("subagent_chunk", chunk)
 
-        response, error = "", ""
-        meta: dict[str, Any] = {}
-        try:
-            result = self._run_child(task, forward, ctx.cancel, call_id)
-        except Exception as exc:  # a broken child must not take the parent's turn down
-            log.exception("subagent %s failed", call_id)
-            error = f"the subagent could not run: {type(exc).__name__}: {exc}"
-        else:
-            response = result.response
-            meta = {"stop_reason": result.stop_reason, "llm_call_count": result.llm_call_count,
-                    "tool_call_count": result.tool_call_count, "cost": result.cost}
-            if result.stop_reason == "error":
-                error = result.error or "the subagent's turn failed"
-            elif result.stop_reason != "completed":
-                error = f"the subagent's turn ended: {result.stop_reason}"
-        emitter.emit("subagent_end", {"tool_call_id": call_id, "task": task, "response": response,
-                                      "error_msg": error})
-        if error:
-            partial = f"\n(partial answer: {response})" if response else ""
-            return ToolResult(f"Error: {error}{partial}", True, meta)
-        return ToolResult(response or "(the subagent gave no answer)", False, meta)
+@dataclass(frozen=True, slots=True)
+class SubagentOutcome:
+    """How one subagent run ended."""
+
+    #: ``completed``, ``cancelled`` or ``error``.
+    status: str
+    response: str
+    #: '' when it succeeded (kit's ``ErrorMsg``).
+    error_msg: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def run_subagent(emitter: Emitter, run_child: RunChild, task: str, subagent_id: str,
+                 cancel: threading.Event | None, system_prompt: str = "") -> SubagentOutcome:
+    """``subagent_start`` → the child's turn (its events as ``subagent_chunk``) → ``subagent_end``; never raises.
+
+    Shared by the ``subagent`` tool and ``ctx.spawn_subagent`` (``subagent_id`` is the
+    events' ``tool_call_id``).
+    """
+    emitter.emit("subagent_start", {"tool_call_id": subagent_id, "task": task})
+
+    def forward(event: str, data: dict[str, Any]) -> None:
+        chunk = chunk_for(subagent_id, task, event, data)
+        if chunk is not None:
+            emitter.emit("subagent_chunk", chunk)
+
+    response, error, status = "", "", "error"
+    meta: dict[str, Any] = {}
+    try:
+        result = run_child(task, forward, cancel, subagent_id, system_prompt)
+    except Exception as exc:  # a broken child must not take the parent's turn down
+        log.exception("subagent %s failed", subagent_id)
+        error = f"the subagent could not run: {type(exc).__name__}: {exc}"
+    else:
+        response, status = result.response, result.stop_reason
+        meta = {"stop_reason": result.stop_reason, "llm_call_count": result.llm_call_count,
+                "tool_call_count": result.tool_call_count, "cost": result.cost}
+        if result.stop_reason == "error":
+            error = result.error or "the subagent's turn failed"
+        elif result.stop_reason != "completed":
+            error = f"the subagent's turn ended: {result.stop_reason}"
+            status = "cancelled" if result.stop_reason == "cancelled" else "error"
+    emitter.emit("subagent_end", {"tool_call_id": subagent_id, "task": task, "response": response,
+                                  "error_msg": error})
+    return SubagentOutcome(status, response, error, meta)

@@ -15,12 +15,13 @@ one-turn-per-process assumption: each turn owns its own ``TurnStats``):
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 from .llm.events import Usage
 
-__all__ = ["TurnStats"]
+__all__ = ["TurnStats", "UsageTotals"]
 
 
 class TurnStats:
@@ -83,3 +84,29 @@ class TurnStats:
             "cost_delta": self.cost,
             "duration_ms": self.duration_ms,
         }
+
+
+class UsageTotals:
+    """Session usage since the agent started (kit's ``GetSessionUsage``), thread-safe.
+
+    Every finished provider call of the agent is recorded once: turn steps,
+    compaction summaries, subagents' calls and ``ctx.complete``. Like
+    :class:`TurnStats`, one call of unknown cost makes the total unknown.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = TurnStats()
+
+    def record(self, usage: Usage) -> None:
+        """One finished provider call."""
+        with self._lock:
+            self._stats.record_call(usage)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``get_session_usage`` value."""
+        with self._lock:
+            s = self._stats
+            return {"total_input_tokens": s.input_tokens, "total_output_tokens": s.output_tokens,
+                    "total_cache_read_tokens": s.cache_read_tokens, "total_cache_write_tokens": s.cache_write_tokens,
+                    "total_cost": s.cost, "request_count": s.llm_call_count}

@@ -82,12 +82,15 @@ def parse_target(words: Sequence[str], cwd: Path | None = None) -> Target:
 
 
 def learned_manifest(target: Target, hello: dict[str, Any]) -> Manifest:
-    """The manifest to judge and relaunch with: a folder's own, or for a command the one ``hello`` implies."""
+    """The manifest to judge and relaunch with: a folder's own, or for a command the one ``hello`` implies
+    (its name, version, events and permissions: a bare command has no other source of its identity)."""
     if not target.from_command:
         return target.manifest
     name = hello.get("name")
     events = tuple(dict.fromkeys(str(s.get("event")) for s in hello.get("subscriptions") or ()
                                  if isinstance(s, dict) and spec_for(str(s.get("event"))) is not None))
     permissions = tuple(p for p in dict.fromkeys(hello.get("permissions") or ()) if p in PERMISSIONS)
+    version = hello.get("version")
     return replace(target.manifest, name=name if isinstance(name, str) and _NAME_OK.match(name)
-                   else target.manifest.name, events=events, permissions=permissions)
+                   else target.manifest.name, events=events, permissions=permissions,
+                   version=version if isinstance(version, str) else target.manifest.version)

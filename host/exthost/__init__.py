@@ -26,7 +26,10 @@ module              concern
 ``status``          the plain-data status view of one extension
 ``manifest``        reading and validating ``extension.toml``
 ``discovery``       finding extensions in search directories and ``-e`` paths
-``ops``             the operator channel (``kithost ext status|logs|restart``)
+``ops``             the operator channel (``kithost ext status|logs|restart|reload``)
+``reload``          hot reload: the switch gate, the trust re-check, :class:`ReloadResult`
+``reload_cli``      ``kithost ext reload NAME`` against a running host
+``watch``           watching loaded extensions' folders (debounced) to reload the one that changed
 ``orphans``         sweeping up processes of hosts that died hard
 ==================  ==========================================================================
 """

@@ -42,12 +42,12 @@ extension's lock; ``control`` only under ``control_lock``.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import Any
 
 import zmq
@@ -139,6 +139,10 @@ class Channel:
             self._poller.register(sock, zmq.POLLIN)
         #: Id of the request in flight on ``events`` (``None`` when idle).
         self.in_flight: int | None = None
+        #: ``perf_counter_ns()`` when the last events request was handed to libzmq, and when the last events
+        #: frame arrived (before it was opened): the transit part of the latency split (see :mod:`.exchange`).
+        self.sent_ns = 0
+        self.received_ns = 0
         #: Guards ``control`` (supervisor pings vs. the shutdown ladder).
         self.control_lock = threading.Lock()
 
@@ -225,6 +229,7 @@ class Channel:
             if not self.events.poll(max(1, int(timeout_s * 1000)), zmq.POLLOUT):
                 raise ChannelFailure(FailureKind.DISCONNECTED, "extension is not connected") from None
             self.events.send(frame, zmq.NOBLOCK)
+        self.sent_ns = perf_counter_ns()
         self.in_flight = req_id
         return req_id
 
@@ -262,6 +267,7 @@ class Channel:
             frame = self.events.recv(zmq.NOBLOCK)
         except zmq.Again:
             return None
+        self.received_ns = perf_counter_ns()
         try:
             msg = self._events_in.open(frame)
         except FrameError as exc:
@@ -292,10 +298,19 @@ class Channel:
                     self.in_flight = None
                     raise ChannelFailure(FailureKind.CANCELLED, "cancelled while waiting for the extension")
                 left_ms = min(left_ms, 50.0) if left_ms > 0 else left_ms
-            ready = poll(math.ceil(left_ms)) if left_ms > 0 else []
+            # zmq_poll counts whole milliseconds: wait the whole ones, then the last fraction in naps of at
+            # most 0.2 ms, each followed by a look: a hung handler gives control back at its deadline, not up
+            # to 1 ms after it, and a reply in that last millisecond is seen within 0.2 ms.
+            if left_ms >= 1:
+                ready = poll(int(left_ms))
+            elif left_ms > 0:
+                time.sleep(min(left_ms, 0.2) / 1000)
+                ready = poll(0)
+            else:
+                ready = []
             if not ready:
-                if cancel is not None and time.monotonic() < end:
-                    continue  # a 50 ms slice ended: look at cancel again
+                if time.monotonic() < end:
+                    continue  # a whole-ms wait or a 50 ms cancel slice ended before the deadline
                 self.in_flight = None
                 raise ChannelFailure(FailureKind.TIMEOUT, f"no reply within {timeout_s * 1000:.0f} ms")
             for sock, _ in ready:

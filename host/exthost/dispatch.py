@@ -29,9 +29,9 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ext_sdk.combine import (
     Failure,
@@ -40,6 +40,7 @@ from ext_sdk.combine import (
     HandlerDecl,
     HandlerFailure,
     Outcome,
+    Step,
     combine,
     in_order,
 )
@@ -52,7 +53,7 @@ from ..config import HostConfig
 from ..errors import EventError
 from .extension import RunningExtension
 
-__all__ = ["HIGH", "LOW", "NORMAL", "Dispatcher", "InProcessHook"]
+__all__ = ["HIGH", "LOW", "NORMAL", "DispatchObserver", "Dispatcher", "InProcessHook"]
 
 log = logging.getLogger("kithost.dispatch")
 
@@ -64,6 +65,17 @@ HIGH, NORMAL, LOW = 0, 50, 100
 
 #: ``fn(event) -> result | None`` — a trusted in-process handler.
 InProcessHook = Callable[[EventData], Any]
+
+
+class DispatchObserver(Protocol):
+    """Hears every dispatch (recording, replay, ``kithost ext call``); must be quick and never raise."""
+
+    def dispatched(self, payload: dict[str, Any], outcome: Outcome, steps: Sequence[Step]) -> None:
+        """``payload`` went in, ``outcome`` came out; ``steps``: each handler asked, in order (none for a
+        notify event: its extensions get it later, in batches)."""
+
+    def host_call(self, extension: str, method: str, args: dict[str, Any], ok: bool, elapsed_s: float) -> None:
+        """``extension`` made host call ``method``; answered (``ok``) or refused, after ``elapsed_s``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,8 @@ class Dispatcher:
         self._mutate = threading.Lock()
         self._order = itertools.count()
         self._warned: dict[tuple[str, str, str], tuple[float, int]] = {}
+        #: Observers of every dispatch (empty on the hot path: one truth test per event).
+        self.observers: tuple[DispatchObserver, ...] = ()
 
     # ------------------------------------------------------------------ table
 
@@ -181,7 +195,23 @@ class Dispatcher:
     # ------------------------------------------------------------------ emit
 
     def emit(self, event: str, payload: dict[str, Any], exclude: str | None = None) -> Outcome:
-        """Dispatch one event (see the module doc for the rules). ``exclude`` skips one extension."""
+        """Dispatch one event (see the module doc for the rules). ``exclude`` skips one extension's handlers
+        (the extension that started the act this event announces)."""
+        if self.observers:
+            return self._emit_observed(event, payload, exclude)
+        return self._emit(event, payload, exclude, None)
+
+    def _emit_observed(self, event: str, payload: dict[str, Any], exclude: str | None) -> Outcome:
+        steps: list[Step] = []
+        outcome = self._emit(event, payload, exclude, steps)
+        for observer in self.observers:
+            try:
+                observer.dispatched(payload, outcome, steps)
+            except Exception:
+                log.exception("dispatch observer failed")
+        return outcome
+
+    def _emit(self, event: str, payload: dict[str, Any], exclude: str | None, trace: list[Step] | None) -> Outcome:
         table = self._tables.get(event)
         if table is None:
             spec = spec_for(event)
@@ -195,7 +225,11 @@ class Dispatcher:
             self._check_payload(spec, event, payload)
         if spec.mode is Mode.NOTIFY:
             return self._notify(event, spec, table, payload, exclude)
-        return combine(event, spec, table.handlers, payload, self._budget_s, self._failed)
+        handlers = table.handlers if exclude is None else tuple(
+            h for h in table.handlers if not (isinstance(h.owner, RunningExtension) and h.owner.name == exclude))
+        if not handlers:
+            return Outcome(event, payload)
+        return combine(event, spec, handlers, payload, self._budget_s, self._failed, trace)
 
     @staticmethod
     def _check_payload(spec: EventSpec, event: str, payload: dict[str, Any]) -> None:

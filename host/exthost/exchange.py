@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter_ns
 from typing import Any
 
 import zmq
@@ -91,6 +92,8 @@ class Exchange:
         self._notify_errors_unlogged = 0
         #: Called with ``(count, latest error)`` when notify handlers reported errors (rate-limited).
         self.warn_notify_errors: Callable[[int, str], None] = lambda count, latest: None
+        #: Called with ``(event, error)`` for every notify handler that reported an error (not rate-limited).
+        self.notify_failed: Callable[[str, str], None] = lambda event, error: None
 
     # ------------------------------------------------------------------ the notify FIFO
 
@@ -144,22 +147,26 @@ class Exchange:
         if len(results) != expected:
             self._count_failures(len(request.backlog), FailureKind.BAD_FRAME)
             raise ChannelFailure(FailureKind.BAD_FRAME, f"reply has {len(results)} results for {expected} events")
-        self._count_results(results[:len(request.backlog)])
+        self._count_results(request.backlog, results[:len(request.backlog)])
         return results[-1] if request.own else None
 
     def _fail(self, request: _Request, exc: ChannelFailure) -> str:
         self._count_failures(len(request.backlog), exc.kind)
         return self._on_failure(exc)
 
-    def _count_results(self, results: list[dict[str, Any]]) -> None:
+    def _count_results(self, backlog: list[_Pending], results: list[dict[str, Any]]) -> None:
+        if not results:  # the hot path: a request with no backlog
+            return
         ok = 0
         errors: list[str] = []
-        for item in results:
+        for pending, item in zip(backlog, results, strict=True):
             if item.get("ok"):
                 ok += 1
             else:
                 self._stats.record_failure(FailureKind.ERROR, Policy.OPEN)
-                errors.append(str(item.get("error") or "failed"))
+                error = str(item.get("error") or "failed")
+                errors.append(error)
+                self.notify_failed(pending.event, error)
         self._stats.record_notified(ok)
         if errors:
             self._note_notify_errors(errors)
@@ -186,7 +193,14 @@ class Exchange:
     # ------------------------------------------------------------------ gate / chain
 
     def call(self, event: str, index: int, payload: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
-        """Run handler ``index`` for ``event``; its result map or ``None``. Raises :class:`HandlerFailure`."""
+        """Run handler ``index`` for ``event``; its result map or ``None``. Raises :class:`HandlerFailure`.
+
+        A valid reply also records the round trip's latency split (:meth:`ExtensionStats.record_split`):
+        host = this call's time before the send and after the reply arrived; extension = the ``us`` the
+        extension reports for this item; transit = send → reply received, less the ``us`` of every item of
+        the request (a backlog's items included).
+        """
+        start_ns = perf_counter_ns()
         start = time.monotonic()
         if not self.lock.acquire(timeout=timeout_s):
             raise HandlerFailure(FailureKind.BUSY, f"{self.name} stayed busy for {timeout_s * 1000:.0f} ms")
@@ -206,6 +220,14 @@ class Exchange:
             assert out is not None
             if not out["ok"]:
                 raise HandlerFailure(FailureKind.ERROR, str(out.get("error") or "handler failed"))
+            ext_us = out.get("us")
+            if ext_us is not None:  # the extension's own claim: clamped to the round trip it is part of
+                sent, received = channel.sent_ns, channel.received_ns
+                round_trip_us = (received - sent) / 1000
+                items_us = ext_us if not request.backlog else sum(r.get("us") or 0 for r in reply["results"])
+                self._stats.record_split(((sent - start_ns) + (perf_counter_ns() - received)) / 1000,
+                                         min(max(round_trip_us - items_us, 0.0), round_trip_us),
+                                         min(max(float(ext_us), 0.0), round_trip_us))
             return out.get("result")  # type: ignore[no-any-return]
         finally:
             self._release()

@@ -15,12 +15,25 @@ sockets and frames         :class:`.channel.Channel`
 handshake decision         :func:`.handshake.check_hello` (pure)
 notify FIFO and requests   :class:`.exchange.Exchange`
 watchdog, restart policy   :class:`.supervisor.Watchdog`, :class:`.supervisor.RestartPolicy`
+reload rules, switch gate  :mod:`.reload`
 status view                :func:`.status.extension_status`
 =========================  ==================================================
 
+A reload starts the new version beside the running one
+(:meth:`RunningExtension.prepare_replacement`), swaps it in between two
+events (:meth:`RunningExtension.switch_to`) and stops the old process
+(:meth:`RunningExtension.retire`); the handle — name, load order, FIFO,
+counters, log — stays the same. A replaced process (restart or reload) gets
+the host's last ``session_start`` before any other event.
+
 Thread rules: the supervisor thread calls :meth:`supervise` (and respawns);
 any thread may call :meth:`handler_transport`'s transports, :meth:`invoke`, :meth:`stop`,
-:meth:`restart_now`. State changes happen under ``_state_lock``; an exit is
+:meth:`restart_now`; one thread at a time (the host's reload lock) runs a reload.
+Processes are started from the main thread or one long-lived spawner thread
+(:class:`_Spawner`: the parent-death signal follows the forking thread).
+State changes happen under ``_state_lock``; the current process and channel
+are swapped under the exchange's lock and ``_swap_lock`` (lock order:
+switch gate → exchange lock → ``_swap_lock`` → ``_state_lock``); an exit is
 acted on once per process (:meth:`process_gone`). Lifecycle notifications go
 to the :class:`Hooks` given at construction.
 """
@@ -28,13 +41,16 @@ to the :class:`Hooks` given at construction.
 from __future__ import annotations
 
 import logging
+import queue
+import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import zmq
 
@@ -44,13 +60,14 @@ from ext_sdk.sandbox.plan import PlanError
 
 from ..config import HostConfig
 from ..errors import ExtensionStartError
-from .channel import Channel, ChannelFailure
+from .channel import CallHandler, Channel, ChannelFailure
 from .exchange import Exchange
 from .handshake import NOTHING_DECLARED, Granted, Refused, check_hello, welcome_fields
 from .launch import Launch, prepare_launch
 from .manifest import Manifest
 from .peers import PeerGate
 from .process import ExtensionProcess, LogBuffer, ShutdownRung, describe_exit
+from .reload import ReloadFailed, SwitchGate
 from .sandbox.confine import Confined, Confiner, SandboxRefused
 from .stats import ExtensionStats
 from .status import extension_status
@@ -60,9 +77,56 @@ from .trust import Grant
 if TYPE_CHECKING:
     from .hostcalls import HostCallRouter
 
-__all__ = ["ExtState", "Hooks", "RunningExtension", "Transition"]
+__all__ = ["NOTICE_RECORD", "ExtState", "Hooks", "Replacement", "Retired", "RunningExtension", "Transition"]
 
 log = logging.getLogger("kithost.ext")
+
+#: Attribute of a log record whose content a host notice already carries (``run --json`` does not repeat it).
+NOTICE_RECORD: Final = "kithost_notice"
+
+_T = TypeVar("_T")
+
+#: The event a replaced process gets again (:attr:`Hooks.last_session_start`).
+SESSION_START = "session_start"
+
+
+class _Spawner:
+    """Starts processes from one daemon thread that lives as long as the interpreter.
+
+    The parent-death signal that makes an extension die with the host (bwrap's ``--die-with-parent``, the
+    boot's ``PR_SET_PDEATHSIG``) fires when the *thread* that forked the process ends, not the process. A
+    process started from a thread that ends early — a reload from the watcher, the operator channel or a
+    worker, a restart from the supervisor thread, which stops before the shutdown ladder runs — would be
+    killed with it. The main thread lives until the interpreter ends, so it starts processes itself.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, start: Callable[[], _T]) -> _T:
+        """``start()`` on a thread that outlives every host; its result or exception."""
+        if threading.current_thread() is threading.main_thread():
+            return start()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="kithost-spawn", daemon=True)
+                self._thread.start()
+        done: Future[object] = Future()
+        self._jobs.put((start, done))
+        return done.result()  # type: ignore[return-value]
+
+    def _serve(self) -> None:
+        while True:
+            start, done = self._jobs.get()
+            try:
+                done.set_result(start())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
 
 
 @dataclass
@@ -73,6 +137,64 @@ class Transition:
     old: str
     new: str
     reason: str
+
+
+@dataclass(slots=True)
+class _Incarnation:
+    """One launch of the extension: its sockets, confinement and process."""
+
+    launch: Launch
+    channel: Channel | None = None
+    confined: Confined | None = None
+    process: ExtensionProcess | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """A new version started and handshaken beside the running one (:meth:`RunningExtension.prepare_replacement`)."""
+
+    manifest: Manifest
+    grant: Grant
+    #: Launch slot of its private directory (unique in the host).
+    slot: int
+    #: What its handshake declared and was granted.
+    declared: Granted
+    incarnation: _Incarnation
+    #: The ``session_start`` payload it was given (``None``: none).
+    session_start: object
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    """The process a reload replaced, to stop (:meth:`RunningExtension.retire`)."""
+
+    incarnation: _Incarnation | None
+    #: Whether it was serving (it gets a polite shutdown request first).
+    was_running: bool
+
+
+class _StartFailed(Exception):
+    """A handshake that did not succeed; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _PendingCaller:
+    """The host-call identity of a process started beside the running one (a reload), until it serves."""
+
+    def __init__(self, name: str, channel: Channel) -> None:
+        self.name = name
+        self._channel = channel
+        self.declared = NOTHING_DECLARED
+
+    @property
+    def granted(self) -> frozenset[str]:
+        return self.declared.granted
+
+    def channel_in_flight(self) -> int | None:
+        return self._channel.in_flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +210,11 @@ class Hooks:
     #: ``state_changed(ext, old, new, reason)``: after every state change (any thread, maybe under the
     #: extension's state lock: keep it quick, do not call back into the extension).
     state_changed: Callable[[RunningExtension, str, str, str], None] = lambda ext, old, new, reason: None
+    #: The ``session_start`` payload a replaced process (restart, reload) must get before any other event,
+    #: or ``None`` (no session started, or it was shut down).
+    last_session_start: Callable[[], dict[str, Any] | None] = lambda: None
+    #: ``notify_failed(ext, event, error)``: a notify handler reported an error (any thread; keep it quick).
+    notify_failed: Callable[[RunningExtension, str, str], None] = lambda ext, event, error: None
 
 
 class RunningExtension:
@@ -131,12 +258,22 @@ class RunningExtension:
         self.watchdog = Watchdog(manifest.name, self.supervision)
         #: Successful restarts since load.
         self.restarts = 0
+        #: Successful reloads since load (a reload is not a restart).
+        self.reloads = 0
+        #: Launch slot of the current process's private directory (a reload takes a new one).
+        self._slot = load_order
+        #: Closed by a reload while it switches processes (handler calls wait at it).
+        self._switch = SwitchGate()
+        #: Held while the current process/channel are swapped or supervised (reload vs. watchdog).
+        self._swap_lock = threading.Lock()
         #: When a ``restarting`` extension is due to be respawned (``time.monotonic()``).
         self.next_restart_at: float | None = None
         self.exchange = Exchange(manifest.name, config, self.stats, self._on_call, self._ready_channel,
                                  self._after_channel_failure, hooks.queued)
+        self.exchange.notify_failed = lambda event, error: hooks.notify_failed(self, event, error)
         self.exchange.warn_notify_errors = lambda count, latest: log.warning(
-            "extension %s: %d notify handler error(s); latest: %s", self.name, count, latest)
+            "extension %s: %d notify handler error(s); latest: %s", self.name, count, latest,
+            extra={NOTICE_RECORD: True})
         self._state_lock = threading.RLock()
         self._restart_thread: threading.Thread | None = None
         self._kill_reason: str | None = None
@@ -189,23 +326,26 @@ class RunningExtension:
 
     # ------------------------------------------------------------------ start
 
-    def spawn(self) -> None:
-        """Prepare a launch, bind the channel, start the process (no waiting)."""
+    def _start_process(self, manifest: Manifest, grant: Grant, slot: int) -> _Incarnation:
+        """Prepare a launch in slot ``slot``, bind its channel, confine and start the process (no waiting).
+
+        Touches none of the current process's records. Raises ``OSError``, ``zmq.ZMQError``,
+        :class:`SandboxRefused` or :class:`PlanError` after releasing what it had set up.
+        """
+        inc = _Incarnation(prepare_launch(manifest, self._runtime_dir, slot))
         try:
-            launch = self._launch = prepare_launch(self.manifest, self._runtime_dir, self.load_order)
-            self.channel = Channel(self._zctx, launch, self.config.limits.max_frame)
-            confined = self.confined = self._confiner.confine(launch, self.manifest, self.grant.access,
-                                                              self.load_order, self.supervision)
-            self._gate.admit(launch.domain, self.name, self.channel.frame_errors)
-            self.process = ExtensionProcess(confined.spec, self.log)
-            self._gate.started(launch.domain, self.process.pid)
-        except (OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
-            self._cleanup_launch()
-            self._set_state(ExtState.DEAD, f"could not start: {exc}")
-            raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
-        self._kill_reason = None
-        self._answers_at_start = self._answers()
-        proc = self.process
+            channel = inc.channel = Channel(self._zctx, inc.launch, self.config.limits.max_frame)
+            confined = inc.confined = self._confiner.confine(inc.launch, manifest, grant.access, slot,
+                                                             self.supervision)
+            self._gate.admit(inc.launch.domain, self.name, channel.frame_errors)
+            proc = inc.process = _SPAWNER.run(lambda: ExtensionProcess(confined.spec, self.log))
+            self._gate.started(inc.launch.domain, proc.pid)
+        except BaseException:
+            if inc.process is not None:
+                inc.process.kill()
+            self._release(inc)
+            raise
+
         # An exit wakes the supervisor at once (no waiting for its next tick): kill → ready stays close to a
         # cold start. Popen.wait in another thread is safe: Popen serialises its waits.
         def watch_exit() -> None:
@@ -213,32 +353,100 @@ class RunningExtension:
             self.hooks.needs_supervision()
 
         threading.Thread(target=watch_exit, name=f"kithost-exitwatch-{proc.pid}", daemon=True).start()
-        self._set_state(ExtState.STARTING, f"spawned pid {proc.pid}")
+        return inc
 
-    def finish_start(self) -> None:
-        """Wait for the handshake and answer it; raises :class:`ExtensionStartError`."""
-        assert self.channel is not None and self.process is not None and self._launch is not None
-        proc = self.process
+    def _current(self) -> _Incarnation | None:
+        if self._launch is None:
+            return None
+        return _Incarnation(self._launch, self.channel, self.confined, self.process)
+
+    def _install(self, inc: _Incarnation) -> None:
+        """Make ``inc`` the current process (caller holds ``_swap_lock``)."""
+        self._launch, self.channel, self.confined, self.process = inc.launch, inc.channel, inc.confined, inc.process
+
+    def spawn(self) -> None:
+        """Prepare a launch, bind the channel, start the process (no waiting)."""
         try:
-            hello = self.channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
+            inc = self._start_process(self.manifest, self.grant, self._slot)
+        except (OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
+            self._set_state(ExtState.DEAD, f"could not start: {exc}")
+            raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
+        with self._swap_lock:
+            self._install(inc)
+        self._kill_reason = None
+        self._answers_at_start = self._answers()
+        assert inc.process is not None
+        self._set_state(ExtState.STARTING, f"spawned pid {inc.process.pid}")
+
+    def _handshake(self, inc: _Incarnation, manifest: Manifest, grant: Grant) -> Granted:
+        """Wait for ``inc``'s hello and answer it; raises :class:`_StartFailed`. Records untouched."""
+        channel, proc = inc.channel, inc.process
+        assert channel is not None and proc is not None
+        try:
+            hello = channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
         except ChannelFailure as exc:
             reason = exc.detail
             if not proc.alive() or exc.kind == FailureKind.DISCONNECTED:
-                if proc.alive():
+                try:
                     proc.popen.wait(2)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
                 reason = f"{describe_exit(proc.returncode)} before the handshake"
-            self._fail_start(reason)
+            raise _StartFailed(reason) from None
         finally:
-            self._launch.forget_secret_file()
-        decision = check_hello(hello, self.manifest, self.config, self.grant.permissions)
+            inc.launch.forget_secret_file()
+        decision = check_hello(hello, manifest, self.config, grant.permissions)
         if isinstance(decision, Refused):
-            self.channel.answer_hello("reject", {"reason": decision.reason})
-            self._fail_start(f"handshake refused: {decision.reason}")
-        assert isinstance(decision, Granted)
+            channel.answer_hello("reject", {"reason": decision.reason})
+            raise _StartFailed(f"handshake refused: {decision.reason}")
+        channel.answer_hello("welcome", welcome_fields(decision))
+        return decision
+
+    def finish_start(self, replaced: bool = False) -> None:
+        """Wait for the handshake and answer it; raises :class:`ExtensionStartError`.
+
+        ``replaced``: this process replaces an earlier one (a restart): it gets the host's last
+        ``session_start`` (:attr:`Hooks.last_session_start`) before it is ``ready`` for any other event.
+        """
+        inc = self._current()
+        assert inc is not None and inc.channel is not None
+        try:
+            decision = self._handshake(inc, self.manifest, self.grant)
+        except _StartFailed as exc:
+            self._fail_start(exc.reason)
         self.declared = decision
-        self.channel.answer_hello("welcome", welcome_fields(decision))
         self.watchdog.reset()
+        if replaced:
+            self._replay_session_start(inc.channel, decision, self._on_call)
         self._set_state(ExtState.READY, f"handshake done (protocol {decision.protocol})")
+
+    def _replay_session_start(self, channel: Channel, declared: Granted, on_call: CallHandler) -> object:
+        """Send the host's last ``session_start`` to a replacing process, if it handles that event.
+
+        Returns the payload considered (identity tells a later one apart). A failure is counted and
+        logged like any notify failure; it never fails the start.
+        """
+        payload = self.hooks.last_session_start()
+        handlers = [h for h in declared.handlers if h.event == SESSION_START]
+        if payload is None or not handlers:
+            return payload
+        timeout = max(h.deadline_s or 0.0 for h in handlers) or 1.0
+        try:
+            reply = channel.request("batch", {"events": [{"event": SESSION_START, "data": payload}], "dropped": 0},
+                                    timeout, on_call)
+        except ChannelFailure as exc:
+            self.stats.record_failure(exc.kind, Policy.OPEN)
+            log.warning("extension %s: session_start (sent again to its new process) failed: %s: %s", self.name,
+                        exc.kind, exc.detail)
+            return payload
+        results = reply["results"]
+        if len(results) == 1 and results[0].get("ok"):
+            self.stats.record_notified(1)
+        else:
+            self.stats.record_failure(FailureKind.ERROR, Policy.OPEN)
+            error = results[0].get("error") if len(results) == 1 else "malformed reply"
+            log.warning("extension %s: session_start (sent again to its new process) failed: %s", self.name, error)
+        return payload
 
     def _fail_start(self, reason: str) -> NoReturn:
         time.sleep(0.05)  # let the last stderr lines arrive
@@ -251,14 +459,135 @@ class RunningExtension:
             self._set_state(ExtState.DEAD, reason)  # a first start that fails is a setup problem: not retried
         raise ExtensionStartError(self.name, reason, tail)
 
+    def _release(self, inc: _Incarnation) -> None:
+        """Close ``inc``'s sockets, confinement, admission and files (idempotent)."""
+        if inc.channel is not None:
+            inc.channel.close()
+        if inc.confined is not None:
+            inc.confined.release()
+        self._gate.forget(inc.launch.domain)
+        inc.launch.cleanup()
+
     def _cleanup_launch(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-        if self.confined is not None:
-            self.confined.release()
-        if self._launch is not None:
-            self._gate.forget(self._launch.domain)
-            self._launch.cleanup()
+        inc = self._current()
+        if inc is not None:
+            self._release(inc)
+
+    # ------------------------------------------------------------------ reload
+
+    def prepare_replacement(self, manifest: Manifest, grant: Grant, slot: int) -> Replacement:
+        """Start ``manifest``'s version in launch slot ``slot`` beside the running process and finish its
+        handshake; it gets the host's last ``session_start`` before anything else.
+
+        The running process and every record are untouched. Raises :class:`.reload.ReloadFailed` (the new
+        process is gone by then) with the reason and the new process's last output lines.
+        """
+        lines = self.log.since(0)
+        mark = lines[-1][0] if lines else 0
+        try:
+            inc = self._start_process(manifest, grant, slot)
+        except (OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
+            raise ReloadFailed(self.name, f"the new version could not start: {exc}") from exc
+        assert inc.channel is not None and inc.process is not None
+        caller = _PendingCaller(self.name, inc.channel)
+
+        def on_call(method: str, args: dict[str, Any], event_id: int | None) -> Any:
+            return self._router.handle(caller, method, args, event_id)
+
+        try:
+            decision = self._handshake(inc, manifest, grant)
+            caller.declared = decision
+            sent = self._replay_session_start(inc.channel, decision, on_call)
+            if not inc.process.alive():
+                raise _StartFailed(f"{describe_exit(inc.process.returncode)} right after the handshake")
+        except _StartFailed as exc:
+            time.sleep(0.05)  # let the last stderr lines arrive
+            inc.process.kill()
+            self._release(inc)
+            tail = "\n".join(text for _, _, _, text in self.log.since(mark, 12))
+            raise ReloadFailed(self.name, f"the new version did not start: {exc.reason}", tail) from None
+        except BaseException:
+            inc.process.kill()
+            self._release(inc)
+            raise
+        return Replacement(manifest, grant, slot, decision, inc, sent)
+
+    def discard(self, replacement: Replacement) -> None:
+        """Stop a prepared replacement that will not be switched to."""
+        if replacement.incarnation.process is not None:
+            replacement.incarnation.process.kill()
+        self._release(replacement.incarnation)
+
+    def switch_to(self, replacement: Replacement, route: Callable[[], None], wait_s: float) -> Retired:
+        """Make ``replacement`` the serving process between two events (see :mod:`.reload`).
+
+        ``route`` replaces the dispatcher's routes of this extension; it runs while no event can reach it.
+        Returns the old process to :meth:`retire`, or raises :class:`.reload.ReloadFailed` (the replacement is
+        discarded, the old process keeps serving) when the extension stayed busy for ``wait_s`` or is
+        stopping or in the middle of a restart.
+        """
+        with self._switch.closed(wait_s) as drained:
+            if not drained:
+                self.discard(replacement)
+                raise ReloadFailed(self.name, f"its handlers were still running after {wait_s:.0f} s; "
+                                                     "the old version keeps serving")
+            if not self.exchange.lock.acquire(timeout=wait_s):
+                self.discard(replacement)
+                raise ReloadFailed(self.name, f"it stayed busy (a tool, command or notify batch) for "
+                                                     f"{wait_s:.0f} s; the old version keeps serving")
+            try:
+                with self._swap_lock, self._state_lock:
+                    # STARTING under the exchange's lock: a respawn has just started a process
+                    if self._stopping or self._restart_thread is not None or self.state is ExtState.STARTING:
+                        self.discard(replacement)
+                        why = "it is being stopped" if self._stopping else "it is restarting"
+                        raise ReloadFailed(self.name, f"{why}; reload it once it is ready")
+                    old = self._current()
+                    was = self.state
+                    inc = replacement.incarnation
+                    self.manifest, self.grant, self._slot = replacement.manifest, replacement.grant, replacement.slot
+                    self.declared = replacement.declared
+                    self._install(inc)
+                    self.watchdog.reset()
+                    self._kill_reason = None
+                    self._answers_at_start = self._answers()
+                    self.reloads += 1
+                    if not was.running:  # it was dead or waiting for a restart: the new version brings it back
+                        self.restart_policy.reset()
+                        self.next_restart_at = None
+                    assert inc.channel is not None and inc.process is not None
+                    if self.hooks.last_session_start() is not replacement.session_start:
+                        # a session started (or ended) while it was starting: it must not keep the old one
+                        self._replay_session_start(inc.channel, replacement.declared, self._on_call)
+                    self._set_state(ExtState.READY, f"reloaded: version {replacement.declared.version or '?'}, "
+                                                    f"pid {inc.process.pid}")
+                route()
+            finally:
+                self.exchange.lock.release()
+                if self.exchange.queued():
+                    self.hooks.queued()  # notify events queued during the switch go to the new process
+        return Retired(old, was.running)
+
+    def retire(self, retired: Retired) -> ShutdownRung:
+        """Stop the process a reload replaced (shutdown ladder) and remove its launch directory."""
+        old = retired.incarnation
+        if old is None:
+            return ShutdownRung.ALREADY_EXITED
+        rung = ShutdownRung.ALREADY_EXITED
+        if old.process is not None:
+            channel = old.channel
+
+            def polite(timeout: float) -> object:
+                if channel is None:
+                    return None
+                return channel.control_request("shutdown", {"reason": "reloaded"}, timeout)
+
+            rung = old.process.stop(polite if retired.was_running else lambda timeout: None,
+                                    self.config.deadlines.shutdown_ms / 1000)
+        self._release(old)
+        if old.launch.endpoints.directory != (self._launch.endpoints.directory if self._launch else None):
+            shutil.rmtree(old.launch.endpoints.directory, ignore_errors=True)
+        return rung
 
     # ------------------------------------------------------------------ stop
 
@@ -291,12 +620,34 @@ class RunningExtension:
     # ------------------------------------------------------------------ handlers, tools, commands
 
     def handler_transport(self, event: str, index: int) -> HandlerTransport:
-        """The transport that runs this extension's subscription ``index`` (for the dispatcher)."""
+        """The transport that runs this extension's subscription ``index`` (for the dispatcher).
+
+        If the extension was reloaded (or restarted) after the route was made, the call goes to the serving
+        version's handler at the same position among its handlers for ``event``, or returns ``None`` (no
+        opinion) if it has no such handler (:mod:`.reload`).
+        """
         call = self.exchange.call
+        switch = self._switch
+        routed = self.declared
+        nth = sum(1 for h in routed.handlers if h.event == event and h.index < index)
+        name = self.name
 
         def transport(payload: dict[str, Any], timeout_s: float | None, /) -> dict[str, Any] | None:
             assert timeout_s is not None, "extension handlers are always bounded"
-            return call(event, index, payload, timeout_s)
+            start = time.monotonic()
+            if not switch.enter(timeout_s):
+                raise HandlerFailure(FailureKind.BUSY, f"{name} was being reloaded for the whole "
+                                                       f"{timeout_s * 1000:.0f} ms deadline")
+            try:
+                current = self.declared
+                if current is routed:
+                    return call(event, index, payload, timeout_s - (time.monotonic() - start))
+                same = [h.index for h in current.handlers if h.event == event]
+                if nth >= len(same):
+                    return None
+                return call(event, same[nth], payload, timeout_s - (time.monotonic() - start))
+            finally:
+                switch.leave()
 
         return transport
 
@@ -369,16 +720,17 @@ class RunningExtension:
             if due and self._restart_thread is None:
                 self._respawn()
             return
-        process, channel = self.process, self.channel
-        if not state.running or process is None or channel is None:
-            return
-        if not process.alive():
-            self.process_gone()  # a restart is then woken by its timer when its backoff is over
-            return
-        channel.drain_monitors()
-        reason = self.watchdog.check(process.pid, channel.poll_pong, channel.send_ping)
-        if reason is not None:
-            self.kill(reason)
+        with self._swap_lock:  # a reload does not swap the process under the watchdog's feet
+            process, channel = self.process, self.channel
+            if not self.state.running or process is None or channel is None:
+                return
+            if not process.alive():
+                self.process_gone()  # a restart is then woken by its timer when its backoff is over
+                return
+            channel.drain_monitors()
+            reason = self.watchdog.check(process.pid, channel.poll_pong, channel.send_ping)
+            if reason is not None:
+                self.kill(reason)
 
     def _answers(self) -> int:
         """Events answered successfully so far: handler results, notify deliveries, tools and commands."""
@@ -431,8 +783,8 @@ class RunningExtension:
         if not self.exchange.lock.acquire(timeout=1.0):
             return  # someone still holds the old channel; try again next tick
         try:
-            if self._stopping:
-                return  # stop() owns the process from here
+            if self._stopping or self.state is not ExtState.RESTARTING:
+                return  # stop() owns the process from here, or a reload brought it back meanwhile
             self._cleanup_launch()
             try:
                 self.spawn()
@@ -444,7 +796,7 @@ class RunningExtension:
 
         def await_handshake() -> None:
             try:
-                self.finish_start()
+                self.finish_start(replaced=True)
             except ExtensionStartError as exc:
                 self._restart_failed(exc.reason)
             else:

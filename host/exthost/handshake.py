@@ -5,9 +5,11 @@ A pure function (no sockets, no processes): :func:`check_hello` returns a
 in the order they are checked:
 
 1. no common protocol version;
-2. the name in ``hello`` differs from the manifest's;
-3. it asks for a permission its manifest does not declare;
-4. it subscribes to an unknown event, to an event its manifest does not list,
+2. its identity differs from the manifest's, which is its one source (an SDK
+   reads name, version and permissions from the manifest; code that restates
+   them is checked here): the name, the version, or the permissions — more
+   than the manifest declares, or fewer (the groups always granted aside);
+3. it subscribes to an unknown event, to an event its manifest does not list,
    or to an event that exposes conversation content without the
    ``conversation`` permission granted.
 
@@ -31,7 +33,7 @@ from ..config import HostConfig
 from .manifest import Manifest
 from .policy import effective_deadline_ms, effective_policy
 
-__all__ = ["Granted", "Refused", "check_hello", "welcome_fields"]
+__all__ = ["Granted", "Refused", "check_hello", "identity_mismatch", "welcome_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +78,11 @@ def check_hello(hello: dict[str, Any], manifest: Manifest, config: HostConfig,
     if version is None:
         return Refused(f"no common protocol version (extension speaks {hello['versions']}, host speaks "
                        f"{list(PROTOCOL_VERSIONS)})")
-    if hello["name"] != name:
-        return Refused(f"extension calls itself {hello['name']!r} but its manifest says {name!r}")
+    mismatch = identity_mismatch(hello, manifest)
+    if mismatch:
+        return Refused(mismatch)
     allowed = allowed_permissions
     asked = set(hello["permissions"])
-    not_in_manifest = asked - set(manifest.permissions) - ALWAYS_GRANTED
-    if not_in_manifest:
-        return Refused(f"asks for permission(s) {sorted(not_in_manifest)} that its manifest does not declare")
     granted = frozenset((asked & allowed) | ALWAYS_GRANTED)
     handlers: list[HandlerDecl] = []
     for index, sub in enumerate(hello["subscriptions"]):
@@ -100,6 +100,29 @@ def check_hello(hello: dict[str, Any], manifest: Manifest, config: HostConfig,
         handlers.append(HandlerDecl(index, event, sub["priority"], deadline / 1000, policy))
     return Granted(version, hello["version"], hello["sdk"], tuple(handlers), tuple(hello["tools"]),
                    tuple(hello["commands"]), granted)
+
+
+#: How to fix an identity mismatch, said after each one.
+_ONE_SOURCE = ("the manifest is the one source: leave it out of the code (the SDK reads extension.toml) or state "
+               "the manifest's value")
+
+
+def identity_mismatch(hello: dict[str, Any], manifest: Manifest) -> str:
+    """Why ``hello``'s name, version or permissions differ from ``manifest``'s ('' when they agree)."""
+    if hello["name"] != manifest.name:
+        return f"extension calls itself {hello['name']!r} but its manifest says {manifest.name!r}; {_ONE_SOURCE}"
+    if hello["version"] != manifest.version:
+        return (f"its code says version {hello['version']!r} but its manifest says {manifest.version!r}; "
+                f"{_ONE_SOURCE}")
+    asked = set(hello["permissions"]) - ALWAYS_GRANTED
+    declared = set(manifest.permissions) - ALWAYS_GRANTED
+    if asked - declared:
+        return (f"asks for permission(s) {sorted(asked - declared)} that its manifest does not declare; "
+                f"{_ONE_SOURCE}")
+    if declared - asked:
+        return (f"its code leaves out permission(s) {sorted(declared - asked)} that its manifest declares; "
+                f"{_ONE_SOURCE}")
+    return ""
 
 
 def welcome_fields(granted: Granted) -> dict[str, Any]:

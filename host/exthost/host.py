@@ -17,6 +17,12 @@ dispatch loop, order and modes as extension handlers (kit's SDK hooks)::
 
 Threads: ``emit`` may be called from any thread; gate/chain handlers run on
 the caller's thread; notify events are delivered by one background thread.
+
+Hot reload (:meth:`ExtensionHost.reload`, :meth:`ExtensionHost.watch`; the
+rules are in :mod:`.reload`) swaps an extension's process between two events
+with no downtime. A replaced process — restarted or reloaded — gets the last
+``session_start`` this host dispatched (unless a ``session_shutdown`` came
+after it) before any other event, and only that extension gets it.
 ``close()`` stops every extension (shutdown ladder) and removes the private
 socket directory; it also runs at interpreter exit.
 """
@@ -28,6 +34,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,19 +49,21 @@ from ext_sdk.events import custom_event_name
 from ..config import HostConfig
 from ..errors import ExtensionStartError, HostError, ManifestError, UnknownExtensionError
 from .discovery import discover
-from .dispatch import NORMAL, Dispatcher, InProcessHook
+from .dispatch import NORMAL, Dispatcher, DispatchObserver, InProcessHook
 from .extension import Hooks, RunningExtension
-from .hostcalls import HostCallRouter
+from .hostcalls import HostCallRouter, Options
 from .manifest import Manifest, load_manifest
 from .notify import NotifyPump
 from .ops import OpsServer
 from .orphans import sweep_orphans
 from .peers import PeerGate
+from .reload import ReloadFailed, ReloadResult, describe_changes, regrant
 from .sandbox.confine import Confiner
 from .services import HostServices, LocalServices
 from .state_store import StateStore
 from .supervisor import Supervisor
-from .trust import TrustStore, Verdict, decide, default_trust_file
+from .trust import Request, TrustStore, Verdict, decide, default_trust_file
+from .watch import ExtensionWatcher
 
 __all__ = ["AskTrust", "ExtensionCommand", "ExtensionHost", "ExtensionTool", "HostNotice", "LoadReport",
            "runtime_base"]
@@ -71,10 +80,11 @@ AskTrust = Callable[[Manifest, Verdict], bool]
 #: ``notice(kind, data)``: what happens to extensions besides events, as it happens (any thread; keep it
 #: quick, do not call back into the host; an exception is logged, never raised):
 #:
-#: * ``handler_failure`` — ``{"extension", "event", "kind", "detail", "policy"}``: a gate/chain handler (or an
-#:   in-process hook, ``extension`` ``host:<function>``) failed and its policy was applied;
+#: * ``handler_failure`` — ``{"extension", "event", "kind", "detail", "policy"}``: a gate, chain or notify
+#:   handler (or an in-process hook, ``extension`` ``host:<function>``) failed and its policy was applied;
 #: * ``extension_state`` — ``{"extension", "old", "new", "reason"}``: every state change;
-#: * ``restart`` — ``{"extension", "restarts", "pid"}``: a restarted extension is ready again.
+#: * ``restart`` — ``{"extension", "restarts", "pid"}``: a restarted extension is ready again;
+#: * ``reload`` — :meth:`ReloadResult.to_json` of every reload, whatever started it (failed ones too).
 HostNotice = Callable[[str, dict[str, Any]], None]
 
 
@@ -158,19 +168,32 @@ class ExtensionHost:
         self._pump = NotifyPump(self.extensions)
         self._dispatch = Dispatcher(self.config, self._pump.wake,
                                     on_failure=self._handler_failed if notice is not None else None)
-        self._router = HostCallRouter(self.state, self.services, self._emit_custom)
+        self._router = HostCallRouter(self.state, self.services, self._emit_custom, Options(self.config.options))
+        #: The last ``session_start`` payload dispatched (``None`` after a ``session_shutdown``).
+        self._session_start: dict[str, Any] | None = None
         self._hooks = Hooks(queued=self._pump.wake, ready_again=self._ready_again,
-                            needs_supervision=self._wake_supervisor, state_changed=self._state_changed)
+                            needs_supervision=self._wake_supervisor, state_changed=self._state_changed,
+                            last_session_start=lambda: self._session_start,
+                            notify_failed=self._notify_failed)
+        #: One reload at a time (watcher, operator, application); also held by ``close`` while it waits for one.
+        self._reload_lock = threading.Lock()
+        #: The last reload of each extension (``ext status``).
+        self.last_reloads: dict[str, ReloadResult] = {}
+        self._watcher: ExtensionWatcher | None = None
         self._closed = False
         self._pump.start()
         self._ops = OpsServer(self._zctx, self._runtime, {
             "status": lambda args: {"pid": os.getpid(), "extensions": [e.info() for e in self.extensions()],
                                     "failed": list(self.load_failures),
+                                    "reloads": {n: r.to_json() for n, r in list(self.last_reloads.items())},
+                                    "watching": self.watching,
                                     "ops_rejected": dict(self._ops.rejected),
                                     "ops_refused_extensions": self._gate.operator_refusals},
             "logs": self._ops_logs,
             "restart": lambda args: self.restart(str(args.get("name"))),
+            "reload": lambda args: self.reload(str(args.get("name"))).to_json(),
         }, zap_domain=_OPS_DOMAIN)
+        self._ops.start()
         self._supervisor = Supervisor(self._supervise)
         self._supervisor.start()
         # At interpreter exit, close a host the application forgot to close.
@@ -259,9 +282,41 @@ class ExtensionHost:
 
     # ------------------------------------------------------------------ events
 
-    def emit(self, event: str, payload: dict[str, Any]) -> Outcome:
-        """Dispatch ``event``; see :mod:`host.exthost.dispatch` for order, modes and policy."""
-        return self._dispatch.emit(event, payload)
+    def emit(self, event: str, payload: dict[str, Any], exclude: str | None = None) -> Outcome:
+        """Dispatch ``event``; see :mod:`host.exthost.dispatch` for order, modes and policy.
+
+        ``exclude``: an extension whose handlers are skipped (the one that started the act this event
+        announces: its own handler would wait on its own busy channel).
+        ``session_start``'s payload is remembered (and forgotten at ``session_shutdown``) for processes that
+        replace a running one (restart, reload): they get it again before any other event.
+        """
+        if event == "session_start":
+            self._session_start = payload
+        elif event == "session_shutdown":
+            self._session_start = None
+        return self._dispatch.emit(event, payload, exclude)
+
+    def observe(self, observer: DispatchObserver) -> Callable[[], None]:
+        """Tell ``observer`` every dispatch (each handler's answer and timing) and every host call from now on;
+        returns the function that stops it (``--record``, ``kithost replay``, ``kithost ext call``)."""
+        with self._lock:
+            self._dispatch.observers = (*self._dispatch.observers, observer)
+            self._router.observer = self._tell_host_call
+
+        def stop() -> None:
+            with self._lock:
+                self._dispatch.observers = tuple(o for o in self._dispatch.observers if o is not observer)
+                if not self._dispatch.observers:
+                    self._router.observer = None
+
+        return stop
+
+    def _tell_host_call(self, extension: str, method: str, args: dict[str, Any], ok: bool, elapsed_s: float) -> None:
+        for observer in self._dispatch.observers:
+            try:
+                observer.host_call(extension, method, args, ok, elapsed_s)
+            except Exception:
+                log.exception("host-call observer failed")
 
     def subscribed(self, event: str) -> bool:
         """Whether any handler listens to ``event``."""
@@ -352,6 +407,10 @@ class ExtensionHost:
 
     # ------------------------------------------------------------------ notices (HostNotice)
 
+    def _notify_failed(self, ext: RunningExtension, event: str, error: str) -> None:
+        self._tell("handler_failure", {"extension": ext.name, "event": event, "kind": "error", "detail": error,
+                                       "policy": "open"})
+
     def _tell(self, kind: str, data: dict[str, Any]) -> None:
         if self._notice is None:
             return
@@ -375,7 +434,6 @@ class ExtensionHost:
     def _supervise(self) -> None:
         for ext in self.extensions():
             ext.supervise()
-        self._ops.serve()
 
     def _ops_logs(self, args: dict[str, Any]) -> dict[str, Any]:
         ext = self.extension(str(args.get("name")))
@@ -383,12 +441,100 @@ class ExtensionHost:
         return {"name": ext.name, "state": ext.state.value, "lines": [list(line) for line in lines]}
 
     def unload(self, name: str) -> None:
-        """Stop ``name`` and stop routing to it."""
-        ext = self.extension(name)
-        self._dispatch.remove_extension(ext)
-        ext.stop("unloaded")
-        with self._lock:
-            self._extensions.pop(name, None)
+        """Stop ``name`` and stop routing to it (after a reload of it in progress, which would route it again)."""
+        with self._reload_lock:
+            ext = self.extension(name)
+            self._dispatch.remove_extension(ext)
+            ext.stop("unloaded")
+            with self._lock:
+                self._extensions.pop(name, None)
+            self.last_reloads.pop(name, None)
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self, name: str) -> ReloadResult:
+        """Replace ``name``'s process with its current files, with no downtime (rules in :mod:`.reload`).
+
+        Synchronous: returns once the new version serves and the old process is stopped, or once the
+        reload failed (the old version, if it was running, keeps serving; the result says why). A dead
+        extension is brought back by a successful reload. Never raises for the extension's faults; every
+        result is also sent as the ``reload`` notice and kept in :attr:`last_reloads`.
+        """
+        start = time.monotonic()
+        with self._reload_lock:
+            if self._closed:
+                result = ReloadResult(name, False, "the host is closing")
+            elif name not in self._extensions:
+                known = ", ".join(self._extensions) or "none loaded"
+                result = ReloadResult(name, False, f"no extension named {name!r} (loaded: {known})")
+            else:
+                result = self._reload(self._extensions[name], start)
+            if name in self._extensions:
+                self.last_reloads[name] = result
+        log.log(logging.INFO if result.ok else logging.WARNING, "extension %s", result.describe())
+        self._tell("reload", result.to_json())
+        return result
+
+    def reload_later(self, name: str) -> threading.Thread:
+        """:meth:`reload` on a thread of its own (from a handler's ``ctx`` call, or a UI loop); the result
+        comes as the ``reload`` notice. Returns the started thread."""
+        thread = threading.Thread(target=self.reload, args=(name,), name=f"kithost-reload-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _reload(self, ext: RunningExtension, start: float) -> ReloadResult:
+        def failed(reason: str, tail: str = "") -> ReloadResult:
+            pid = ext.process.pid if ext.process is not None and ext.state.running else None
+            return ReloadResult(ext.name, False, reason, ext.declared.version, pid, (), tail,
+                                (time.monotonic() - start) * 1000)
+
+        try:
+            manifest = load_manifest(ext.manifest.path)
+        except ManifestError as exc:
+            return failed(str(exc))
+        if manifest.name != ext.name:
+            return failed(f"its manifest now names it {manifest.name!r}; a reload keeps the name "
+                          "(unload it and load the renamed one)")
+        try:
+            verdict = decide(manifest, self.config, self.trust)
+        except HostError as exc:
+            return failed(str(exc))
+        grant, why = regrant(ext.grant, Request.of(ext.manifest), verdict)
+        if grant is None:
+            return failed(why)
+        before = ext.declared
+        try:
+            replacement = ext.prepare_replacement(manifest, grant, self._dispatch.next_load_order())
+            retired = ext.switch_to(replacement, lambda: self._dispatch.route_extension(ext),
+                                    self.config.deadlines.start_ms / 1000)
+        except ReloadFailed as exc:
+            return failed(exc.reason, exc.log_tail)
+        ext.retire(retired)
+        pid = ext.process.pid if ext.process is not None else None
+        return ReloadResult(ext.name, True, "", replacement.declared.version, pid,
+                            describe_changes(before, replacement.declared), "", (time.monotonic() - start) * 1000)
+
+    def watch(self, debounce_s: float = 0.3, poll_s: float = 0.1) -> None:
+        """Reload an extension when a file in its folder changes (quiet for ``debounce_s``); see :mod:`.watch`.
+
+        Idempotent; :meth:`unwatch` or :meth:`close` stops it. Results come as ``reload`` notices.
+        """
+        if self._watcher is not None or self._closed:
+            return
+        self._watcher = ExtensionWatcher(lambda: {e.name: e.manifest.directory for e in self.extensions()},
+                                         self.reload, debounce_s, poll_s)
+        self._watcher.start()
+
+    def unwatch(self) -> None:
+        """Stop watching extension folders (waits for a reload it started)."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop(self.config.deadlines.start_ms / 1000 + self.config.deadlines.shutdown_ms / 1000 + 5)
+
+    @property
+    def watching(self) -> bool:
+        """Whether extension folders are watched."""
+        return self._watcher is not None
 
     # ------------------------------------------------------------------ shutdown
 
@@ -396,9 +542,12 @@ class ExtensionHost:
         """Stop every extension (shutdown ladder), the delivery thread, and remove the socket dir."""
         if self._closed:
             return
+        self.unwatch()
         self._closed = True
+        wait = self.config.deadlines.start_ms / 1000 + self.config.deadlines.shutdown_ms / 1000 + 5
+        self._ops.close(wait)
+        reloading = self._reload_lock.acquire(timeout=wait)  # a reload in progress finishes first
         self._supervisor.stop()
-        self._ops.close()
         self._pump.flush(2.0)
         self._pump.stop()
         exts = list(self._extensions.values())
@@ -411,6 +560,8 @@ class ExtensionHost:
         self._zctx.destroy(linger=0)
         shutil.rmtree(self._runtime, ignore_errors=True)
         self._finalizer.detach()
+        if reloading:
+            self._reload_lock.release()
 
     @staticmethod
     def _atexit_close(ref: Callable[[], ExtensionHost | None]) -> None:

@@ -1,8 +1,11 @@
 """Answering extensions' ``ctx`` calls.
 
-One method ``_call_<name>`` per entry of :data:`ext_sdk.hostcalls.HOST_CALLS`;
-the table is derived from the method names and a test checks it covers the
-definitions exactly. Before a handler runs, :meth:`HostCallRouter.handle`:
+One method ``_call_<name>`` per entry of :data:`ext_sdk.hostcalls.HOST_CALLS`,
+except the agent calls of kit's ctx API (:data:`.services.AGENT_CALLS`), which
+all go to :meth:`HostServices.agent_call`; the table is derived from both and a
+test checks it covers the definitions exactly. Options (``register_option``,
+``get_option``, ``set_option``) are the router's own (:class:`Options`).
+Before a handler runs, :meth:`HostCallRouter.handle`:
 
 1. refuses a call whose ``event_id`` is not the request the host is waiting
    on for that extension (the event already timed out: no late side effects);
@@ -16,17 +19,71 @@ error ``answer`` and counts it.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ext_sdk.hostcalls import HOST_CALLS
 from ext_sdk.schema import SchemaError
 
-from .services import HostServices, NotAvailable
+from .services import AGENT_CALLS, HostServices, NotAvailable
 from .state_store import StateStore
 
-__all__ = ["Caller", "HostCallRefused", "HostCallRouter"]
+__all__ = ["OPTION_ENV_PREFIX", "Caller", "HostCallRefused", "HostCallRouter", "Options", "option_env_name"]
+
+#: Environment variables ``KITHOST_OPT_<NAME>`` set options (kit's ``KIT_OPT_<NAME>``).
+OPTION_ENV_PREFIX = "KITHOST_OPT_"
+
+
+def option_env_name(name: str) -> str:
+    """``KITHOST_OPT_<NAME>``: upper case, every character but letters and digits as ``_``."""
+    return OPTION_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+class Options:
+    """Extension options (kit's ``RegisterOption``/``GetOption``/``SetOption``), one namespace per host.
+
+    A value resolves, first found wins: the runtime value (``set_option``), the
+    environment (:func:`option_env_name`), the config's ``[options]``, the
+    default of the first registration of the name. Values are strings.
+    Thread-safe.
+    """
+
+    def __init__(self, config: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self._config = dict(config or {})
+        self._environ = os.environ if environ is None else environ
+        self._lock = threading.Lock()
+        self._runtime: dict[str, str] = {}
+        #: name -> (registering extension, default, description)
+        self.registered: dict[str, tuple[str, str, str]] = {}
+
+    def register(self, extension: str, name: str, default: str, description: str) -> str:
+        """Declare ``name`` (the first registration's default is kept); its value."""
+        with self._lock:
+            self.registered.setdefault(name, (extension, default, description))
+        value = self.get(name)
+        return default if value is None else value
+
+    def get(self, name: str) -> str | None:
+        """The resolved value, or ``None`` when no layer has one."""
+        with self._lock:
+            if name in self._runtime:
+                return self._runtime[name]
+            registered = self.registered.get(name)
+        env = self._environ.get(option_env_name(name))
+        if env is not None:
+            return env
+        if name in self._config:
+            return str(self._config[name])
+        return registered[1] if registered is not None else None
+
+    def set(self, name: str, value: str) -> None:
+        """The runtime layer (for the life of the host)."""
+        with self._lock:
+            self._runtime[name] = value
 
 log = logging.getLogger("kithost.hostcalls")
 
@@ -53,17 +110,37 @@ class HostCallRefused(Exception):
 class HostCallRouter:
     """Answers host calls for every extension of one host."""
 
-    def __init__(self, state: StateStore, services: HostServices, emit_custom: EmitCustom) -> None:
+    def __init__(self, state: StateStore, services: HostServices, emit_custom: EmitCustom,
+                 options: Options | None = None) -> None:
+        """``options``: the option store (default: empty config, the process environment)."""
         self.state = state
         self.services = services
+        self.options = options or Options()
         self._emit_custom = emit_custom
         self._denied_at: dict[tuple[str, str], float] = {}
+        #: ``observer(extension, method, args, answered, elapsed_s)`` after every call (``kithost ext call``).
+        self.observer: Callable[[str, str, dict[str, Any], bool, float], None] | None = None
         self.table: dict[str, Callable[[Caller, dict[str, Any]], Any]] = {
             name.removeprefix("_call_"): getattr(self, name) for name in dir(self) if name.startswith("_call_")
         }
+        for method in AGENT_CALLS:
+            self.table[method] = self._agent_call(method)
 
     def handle(self, ext: Caller, method: str, args: dict[str, Any], event_id: int | None) -> Any:
-        """Answer one call or raise :class:`HostCallRefused`."""
+        """Answer one call or raise :class:`HostCallRefused`; each call is reported to :attr:`observer` if set."""
+        observer = self.observer
+        if observer is None:
+            return self._answer(ext, method, args, event_id)
+        started = time.monotonic()
+        try:
+            value = self._answer(ext, method, args, event_id)
+        except HostCallRefused:
+            observer(ext.name, method, args, False, time.monotonic() - started)
+            raise
+        observer(ext.name, method, args, True, time.monotonic() - started)
+        return value
+
+    def _answer(self, ext: Caller, method: str, args: dict[str, Any], event_id: int | None) -> Any:
         if event_id is None or event_id != ext.channel_in_flight():
             raise HostCallRefused(
                 f"{method}: refused, event request {event_id} is no longer being handled (deadline passed)"
@@ -141,3 +218,31 @@ class HostCallRouter:
 
     def _call_set_model(self, ext: Caller, args: dict[str, Any]) -> None:
         self.services.set_model(ext.name, args["model"])
+
+    # ------------------------------------------------------------------ kit's ctx API
+    def _agent_call(self, method: str) -> Callable[[Caller, dict[str, Any]], Any]:
+        def call(ext: Caller, args: dict[str, Any]) -> Any:
+            return self.services.agent_call(ext.name, method, args)
+
+        return call
+
+    def _call_prompt_select(self, ext: Caller, args: dict[str, Any]) -> dict[str, Any]:
+        return self.services.prompt(ext.name, "select", args)
+
+    def _call_prompt_confirm(self, ext: Caller, args: dict[str, Any]) -> dict[str, Any]:
+        return self.services.prompt(ext.name, "confirm", args)
+
+    def _call_prompt_input(self, ext: Caller, args: dict[str, Any]) -> dict[str, Any]:
+        return self.services.prompt(ext.name, "input", args)
+
+    def _call_set_status(self, ext: Caller, args: dict[str, Any]) -> None:
+        self.services.set_status(ext.name, args["key"], args["text"], int(args.get("priority") or 0))
+
+    def _call_register_option(self, ext: Caller, args: dict[str, Any]) -> str:
+        return self.options.register(ext.name, args["name"], args["default"], str(args.get("description") or ""))
+
+    def _call_get_option(self, ext: Caller, args: dict[str, Any]) -> str | None:
+        return self.options.get(args["name"])
+
+    def _call_set_option(self, ext: Caller, args: dict[str, Any]) -> None:
+        self.options.set(args["name"], args["value"])

@@ -18,6 +18,22 @@ Example (Python)::
     write = []
     processes = false               # may it start other programs
 
+Other agents' hook scripts (``docs/hooks.md``) run through the hook adapter:
+``main = "hooks_adapter.py"`` and a ``[hooks]`` table, validated here with
+the adapter's own rules (:func:`host.hooks.engine.load_hooks`: every hook
+``timeout`` is a duration with a unit, ``"5s"``; a bare number is refused
+naming the unit to add), and its events must be among ``events``::
+
+    [access]
+    processes = true                # the adapter starts each hook command
+    [hooks]
+    format = "claude"               # claude | gemini | codex
+    [[hooks.handlers]]
+    event = "PreToolUse"
+    matcher = "Bash"
+    command = "$KITHOST_EXTENSION_DIR/guard.sh"
+    timeout = "5s"
+
 For any other language use ``runtime = "command"`` and
 ``command = ["./my-ext", "--flag"]`` (relative paths resolve against the
 manifest's directory). The handshake must not subscribe to events the
@@ -30,7 +46,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,6 +55,7 @@ from ext_sdk.hostcalls import PERMISSIONS
 
 from ..config import Access, RestartMode
 from ..errors import ManifestError
+from ..hooks.engine import HooksConfig, HooksConfigError, load_hooks
 
 __all__ = ["MANIFEST_NAME", "Manifest", "load_manifest"]
 
@@ -60,6 +77,17 @@ class _ManifestFile(BaseModel):
     restart: RestartMode = RestartMode.ON_FAILURE
     env: dict[str, str] = {}
     access: Access = Access()
+    hooks: dict[str, Any] | None = None
+
+    @field_validator("hooks")
+    @classmethod
+    def _hooks(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            try:
+                load_hooks(v)
+            except HooksConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
     @field_validator("env")
     @classmethod
@@ -122,6 +150,8 @@ class Manifest:
     directory: Path
     #: The manifest file itself.
     path: Path
+    #: The ``[hooks]`` table run by the hook adapter (``docs/hooks.md``), or ``None``.
+    hooks: HooksConfig | None = None
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -145,6 +175,9 @@ def load_manifest(path: Path) -> Manifest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "manifest"
+        message = first["msg"].removeprefix("Value error, ")
+        if where == "hooks":  # the adapter's message names the entry and key itself
+            raise ManifestError(f"{path}: {message}") from exc
         raise ManifestError(f"{path}: {where}: {first['msg']}") from exc
     directory = path.parent.resolve()
     main: Path | None = None
@@ -161,6 +194,14 @@ def load_manifest(path: Path) -> Manifest:
         program = m.command[0]
         resolved = str((directory / program).resolve()) if program.startswith(("./", "../")) else program
         command = (resolved, *m.command[1:])
+    hooks = load_hooks(m.hooks) if m.hooks is not None else None
+    if hooks is not None:
+        missing = [e for e in hooks.kithost_events if e not in m.events]
+        if missing:
+            raise ManifestError(f"{path}: events must list {missing}: the [hooks] handlers run on them")
+        if not m.access.processes:
+            raise ManifestError(f"{path}: [hooks] needs [access] processes = true (the adapter starts each hook "
+                                f"command)")
     return Manifest(
         name=m.name,
         version=m.version,
@@ -175,4 +216,5 @@ def load_manifest(path: Path) -> Manifest:
         access=m.access,
         directory=directory,
         path=path.resolve(),
+        hooks=hooks,
     )

@@ -32,7 +32,7 @@ import psutil
 
 from .launch import LaunchSpec
 
-__all__ = ["ExtensionProcess", "LogBuffer", "ShutdownRung", "describe_exit"]
+__all__ = ["ExtensionProcess", "LogBuffer", "ShutdownRung", "descendants", "describe_exit"]
 
 
 class ShutdownRung(enum.Enum):
@@ -54,6 +54,48 @@ def describe_exit(status: int | None) -> str:
         except ValueError:
             return f"killed by signal {-status}"
     return f"exited with status {status}"
+
+
+def descendants(proc: psutil.Process) -> list[psutil.Process]:
+    """Every live descendant of ``proc``, from each of its threads' ``/proc/PID/task/TID/children`` (Linux).
+
+    About 15x cheaper than ``psutil.Process.children(recursive=True)``, which reads
+    the status of every process on the machine (2-3 ms per call; the supervisor
+    samples each extension every ``watch_ms`` while holding the GIL). Falls back
+    to psutil where that file does not exist (another OS, or a kernel without
+    ``CONFIG_PROC_CHILDREN``).
+    """
+    found: list[int] = []
+    todo = [proc.pid]
+    try:
+        while todo:
+            pid = todo.pop()
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except FileNotFoundError:  # exited meanwhile: its children are reparented, not ours to follow
+                continue
+            for tid in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
+                        kids = [int(k) for k in f.read().split()]
+                except FileNotFoundError:
+                    if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                        continue  # that thread ended
+                    raise  # no children file in this kernel
+                found += kids
+                todo += kids
+    except OSError:
+        try:
+            return proc.children(recursive=True)  # type: ignore[no-any-return]
+        except psutil.Error:
+            return []
+    out = []
+    for pid in found:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+    return out
 
 
 class LogBuffer:
@@ -156,8 +198,7 @@ class ExtensionProcess:
     def descendants(self) -> list[psutil.Process]:
         """Every live descendant (best effort)."""
         try:
-            children: list[psutil.Process] = psutil.Process(self.pid).children(recursive=True)
-            return children
+            return descendants(psutil.Process(self.pid))
         except psutil.Error:
             return []
 

@@ -4,7 +4,13 @@ Every outcome of every handler call is counted exactly once:
 ``handled`` (a valid reply), or one of the failure kinds
 (:data:`FAILURE_KINDS`), each also counted as ``fail_open`` or
 ``fail_closed`` by the policy that was applied. Latencies (µs) of successful
-round trips are kept in a bounded ring for percentiles.
+round trips are kept in a bounded ring for percentiles, and so is their
+split (:meth:`ExtensionStats.record_split`): time in the host (composing,
+sealing, opening and checking, before the send and after the reply
+arrived), in transit (send → reply received, less the extension's own time:
+IPC, wake-ups, the SDK's framing) and in the extension (what it reports in
+the reply's optional ``us``; SDKs that do not report it leave the split
+out).
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ from typing import Final
 from ext_sdk.combine import FailureKind
 from ext_sdk.events import Policy
 
-__all__ = ["FAILURE_KINDS", "ExtensionStats", "percentile"]
+__all__ = ["FAILURE_KINDS", "SPLIT_PARTS", "ExtensionStats", "percentile"]
 
 #: Why a handler call can fail (derived from :class:`ext_sdk.combine.FailureKind`).
 FAILURE_KINDS: Final = tuple(kind.value for kind in FailureKind)
+#: The parts of a round trip's latency split, in order.
+SPLIT_PARTS: Final = ("host", "transit", "extension")
 
 
 def percentile(samples: list[float], q: float) -> float | None:
@@ -52,11 +60,16 @@ class ExtensionStats:
         #: Events stopped (blocked/cancelled/handled) by a valid result of this extension.
         self.stopped = 0
         self._latency_us: deque[float] = deque(maxlen=window)
+        self._split_us: deque[tuple[float, float, float]] = deque(maxlen=window)
 
     def record_ok(self, micros: float) -> None:
         with self._lock:
             self.handled += 1
             self._latency_us.append(micros)
+
+    def record_split(self, host_us: float, transit_us: float, extension_us: float) -> None:
+        """Where one successful round trip's time went (see the module doc)."""
+        self._split_us.append((host_us, transit_us, extension_us))  # one atomic append: no lock needed
 
     def record_failure(self, kind: FailureKind, policy: Policy) -> None:
         with self._lock:
@@ -83,9 +96,19 @@ class ExtensionStats:
         with self._lock:
             return list(self._latency_us)
 
+    def split(self) -> dict[str, dict[str, float | None]] | None:
+        """``{"host"|"transit"|"extension": {"p50_us", "p99_us"}}`` over the split window; ``None`` when empty."""
+        samples = list(self._split_us)  # one C-level copy under the GIL: consistent with concurrent appends
+        if not samples:
+            return None
+        rings = [[s[i] for s in samples] for i in range(len(SPLIT_PARTS))]
+        return {part: {"p50_us": percentile(ring, 50), "p99_us": percentile(ring, 99)}
+                for part, ring in zip(SPLIT_PARTS, rings, strict=True)}
+
     def snapshot(self) -> dict[str, object]:
         """Plain-data view for ``--json`` and status tables."""
         lat = self.latencies()
+        split = self.split()
         with self._lock:
             return {
                 "handled": self.handled,
@@ -98,4 +121,5 @@ class ExtensionStats:
                 "fail_closed": self.fail_closed,
                 "latency_p50_us": percentile(lat, 50),
                 "latency_p99_us": percentile(lat, 99),
+                "latency_split": split,
             }

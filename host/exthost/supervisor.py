@@ -45,8 +45,11 @@ Restart rules (:class:`RestartPolicy`), after each exit:
 5. a run that lasted ``stable_after_s`` resets the crash history and backoff
    (not the event-crash count);
 6. the crash is recorded; ``crash_limit`` crashes within ``crash_window_s`` → ``dead``;
-7. otherwise ``restarting`` after the current backoff, which then doubles
-   (``backoff_initial_ms`` … ``backoff_max_ms``).
+7. otherwise ``restarting``: **at once** when the crash history is empty (the
+   first crash, or the first after a stable run: a process that ran well and
+   died once should be back in tens of milliseconds); inside a crash loop
+   (earlier crashes in the window) after the current backoff, which starts at
+   ``backoff_initial_ms`` and doubles up to ``backoff_max_ms``.
 
 ``dead`` lasts until the operator restarts it (``kithost ext restart NAME``),
 which also forgets every count.
@@ -71,6 +74,7 @@ from enum import StrEnum
 import psutil
 
 from ..config import RestartMode, Supervision
+from .process import descendants
 
 __all__ = ["TICK_S", "ExitDecision", "ExtState", "Resources", "RestartPolicy", "Supervisor", "Watchdog",
            "restart_cause"]
@@ -170,8 +174,11 @@ class RestartPolicy:
         if len(self.crashes) >= cfg.crash_limit:
             return ExitDecision(ExtState.DEAD, 0.0, f"{cause}; {len(self.crashes)} crashes within "
                                                     f"{cfg.crash_window_s:.0f} s: crash loop, not restarted")
-        delay = self.backoff_s
-        self.backoff_s = min(self.backoff_s * 2, cfg.backoff_max_ms / 1000)
+        if len(self.crashes) == 1:  # the first crash since a stable run (or ever): no crash loop, restart at once
+            delay = 0.0
+        else:
+            delay = self.backoff_s
+            self.backoff_s = min(self.backoff_s * 2, cfg.backoff_max_ms / 1000)
         return ExitDecision(ExtState.RESTARTING, delay, f"{cause}{_RESTARTING_IN}{delay * 1000:.0f} ms")
 
     def reset(self) -> None:
@@ -206,11 +213,7 @@ def sample_tree(proc: psutil.Process, previous: tuple[float, float] | None) -> t
     """Sample ``proc`` and its descendants; ``previous`` = ``(wall, cpu)`` of the last sample."""
     rss = threads = fds = 0
     cpu = 0.0
-    family = [proc]
-    try:
-        family += proc.children(recursive=True)
-    except psutil.Error:
-        pass
+    family = [proc, *descendants(proc)]
     for p in family:
         try:
             with p.oneshot():

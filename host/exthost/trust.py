@@ -43,7 +43,7 @@ from typing import Any
 from ext_sdk.events import spec_for
 from ext_sdk.hostcalls import ALWAYS_GRANTED
 
-from ..config import Access, HostConfig, TrustMode
+from ..config import Access, HostConfig, TrustMode, data_dir
 from ..errors import HostError
 from .manifest import Manifest
 
@@ -54,8 +54,7 @@ _SKIP_DIRS = frozenset({"__pycache__", ".git"})
 
 def default_trust_file() -> Path:
     """``$XDG_DATA_HOME/kithost/trust.json`` (default ``~/.local/share/...``)."""
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "kithost" / "trust.json"
+    return data_dir() / "trust.json"
 
 
 @dataclass(frozen=True, slots=True)

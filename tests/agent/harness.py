@@ -7,7 +7,7 @@
   what an extension really received, in the order it received it).
 * :data:`MISBEHAVING` — an extension that raises / exits / hangs / returns junk
   in every handler.
-* :func:`run_full_scenario` — a session that fires all 34 events from their
+* :func:`run_full_scenario` — a session that fires every agent event from its
   real places (two turns, a subagent, a model switch, a compaction, a fork, a
   session switch); used with a recorder and with every misbehaviour.
 """
@@ -214,7 +214,7 @@ class ScenarioOutput:
 
 
 def run_full_scenario(tmp: Path, exts: Sequence[Path], host_config: HostConfig | None = None) -> ScenarioOutput:
-    """Fire all 34 events from their real places (see the module doc); the session is closed on return."""
+    """Fire every agent event from its real place (see the module doc); the session is closed on return."""
     rig = open_rig(tmp, FULL_TURNS, exts, script_options={"strict_turns": False}, host_config=host_config,
                    agent_config=fast_agent_config(compact_keep_messages=2),
                    session_path=tmp / "first.jsonl")

@@ -144,7 +144,7 @@ def greet(args, ctx):
     assert "[cancelled: 1 model call(s)" in text and "this answer is interrupted" not in text
     assert "   1  " in text and "  hello" in text and "branched before: hello" in text
     assert "not compacted: nothing to compact" in text
-    assert "  greeter 0.0.0  ready" in text and "/greet  (from greeter)" in text and "hello bob" in text
+    assert "  greeter 0.1.0  ready" in text and "/greet  (from greeter)" in text and "hello bob" in text
     assert "session " in text and "commands:" in text and "unknown command /nope" in text
     assert "has no entry 'zzz'" in errors
     assert "from the fork" in text and "new session:" in text and "new session answer" in text

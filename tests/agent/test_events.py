@@ -113,6 +113,16 @@ def _context_prepare(f: Full) -> None:
     assert f.seq[i + 1] == "step_start" and f.log[i + 1][1] == {"step_number": 1}
 
 
+def _before_model(f: Full) -> None:
+    calls = f.all("before_model")
+    assert [p["step_number"] for p in calls] == [1, 2, 3, 1]  # every call of the agent's own turns
+    first = calls[0]
+    assert first["model"] == "scripted/main" and first["params"] == {} and first["response"] is None
+    assert {"bash", "subagent"} <= set(first["tools"]) and first["tool_choice"] is None
+    assert [m["role"] for m in first["messages"]] == ["system", "user"]
+    assert f.seq[f.index("before_model") - 1] == "step_start"
+
+
 def _step_start(f: Full) -> None:
     steps = [p["step_number"] for p in f.all("step_start")]
     assert steps == [1, 2, 3, 1]  # turn 1: three calls; turn 2: one (failed) call
@@ -141,7 +151,7 @@ def _llm_usage(f: Full) -> None:
 def _message_start(f: Full) -> None:
     assert f.one("message_start") == {}
     i = f.index("message_start")
-    assert f.seq[i - 1] == "warnings" and "step_start" in f.seq[i - 3:i]
+    assert f.seq[i - 1] == "warnings" and "step_start" in f.seq[i - 4:i]
 
 
 def _message_update(f: Full) -> None:
@@ -175,14 +185,14 @@ def _source(f: Full) -> None:
 def _retry(f: Full) -> None:
     (retry,) = f.all("retry")
     assert retry["attempt"] == 1 and "slow down" in retry["error"]
-    assert f.seq[f.index("retry") - 1] == "step_start"
+    assert f.seq[f.index("retry") - 2:f.index("retry")] == ["step_start", "before_model"]
 
 
 def _error(f: Full) -> None:
     (error,) = f.all("error")
     assert "nope, bad request" in error["error"]
     i = f.index("error")
-    assert f.seq[i - 1] == "step_start" and f.seq[i + 1] == "agent_end"
+    assert f.seq[i - 2:i] == ["step_start", "before_model"] and f.seq[i + 1] == "agent_end"
 
 
 def _tool_call_input_start(f: Full) -> None:
@@ -204,7 +214,7 @@ def _tool_call_input_end(f: Full) -> None:
 def _tool_call(f: Full) -> None:
     bash = f.one("tool_call", lambda p: p["tool_call_id"] == BASH_ID)
     assert bash == {"tool_call_id": BASH_ID, "tool_name": "bash", "tool_kind": "execute", "input": BASH_INPUT,
-                    "parsed_args": {"command": "echo out; echo err >&2"}, "source": "llm"}
+                    "parsed_args": {"command": "echo out; echo err >&2"}, "source": "llm", "subagent": None}
     assert f.one("tool_call", lambda p: p["tool_call_id"] == SUB_ID)["parsed_args"] == {"task": "count to two"}
     i = f.index("tool_call")
     assert f.seq[i - 1] == "llm_usage" and f.seq[i + 1] == "tool_execution_start"
@@ -324,6 +334,7 @@ CHECKS: dict[str, Callable[[Full], None]] = {
     "tool_call_input_delta": _tool_call_input_delta, "tool_call_input_end": _tool_call_input_end,
     "tool_call": _tool_call, "tool_execution_start": _tool_execution_start, "tool_output": _tool_output,
     "tool_execution_end": _tool_execution_end, "tool_result": _tool_result, "prepare_step": _prepare_step,
+    "before_model": _before_model,
     "subagent_start": _subagent_start, "subagent_chunk": _subagent_chunk, "subagent_end": _subagent_end,
     "agent_end": _agent_end, "model_change": _model_change, "before_compact": _before_compact,
     "before_fork": _before_fork, "before_session_switch": _before_session_switch,
@@ -331,7 +342,7 @@ CHECKS: dict[str, Callable[[Full], None]] = {
 
 
 def test_every_event_has_a_check() -> None:
-    assert sorted(CHECKS) == ALL_EVENTS and len(EVENTS) == 34
+    assert sorted(CHECKS) == ALL_EVENTS and len(EVENTS) == 35
 
 
 @pytest.mark.parametrize("event", ALL_EVENTS)

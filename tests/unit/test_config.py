@@ -27,19 +27,19 @@ def test_full_config_file(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text("""
 [deadlines]
-gate_ms = 700
-event_budget_ms = 3000
+gate = "700ms"
+event_budget = "3s"
 
 [supervision]
 memory_mb = 512
-hang_ms = 4000
+hang = "4s"
 
 [policy]
 "permission-gate" = "closed"
 "tool-logger:tool_call" = "open"
 
 [deadline_overrides]
-"slow-approver:tool_call" = 30000
+"slow-approver:tool_call" = "30s"
 
 [permissions]
 "usage-budget" = ["session"]
@@ -62,12 +62,12 @@ max_threads = 512
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("[deadlines]\ngate_ms = 0\n", "[deadlines] gate_ms must be greater than 0 (got 0)"),
+    ('[deadlines]\ngate = "0ms"\n', '[deadlines] gate must be greater than 0 (got "0ms")'),
     ("[supervision]\nrestart = \"sometimes\"\n", "[supervision] restart must be one of"),
     ("[extension_limits.x]\nmemory = 1\n", "unknown key 'memory' in [extension_limits.x] (did you mean 'memory_mb'?)"),
     ("[permissions]\nx = [\"root\"]\n", "[permissions] x: unknown permission 'root'"),
     ("[nonsense]\n", "nonsense"),
-    ("gate_ms = \n", "not valid TOML"),
+    ("gate = \n", "not valid TOML"),
 ])
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "config.toml"
@@ -87,8 +87,17 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("[supervison]\nmemory_mb = 512\n", "unknown table 'supervison' (did you mean 'supervision'?)"),
-    ("[deadlines]\ngate_msx = 1\n", "unknown key 'gate_msx' in [deadlines] (did you mean 'gate_ms'?)"),
-    ("[deadlines]\ngate_ms = -1\n", "[deadlines] gate_ms must be greater than 0 (got -1)"),
+    ("[deadlines]\ngatex = 1\n", "unknown key 'gatex' in [deadlines] (did you mean 'gate'?)"),
+    ('[deadlines]\ngate = "0s"\n', '[deadlines] gate must be greater than 0 (got "0ms")'),
+    ('[deadlines]\ngate = "-1s"\n', '[deadlines] gate must be a duration such as "500ms" or "2s" (got "-1s"'),
+    ("[deadlines]\ngate = 700\n", '[deadlines] gate = 700 has no unit: write "700ms"'),
+    ("[supervision]\ncrash_window = 60\n", '[supervision] crash_window = 60 has no unit: write "60s"'),
+    ('[deadlines]\ngate = "700"\n', '[deadlines] gate = "700" has no unit: write "700ms"'),
+    ("[deadlines]\ngate_ms = 700\n",
+     "unknown key 'gate_ms' in [deadlines] (did you mean 'gate'? times take a unit: gate = \"700ms\")"),
+    ("[deadline_overrides]\n\"x:tool_call\" = 30000\n",
+     '[deadline_overrides] "x:tool_call" = 30000 has no unit: write "30000ms"'),
+    ('[supervision]\ncpu_seconds = 5\n', "unknown key 'cpu_seconds' in [supervision] (did you mean 'cpu_time'?"),
     ('[limits]\nmax_frame = "big"\n', '[limits] max_frame must be an integer (got "big")'),
     ("[limits]\nmax_frame = 10\n", "[limits] max_frame must be at least 1024 (got 10)"),
     ('[supervision]\nrestart = "nevr"\n',
@@ -98,7 +107,7 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
     ("[supervision]\nno_retry_exit_codes = [2, \"x\"]\n",
      '[supervision] no_retry_exit_codes (item 2) must be an integer (got "x")'),
     ("deadlines = 5\n", "deadlines must be a table (got 5)"),
-    ("[deadlines]\nzzz = 1\n", "unknown key 'zzz' in [deadlines] (known: gate_ms, chain_ms,"),
+    ("[deadlines]\nzzz = 1\n", "unknown key 'zzz' in [deadlines] (known: gate, chain,"),
     ('state_path = "s.json"\n', "'state_path' is set by the program, not in the config file"),
 ])
 def test_config_errors_in_words(tmp_path: Path, text: str, message: str) -> None:
@@ -112,7 +121,7 @@ def test_config_errors_in_words(tmp_path: Path, text: str, message: str) -> None
 
 def test_every_problem_is_reported_each_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text("[supervison]\n[deadlines]\ngate_ms = 0\nchain_ms = \"x\"\n")
+    path.write_text("[supervison]\n[deadlines]\ngate = \"0ms\"\nchain = \"x\"\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     lines = str(info.value).splitlines()

@@ -18,7 +18,7 @@ from conftest import ROOT
 from pydantic.dataclasses import is_pydantic_dataclass
 
 import host.config
-from host.config import PROGRAM_ONLY, ExtensionLimits, HostConfig, Supervision, _unwrap
+from host.config import PROGRAM_ONLY, ExtensionLimits, HostConfig, Supervision, _unwrap, file_key
 from host.config_doc import NAME_KEY, field_docs, render
 
 PAGE = ROOT / "docs" / "configuration.md"
@@ -131,9 +131,10 @@ def _settings() -> set[tuple[str, str]]:
         if f.metadata == PROGRAM_ONLY:
             out.add(("program", f.name))
         elif dataclasses.is_dataclass(tp):
-            out |= {(f.name, key) for key in FIELDS[tp]}  # type: ignore[index]
+            out |= {(f.name, file_key(g)[0]) for g in dataclasses.fields(tp)}  # type: ignore[arg-type]
         elif value is not None and dataclasses.is_dataclass(value):
-            out |= {(f"{f.name}.{NAME_KEY}", key) for key in FIELDS[value]}  # type: ignore[index]
+            out |= {(f"{f.name}.{NAME_KEY}", file_key(g)[0])
+                    for g in dataclasses.fields(value)}  # type: ignore[arg-type]
         elif value is not None:
             out.add((f.name, NAME_KEY))
         else:

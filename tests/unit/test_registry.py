@@ -44,9 +44,13 @@ def test_registry_is_exactly_the_module_level_definitions() -> None:
     assert set(EVENTS) == defined
 
 
-def test_all_34_kit_agent_events_including_tool_output() -> None:
-    assert set(EVENTS) == KIT_AGENT_EVENTS
-    assert len(EVENTS) == 34
+#: Events kithost adds to kit's 34 (hooks kit lacks, issue 11).
+KITHOST_EVENTS = {"before_model"}
+
+
+def test_all_34_kit_agent_events_including_tool_output_plus_kithosts_own() -> None:
+    assert set(EVENTS) == KIT_AGENT_EVENTS | KITHOST_EVENTS
+    assert len(KIT_AGENT_EVENTS) == 34 and len(EVENTS) == 35
     assert "tool_output" in EVENTS and "llm_usage" in EVENTS
 
 
@@ -55,7 +59,7 @@ def test_modes_are_derived_from_results() -> None:
     assert {n for n, m in modes.items() if m == "gate"} == {
         "tool_call", "input", "before_fork", "before_session_switch", "before_compact"}
     assert {n for n, m in modes.items() if m == "chain"} == {
-        "tool_result", "before_agent_start", "context_prepare", "prepare_step"}
+        "tool_result", "before_agent_start", "context_prepare", "prepare_step", "before_model"}
     for spec in EVENTS.values():
         assert (spec.mode == "notify") == (spec.result is None)
         assert spec.default_policy == ("closed" if spec.mode == "gate" else "open")
@@ -85,6 +89,8 @@ def test_public_surface_is_sorted_and_complete() -> None:
     import host
 
     for module in (ext_sdk, host):
+        for name in module.__all__:  # ext_sdk loads its names on first use (PEP 562): load them all
+            getattr(module, name)
         public = sorted((n for n in vars(module) if not n.startswith("_") and n not in {"annotations"}
                          and not inspect.ismodule(getattr(module, n))), key=str.casefold)
         exported = sorted((n for n in module.__all__ if n != "__version__"), key=str.casefold)

@@ -27,7 +27,7 @@ def policy(mode: str = "on-failure") -> tuple[RestartPolicy, FakeClock]:
     return RestartPolicy(CFG, RestartMode(mode), clock), clock
 
 
-def test_backoff_doubles_up_to_its_cap_and_a_crash_loop_ends_dead() -> None:
+def test_first_crash_restarts_at_once_then_backoff_doubles_and_a_crash_loop_ends_dead() -> None:
     p, clock = policy()
     delays = []
     for _ in range(2):
@@ -35,7 +35,7 @@ def test_backoff_doubles_up_to_its_cap_and_a_crash_loop_ends_dead() -> None:
         assert decision.state is ExtState.RESTARTING
         delays.append(decision.delay_s)
         clock.now += 1
-    assert delays == [0.1, 0.2]
+    assert delays == [0.0, 0.1]  # no crash loop yet: at once; the second crash in the window backs off
     final = p.after_exit(0.5, 1, "exited with status 1")
     assert final.state is ExtState.DEAD and "3 crashes within 60 s" in final.reason
 
@@ -52,7 +52,16 @@ def test_a_stable_run_resets_backoff_and_history() -> None:
     p.after_exit(0.5, 1, "crash")
     p.after_exit(0.5, 1, "crash")
     decision = p.after_exit(30.0, 1, "crash after a long run")
-    assert decision.state is ExtState.RESTARTING and decision.delay_s == pytest.approx(0.1)
+    assert decision.state is ExtState.RESTARTING and decision.delay_s == 0.0  # a stable run: back at once
+    assert p.after_exit(0.5, 1, "crash again at once").delay_s == pytest.approx(0.1)  # a loop again: backoff
+
+
+def test_backoff_caps_at_its_maximum() -> None:
+    p, clock = policy()
+    cfg = replace(CFG, crash_limit=10)
+    p = RestartPolicy(cfg, RestartMode.ON_FAILURE, clock)
+    delays = [p.after_exit(0.5, 1, "crash").delay_s for _ in range(5)]
+    assert delays == [0.0, 0.1, 0.2, 0.4, 0.4]
 
 
 @pytest.mark.parametrize(("mode", "code", "state"), [
@@ -118,7 +127,7 @@ def test_dying_on_every_event_at_human_pace_ends_dead_after_the_limit() -> None:
     assert [d.state for d in decisions] == [ExtState.RESTARTING, ExtState.RESTARTING, ExtState.DEAD]
     assert decisions[-1].reason == ("process exited with status 1; died during a handler 3 times in a row without "
                                     "answering any event: it crashes on every event, not restarted")
-    assert decisions[0].delay_s == decisions[1].delay_s == pytest.approx(0.1)  # the stable runs still reset backoff
+    assert decisions[0].delay_s == decisions[1].delay_s == 0.0  # the stable runs still reset backoff: at once
 
 
 def test_an_answer_resets_the_event_crash_count() -> None:

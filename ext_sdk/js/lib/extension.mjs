@@ -1,9 +1,9 @@
-// `Extension`: what an extension module declares — handlers, tools, commands, permissions
+// `Extension`: what an extension module declares — handlers, tools, commands — and who it is
 // (the authoring shape of ext_sdk/extension.py).
 //
 //   import { Block, Extension, main } from "../../ext_sdk/js/index.mjs";
 //
-//   export const ext = new Extension("tool-gate-js", { version: "1.0.0", permissions: ["conversation"] });
+//   export const ext = new Extension(); // name, version and permissions come from extension.toml
 //
 //   ext.on("tool_call", async (event, ctx) => {
 //     if (event.input.includes("sudo")) return Block("no sudo");
@@ -11,29 +11,66 @@
 //
 //   main(import.meta, ext); // serve when the host runs this file; a no-op when a test imports it
 //
+// Identity: the manifest (`extension.toml`) is its one source. What the constructor is not given — `name`,
+// `version`, `permissions` — is read from the manifest of the module that defines the extension: the first
+// extension.toml in that module's folder or up to 4 folders above it, or the one given as `manifest`. The
+// constructor does not know its module, so this happens when the module is known, before `hello` is built:
+// `main(import.meta, ext)` (or `run(ext)`: the program's main module) under the host, `FakeHost.load(url)` in
+// a test (see resolve()). Code may restate any of them (`new Extension("gate", { version: "1.0.0" })`); a
+// restated value is sent as written and the host refuses the handshake when it differs from the manifest,
+// saying which. Without a manifest the name must be given (version "0.0.0" and no permission are the
+// defaults, as in a manifest).
+//
 // Ordering rule: the host runs handlers by priority (lower first), then by extension load order, then by
 // registration order within the extension. Everything declared here is sent in the handshake (`hello`);
 // nothing can be registered once the extension serves.
 
+import { findManifest, givenManifest, MANIFEST_FILE, readIdentity, toPath } from "./manifest.mjs";
 import { customEventName, DEFAULT_PRIORITY, isCustom, PERMISSIONS, specFor } from "./schema.mjs";
+
+function checkPermissions(permissions, where) {
+  const unknown = permissions.filter((p) => !PERMISSIONS.includes(p));
+  if (unknown.length) {
+    throw new Error(`${where}unknown permission(s) ${JSON.stringify(unknown)}; known: ${PERMISSIONS.join(", ")}`);
+  }
+}
 
 /** The declaration of one extension. Create exactly one per extension module. */
 export class Extension {
   /**
-   * @param {string} name the name the manifest gives
-   * @param {{version?: string, permissions?: string[]}} [options]
+   * Every argument is optional: what is not given (left out, undefined or null) is the manifest's (see the
+   * module comment). A given value is checked for its type here and sent as written.
+   * @param {string} [name] the extension's name (the manifest's)
+   * @param {{version?: string, permissions?: string[], manifest?: string|URL}} [options] `manifest`: the
+   *   manifest to read instead of searching from the module — a path (relative: to the working directory),
+   *   a file: URL (`new URL("./extension.toml", import.meta.url)`) or a folder to search from; read at once.
    */
-  constructor(name, { version = "0.0.0", permissions = [] } = {}) {
-    if (typeof name !== "string" || name === "") throw new TypeError("Extension(name): name must be a non-empty string");
-    if (typeof version !== "string") throw new TypeError("Extension: version must be a string");
-    if (!Array.isArray(permissions)) throw new TypeError("Extension: permissions must be an array of strings");
-    const unknown = permissions.filter((p) => !PERMISSIONS.includes(p));
-    if (unknown.length) {
-      throw new Error(`unknown permission(s) ${JSON.stringify(unknown)}; known: ${PERMISSIONS.join(", ")}`);
+  constructor(name, { version, permissions, manifest } = {}) {
+    [name, version, permissions, manifest] = [name ?? undefined, version ?? undefined, permissions ?? undefined,
+      manifest ?? undefined];
+    if (name !== undefined && (typeof name !== "string" || name === "")) {
+      throw new TypeError("Extension(name): name must be a non-empty string (or left out: the manifest's)");
     }
-    this.name = name;
-    this.version = version;
-    this.permissions = [...permissions];
+    if (version !== undefined && typeof version !== "string") throw new TypeError("Extension: version must be a string");
+    if (permissions !== undefined) {
+      if (!Array.isArray(permissions) || !permissions.every((p) => typeof p === "string")) {
+        throw new TypeError("Extension: permissions must be an array of strings");
+      }
+      checkPermissions(permissions, "");
+    }
+    if (manifest !== undefined && !(manifest instanceof URL) && (typeof manifest !== "string" || manifest === "")) {
+      throw new TypeError("Extension: manifest must be a path or a file: URL");
+    }
+    this._given = { name, version, permissions: permissions === undefined ? undefined : [...permissions] };
+    this._manifestOption = manifest;
+    /** The extension's name (the manifest's); null until resolve(). */
+    this.name = name ?? null;
+    /** Its version (the manifest's); null until resolve(). */
+    this.version = version ?? null;
+    /** Permissions it asks for (the manifest's); null until resolve(). */
+    this.permissions = permissions === undefined ? null : [...permissions];
+    /** The manifest the identity was read from (absolute path); null when none was read; undefined until resolve(). */
+    this.manifest = undefined;
     /** @type {{event: string, fn: Function, priority: number, deadlineMs: number|null, policy: string|null}[]} */
     this.subscriptions = [];
     /** @type {{name: string, description: string, parameters: object, fn: Function}[]} */
@@ -41,6 +78,50 @@ export class Extension {
     /** @type {{name: string, description: string, fn: Function}[]} */
     this.commands = [];
     this._sealed = false;
+    // Nothing is left to the module: complete now (an explicit manifest is read now, its errors thrown here).
+    if (manifest !== undefined || (name !== undefined && version !== undefined && permissions !== undefined)) {
+      this.resolve();
+    }
+  }
+
+  /** Whether name, version and permissions are known (resolve() has run). */
+  get resolved() {
+    return this.manifest !== undefined;
+  }
+
+  /**
+   * Complete the identity from the manifest, once: what the constructor was not given is read from the
+   * `manifest` option or else the first extension.toml found from `module` (the defining module's
+   * import.meta.url or path); nothing is read when everything was given. With no manifest found, the
+   * defaults (version "0.0.0", no permission) apply and the name must have been given. Called by
+   * main()/run() and FakeHost before the handshake; a later call does nothing.
+   * @param {string|URL|null} [module] the module that defines the extension, null when unknown
+   * @returns {this}
+   * @throws {Error} naming the file: no manifest and no name, a manifest that cannot be read or says no name,
+   *   an unknown permission
+   */
+  resolve(module = null) {
+    if (this.resolved) return this;
+    const given = this._given;
+    let path = null;
+    if (given.name === undefined || given.version === undefined || given.permissions === undefined) {
+      if (this._manifestOption !== undefined) path = givenManifest(this._manifestOption);
+      else if (module !== null) path = findManifest(module);
+      if (path === null && given.name === undefined) {
+        const where = module === null ? "the extension (its module is not known)" : toPath(module);
+        throw new Error(`no ${MANIFEST_FILE} found beside ${where} to read its name from; ` +
+          "give the name (new Extension(name)) or the manifest (new Extension(undefined, { manifest }))");
+      }
+    }
+    // no manifest (code used on its own): the host's defaults, version 0.0.0 and no permission
+    const fromFile = path === null ? { name: given.name, version: "0.0.0", permissions: [] } : readIdentity(path);
+    const permissions = given.permissions ?? fromFile.permissions;
+    checkPermissions(permissions, path === null ? "" : `${path}: `);
+    this.name = given.name ?? fromFile.name;
+    this.version = given.version ?? fromFile.version;
+    this.permissions = [...permissions];
+    this.manifest = path;
+    return this;
   }
 
   _open(what) {
@@ -111,8 +192,9 @@ export class Extension {
     return fn;
   }
 
-  /** Everything this extension declares, as handshake fields. */
+  /** Everything this extension declares, as handshake fields (the identity must be resolved: resolve()). */
   helloFields() {
+    if (!this.resolved) throw new Error("Extension: its identity is not resolved yet; call resolve(module) first");
     return {
       name: this.name,
       version: this.version,

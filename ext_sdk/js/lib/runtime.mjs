@@ -4,12 +4,16 @@
 // Order of work, and the exit status at each failure (the host never retries 2, 3 or 4):
 //   1. Without the host's environment (KITHOST_EVENTS …) print how to run an extension, exit 2.
 //   2. Read the per-launch secret (KITHOST_SECRET_FILE: 32 raw bytes; the host deletes the file after the
-//      handshake); unreadable → exit 2. Load zeromq (a native addon); missing → exit 3 with how to install it.
-//   3. Connect the three sockets (events: REP, calls: REQ relaxed+correlate, control: REP), send `hello` on
+//      handshake); unreadable → exit 2. Load the npm packages (zeromq, a native addon; @msgpack/msgpack;
+//      smol-toml); missing → exit 3 with how to install them.
+//   3. Complete the extension's identity from its manifest (Extension.resolve: the extension.toml found from
+//      the module given to main(import.meta, ext), else from the program's main module); no name, an
+//      unreadable manifest or an unknown permission → the reason on stderr, exit 3.
+//   4. Connect the three sockets (events: REP, calls: REQ relaxed+correlate, control: REP), send `hello` on
 //      the calls channel; `reject`, no answer within 10 s or a bad answer → reason on stderr, exit 4.
-//   4. Start the control loop: answers `ping` with `pong {busy, current, busy_ms}` and `shutdown` with `bye`,
+//   5. Start the control loop: answers `ping` with `pong {busy, current, busy_ms}` and `shutdown` with `bye`,
 //      then ends the process as soon as no handler runs (at the latest after SHUTDOWN_GRACE_MS), exit 0.
-//   5. Serve the events channel until shutdown: one request at a time, strictly in order, each answered with
+//   6. Serve the events channel until shutdown: one request at a time, strictly in order, each answered with
 //      exactly one `reply` (`event`/`batch` items run one after the other; `invoke` runs a tool or command).
 //
 // Dying with the host: the host starts every extension through its sandbox boot, which sets
@@ -27,9 +31,10 @@
 // to a worker_threads Worker or a child process and await the result.
 
 import { readFileSync, realpathSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { HostCallError } from "./context.mjs";
 import { HandlerRunner } from "./handling.mjs";
+import { loadToml } from "./manifest.mjs";
 import { check, def, PROTOCOL_VERSIONS, SchemaError } from "./schema.mjs";
 
 /** SDK version (package.json's), sent in `hello` as `node/<version>`. */
@@ -315,11 +320,13 @@ function entryFile() {
  * Serve `extension` under the host until it says shutdown, then end the process with the protocol's exit
  * status (never returns). Started by hand (no KITHOST_EVENTS), prints a short explanation and exits 2.
  * @param {Extension} extension
+ * @param {{module?: string|URL|null}} [options] `module`: the module that defines the extension (its
+ *   import.meta.url), where its manifest is searched from; default: the program's main module
  */
-export async function run(extension) {
+export async function run(extension, { module = null } = {}) {
   let status;
   try {
-    status = await serve(extension);
+    status = await serve(extension, process.env, module);
   } catch (err) {
     say(`fatal: ${err?.stack ?? err}`);
     status = 1;
@@ -341,12 +348,15 @@ export function main(importMeta, extension) {
     return false;
   }
   if (self !== entryFile()) return false;
-  run(extension);
+  run(extension, { module: importMeta.url });
   return true;
 }
 
-/** Serve `extension`; resolves to the exit status (does not exit). Exposed for tests and embedders. */
-export async function serve(extension, env = process.env) {
+/**
+ * Serve `extension`; resolves to the exit status (does not exit). Exposed for tests and embedders.
+ * `module` is where the extension's manifest is searched from (default: the program's main module).
+ */
+export async function serve(extension, env = process.env, module = null) {
   started = true;
   const file = entryFile() || "this file";
   if (!env.KITHOST_EVENTS) {
@@ -370,11 +380,20 @@ export async function serve(extension, env = process.env) {
     wire = await import("./wire.mjs");
     zmq = await import("zeromq");
     zmq.context.blocky = false; // never hang at exit on a socket that still holds a message
+    loadToml();
   } catch (err) {
     const sdkDir = fileURLToPath(new URL("..", import.meta.url));
-    say(`cannot load the SDK's dependencies (${err.message}); install them with: ` +
+    say(`cannot load the SDK's dependencies (${String(err.message).split("\n")[0]}); install them with: ` +
       `npm ci --prefix ${sdkDir} --ignore-scripts --no-audit --no-fund`);
     return 3;
+  }
+  if (typeof extension.resolve === "function") {
+    try {
+      extension.resolve(module ?? (file.startsWith("/") ? pathToFileURL(file) : null));
+    } catch (err) {
+      say(`cannot tell who the extension is: ${err.message}`);
+      return 3;
+    }
   }
   extension._sealed = true;
   const link = new Link(zmq, wire, secret, env);

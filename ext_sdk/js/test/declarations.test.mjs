@@ -107,7 +107,11 @@ describe("ctx", () => {
       return null;
     }, "tool_call");
     const args = { getState: ["k"], setState: ["k", 1], deleteState: ["k"], appendEntry: ["t", {}], getEntries: ["t"],
-      emit: ["n"], sendMessage: ["hi"], setModel: ["m"], print: ["x"], info: ["x"], error: ["x"] };
+      emit: ["n"], sendMessage: ["hi"], setModel: ["m"], print: ["x"], info: ["x"], error: ["x"],
+      cancelAndSend: ["go"], complete: ["hi", { system: "s", maxTokens: 5 }], spawnSubagent: ["task"],
+      subagentStatus: ["id"], killSubagent: ["id"], setActiveTools: [["read"]], getTreeNode: ["id"],
+      navigateTo: ["id"], registerOption: ["n", "d"], getOption: ["n"], setOption: ["n", "v"],
+      promptSelect: ["m", ["a"]], promptConfirm: ["m"], promptInput: ["m"], setStatus: ["k", "t"] };
     for (const [method, names] of Object.entries(CONTEXT_METHODS)) {
       for (const name of names) {
         sent.length = 0;

@@ -1,9 +1,13 @@
 """``kithost chat``: an interactive session, without argparse.
 
-Reads lines from ``stdin`` (a TTY or not: a pipe plays a conversation),
-streams each turn to ``stdout`` (extension prints and failures to
-``stderr``), and understands slash commands (``/help`` lists them: ``/model
-/fork /new /compact /ext /session /exit`` and every extension command).
+On a terminal (stdin and stdout both TTYs) the chat runs in :class:`.tty.TerminalUI`:
+line editing, a persisted history, completion of slash commands, colour,
+a spinner with the elapsed time while the model works, and extension prints
+and warnings shown above the prompt. Otherwise it reads lines from ``stdin``
+(a pipe plays a conversation) and streams each turn to ``stdout`` (extension
+prints and failures to ``stderr``), with no escape sequence. Both understand
+slash commands (``/help`` lists them: ``/model /fork /new /compact /ext
+/session /exit`` and every extension command with its description).
 Ctrl-C during a turn (or a slash command's model call) cancels it; at the
 prompt it only reminds how to quit; end of input ends the chat (status 0).
 When ``stdout`` goes away (a closed pipe), the running turn is cancelled and
@@ -16,21 +20,33 @@ id, unusable model) are printed and the chat goes on.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
 from ...config import HostConfig
 from ...errors import HostError
+from ...exthost.host import ExtensionCommand
 from ...exthost.manifest import Manifest
 from ...exthost.trust import Verdict
 from ..agent_config import AgentConfig
+from ..emitter import EventSink
+from ..prompts_ui import TerminalPrompts, TerminalStatus
+from ..services import PrintSink, format_print
 from ..session import AgentSession
+from ..sessions_store import history_file
+from .render import render_event_for_humans
 from .run import EXIT_STDOUT_CLOSED
 from .terminal import Output, human_sink, interrupts, print_sink, report_failures
+
+if TYPE_CHECKING:  # prompt_toolkit is imported only when a chat runs on a terminal
+    from .tty import TerminalUI
 
 __all__ = ["ChatArgs", "chat_command"]
 
@@ -49,20 +65,38 @@ class ChatArgs:
     discover: bool = True
     #: Also show ``agent_end`` summaries and extension failures after each turn.
     verbose: bool = field(default=True)
+    #: Record every dispatched event to this file (``--record``).
+    record: Path | None = None
+    #: Reload an extension when a file in its folder changes (``--no-watch`` turns it off).
+    watch: bool = True
 
 
-_HELP = """\
-commands:
-  /model [NAME]        show the model, or switch to NAME
-  /fork [N|ID]         list the user messages of this branch, or branch before one of them
-  /new [PROMPT]        start a new session (and send PROMPT)
-  /compact             summarise older messages now
-  /ext                 list extensions, their state and commands
-  /session             show the session file
-  /help                this list
-  /exit                quit (so does end of input, Ctrl-D)
-extension commands are run as /NAME [ARGS]
-"""
+#: The built-in slash commands: name -> (arguments, description). ``/help`` and completion derive from it;
+#: each has a ``_Chat.cmd_<name>`` method (``exit`` aside).
+BUILTIN_COMMANDS: Final[Mapping[str, tuple[str, str]]] = {
+    "model": ("[NAME]", "show the model, or switch to NAME"),
+    "fork": ("[N|ID]", "list the user messages of this branch, or branch before one of them"),
+    "new": ("[PROMPT]", "start a new session (and send PROMPT)"),
+    "compact": ("", "summarise older messages now"),
+    "ext": ("", "list extensions, their state and commands"),
+    "session": ("", "show the session file"),
+    "reload": ("[NAME]", "reload an extension from its files (every loaded one without NAME)"),
+    "help": ("", "this list"),
+    "exit": ("", "quit (so does end of input, Ctrl-D)"),
+}
+
+
+def help_text(extension_commands: Sequence[ExtensionCommand]) -> str:
+    """``/help``: the built-in commands, then each extension command with its description."""
+    lines = ["commands:"]
+    lines += [f"  /{name + (' ' + args if args else ''):<19} {text}" for name, (args, text) in BUILTIN_COMMANDS.items()]
+    if extension_commands:
+        lines.append("extension commands (/NAME [ARGS]):")
+        lines += [f"  /{c.name:<19} {c.description or '(no description)'}  [{c.extension}]"
+                  for c in extension_commands]
+    else:
+        lines.append("extension commands are run as /NAME [ARGS] (none loaded)")
+    return "\n".join(lines) + "\n"
 
 
 class _Chat:
@@ -75,6 +109,8 @@ class _Chat:
         self.verbose = verbose
         #: True while something cancellable runs (Ctrl-C cancels instead of interrupting).
         self.busy = False
+        #: True while /reload runs (its result is printed by the command, not by the notice).
+        self.reloading = False
 
     def say(self, text: str) -> None:
         self.out.write(text if text.endswith("\n") else text + "\n")
@@ -98,10 +134,13 @@ class _Chat:
             self.say(("error: " if is_error else "") + (output or "(no output)"))
         else:
             self.say(f"unknown command /{name}; /help lists them")
+        for result in self.session.run_queued():  # a prompt queued by the command (ctx.new_session, steering)
+            if self.verbose:
+                report_failures(result, self.err)
         return True
 
     def cmd_help(self, rest: str) -> None:
-        self.say(_HELP)
+        self.say(help_text(self.session.extension_command_list()))
 
     def cmd_model(self, rest: str) -> None:
         if not rest:
@@ -150,19 +189,111 @@ class _Chat:
             fails = ", ".join(f"{k}={v}" for k, v in stats["failures"].items()) or "no failures"
             self.say(f"  {info['name']} {info['version']}  {info['state']}  handled "
                      f"{stats['handled'] + stats['notified']}  {fails}")
-        for name, owner in sorted(self.session.extension_commands().items()):
-            self.say(f"  /{name}  (from {owner})")
+        for command in self.session.extension_command_list():
+            self.say(f"  /{command.name}  (from {command.extension})  {command.description}".rstrip())
+
+    def cmd_reload(self, rest: str) -> None:
+        host = self.session.host
+        names = [rest] if rest else [ext.name for ext in host.extensions()]
+        if not names:
+            self.say("no extensions loaded")
+        self.reloading = True  # the reload notice says the same: printed here, once
+        try:
+            for name in names:
+                result = host.reload(name)  # returns when the new version serves, or says why not
+                self.say(result.describe())
+                if not result.ok and result.log_tail:
+                    self.say("  its new version's output ends with:\n"
+                             + "\n".join(f"    {line}" for line in result.log_tail.splitlines()[-12:]))
+        finally:
+            self.reloading = False
 
     def cmd_session(self, rest: str) -> None:
-        where = "ephemeral" if self.session.ephemeral else str(self.session.path)
+        where = "ephemeral (deleted at exit)" if self.session.ephemeral else f"{self.session.path} (kept)"
         self.say(f"session {self.session.tree.session_id}: {where}")
+
+
+class _UIStream(io.TextIOBase):
+    """A text stream writing through the terminal UI in one style (what :class:`Output` and ``err`` wrap)."""
+
+    def __init__(self, ui: TerminalUI, style: str | None = None) -> None:
+        super().__init__()
+        self.ui = ui
+        self.style = style
+
+    def write(self, text: str) -> int:
+        self.ui.write(text, self.style)
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+
+class _UILogHandler(logging.Handler):
+    """kithost's warnings through the terminal UI (above the prompt, never across the spinner)."""
+
+    def __init__(self, ui: TerminalUI) -> None:
+        super().__init__(logging.WARNING)
+        self.ui = ui
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad log call must not break the chat
+            message = str(record.msg)
+        self.ui.write(f"kithost: {message}\n", "warn")
+
+
+@contextmanager
+def _ui_log_records(ui: TerminalUI) -> Iterator[None]:
+    logger = logging.getLogger("kithost")
+    handler = _UILogHandler(ui)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _ui_sink(ui: TerminalUI) -> EventSink:
+    """Events as coloured terminal text through ``ui``."""
+    from .tty import style_for_event
+
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        text = render_event_for_humans(event, data)
+        if text:
+            ui.write(text, style_for_event(event, text))
+
+    return on_event
+
+
+def _ui_print_sink(ui: TerminalUI) -> PrintSink:
+    """Extension prints through ``ui`` (above the prompt when it is shown)."""
+
+    def on_print(extension: str, level: str, text: str) -> None:
+        ui.write(format_print(extension, level, text), "fail" if level == "error" else "ext")
+
+    return on_print
 
 
 def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
                  stderr: TextIO | None = None) -> int:
     """``kithost chat`` (contract in the module doc); returns the exit status."""
-    inp, out, err = stdin or sys.stdin, Output(stdout or sys.stdout), stderr or sys.stderr
+    inp = stdin or sys.stdin
     interactive = inp.isatty()
+    ui: TerminalUI | None = None
+    holder: list[AgentSession] = []
+    if stdin is None and stdout is None and interactive and sys.stdout.isatty():
+        from .tty import TerminalUI, describe_commands
+
+        builtin = {name: text for name, (_, text) in BUILTIN_COMMANDS.items()}
+        ui = TerminalUI(sys.stdout, lambda: describe_commands(
+            builtin, holder[0].extension_command_list() if holder else ()), history_file())
+    out = Output(cast(TextIO, _UIStream(ui)) if ui is not None else stdout or sys.stdout)
+    err: TextIO = cast(TextIO, _UIStream(ui, "fail")) if ui is not None else stderr or sys.stderr
 
     def ask_trust(manifest: Manifest, verdict: Verdict) -> bool:
         """The first-load prompt: what the extension asks for, what changed; trust it?"""
@@ -173,46 +304,102 @@ def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO 
         err.flush()
         return inp.readline().strip().lower() in ("y", "yes")
 
-    session = AgentSession.open(args.model, args.script, list(args.extensions), args.session,
-                                args.cwd or Path(os.getcwd()), args.config, agent_config=args.agent_config,
-                                on_event=human_sink(out), on_print=print_sink(err), discover=args.discover,
-                                ask_trust=ask_trust if interactive else None)
-    sandbox = session.host.confiner.probe
-    err.write(f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "") + "\n")
-    chat = _Chat(session, out, err, args.verbose)
-    out.on_gone = session.cancel  # nobody reads the answers any more: stop, then quit below
+    chats: list[_Chat] = []
 
-    def on_interrupt() -> bool:
-        if chat.busy:
-            session.cancel()
-            return True
-        return False
+    def on_notice(kind: str, data: dict[str, Any]) -> None:
+        """Reloads by the folder watcher (or `kithost ext reload`) are said; /reload says its own."""
+        if kind != "reload" or (chats and chats[0].reloading):
+            return
+        if data.get("ok"):
+            changes = data.get("changes") or []
+            err.write(f"extension {data.get('name')} reloaded" + (f" ({'; '.join(changes)})" if changes else "")
+                      + "\n")
+        else:
+            err.write(f"extension {data.get('name')}: reload failed: {data.get('reason')}\n")
 
-    with session, interrupts(on_interrupt):
-        if interactive:
-            chat.say(f"kithost chat — model {session.model}; /help for commands, Ctrl-D to quit")
-        while not out.gone:
-            try:
-                if interactive:
-                    out.write("you> ")
-                line = inp.readline()
-                if not line:
-                    break
-                text = line.strip()
-                if not text:
-                    continue
-                chat.busy = True
+    aside: TextIO = cast(TextIO, _UIStream(ui, "ext")) if ui is not None else err  # prompts, the status line
+
+    def ask_line(prompt: str) -> str:
+        """One answer to an extension's prompt (ctx.select/confirm/input), from the chat's own input."""
+        if ui is not None:
+            return ui.read(prompt)
+        err.write(prompt)
+        err.flush()
+        line = inp.readline()
+        if not line:
+            raise EOFError
+        return line
+
+    with _ui_log_records(ui) if ui is not None else nullcontext():
+        session = AgentSession.open(args.model, args.script, list(args.extensions), args.session,
+                                    args.cwd or Path(os.getcwd()), args.config, agent_config=args.agent_config,
+                                    on_event=_ui_sink(ui) if ui is not None else human_sink(out),
+                                    on_print=_ui_print_sink(ui) if ui is not None else print_sink(err),
+                                    discover=args.discover, ask_trust=ask_trust if interactive else None,
+                                    on_notice=on_notice, record=args.record,
+                                    prompts=TerminalPrompts(aside, ask_line) if interactive else None,
+                                    on_status=TerminalStatus(aside))
+        holder.append(session)
+        if args.watch:
+            session.host.watch()
+        sandbox = session.host.confiner.probe
+        line = f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "") + "\n"
+        if ui is not None:
+            ui.write(line, "dim")
+        else:
+            err.write(line)
+        chat = _Chat(session, out, err, args.verbose)
+        chats.append(chat)
+        out.on_gone = session.cancel  # nobody reads the answers any more: stop, then quit below
+
+        def on_interrupt() -> bool:
+            if chat.busy:
+                session.cancel()
+                return True
+            return False
+
+        def read_line() -> str | None:
+            if ui is not None:
                 try:
+                    return ui.read()
+                except EOFError:
+                    return None
+            if interactive:
+                out.write("you> ")
+            return inp.readline() or None
+
+        with session, interrupts(on_interrupt):
+            if interactive:
+                where = "ephemeral" if session.ephemeral else f"session {session.path}"
+                chat.say(f"kithost chat — model {session.model}; {where}; /help for commands, Ctrl-D to quit")
+            _loop(chat, read_line, ui)
+            if interactive and not session.ephemeral:
+                chat.say(f"session kept: {session.path} (kithost chat --continue picks it up)")
+    return EXIT_STDOUT_CLOSED if out.gone else 0
+
+
+def _loop(chat: _Chat, read_line: Callable[[], str | None], ui: TerminalUI | None) -> None:
+    """Read and run prompts and slash commands until end of input, ``/exit`` or a closed stdout."""
+    while not chat.out.gone:
+        try:
+            line = read_line()
+            if line is None:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            chat.busy = True
+            try:
+                with ui.working() if ui is not None else nullcontext():
                     if text.startswith("/"):
                         if not chat.command(text):
                             break
                     else:
                         chat.turn(text)
-                except HostError as exc:
-                    err.write(f"error: {exc}\n")
-                    err.flush()
-                finally:
-                    chat.busy = False
-            except KeyboardInterrupt:
-                out.write("\n(Ctrl-D or /exit quits)\n")
-    return EXIT_STDOUT_CLOSED if out.gone else 0
+            except HostError as exc:
+                chat.err.write(f"error: {exc}\n")
+                chat.err.flush()
+            finally:
+                chat.busy = False
+        except KeyboardInterrupt:
+            chat.out.write("\n(Ctrl-D or /exit quits)\n")

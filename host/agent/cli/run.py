@@ -1,8 +1,9 @@
 """``kithost run``: one turn (plus the follow-ups extensions queue), without argparse.
 
 * human mode: the answer and tool activity stream to ``stdout``
-  (:func:`~host.agent.cli.render.render_event_for_humans`); extension prints
-  and extension failures go to ``stderr``;
+  (:func:`~host.agent.cli.render.render_event_for_humans`); extension prints,
+  extension failures and, at the end, where the session is kept go to
+  ``stderr``;
 * ``json`` mode: one JSON object per line on ``stdout`` for every event —
   ``{"type": <kit's event name>, **payload}``; the window events
   (``context_prepare``, ``prepare_step``) too, even when no extension
@@ -80,6 +81,8 @@ class RunArgs:
     agent_config: AgentConfig | None = None
     #: Also load extensions from the config's search directories.
     discover: bool = True
+    #: Record every dispatched event to this file (``--record``).
+    record: Path | None = None
 
 
 def run_command(args: RunArgs, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -99,7 +102,8 @@ def _run(args: RunArgs, out: Output, err: TextIO) -> int:
                                 args.cwd or Path(os.getcwd()), args.config, agent_config=agent_config,
                                 on_event=json_sink(out) if args.json else human_sink(out),
                                 on_print=json_print_sink(out) if args.json else print_sink(err),
-                                on_notice=json_notice_sink(out) if args.json else None, discover=args.discover)
+                                on_notice=json_notice_sink(out) if args.json else None, discover=args.discover,
+                                record=args.record)
     if not args.json:  # the isolation in force, once, where a person reads it
         sandbox = session.host.confiner.probe
         err.write(f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "")
@@ -122,5 +126,7 @@ def _run(args: RunArgs, out: Output, err: TextIO) -> int:
                              default=str) + "\n")
     else:
         report_failures(result, err)
+        if where["session"]:
+            err.write(f"session: {where['session']} (kithost run --continue PROMPT goes on with it)\n")
     last = result.followups[-1] if result.followups else result
     return _EXIT.get(last.stop_reason, 1)

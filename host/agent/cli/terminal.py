@@ -31,13 +31,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, TextIO
 
+from ...exthost.extension import NOTICE_RECORD
 from ...exthost.host import HostNotice
 from ..emitter import EventSink
 from ..services import PrintSink, format_print
 from ..turn_result import TurnResult
 from .render import render_event_for_humans
 
-__all__ = ["JSON_PREFIX", "Output", "human_sink", "interrupts", "json_log_records", "json_notice_sink",
+__all__ = ["JSON_PREFIX", "NOTICE_RECORD", "Output", "human_sink", "interrupts", "json_log_records", "json_notice_sink",
            "json_print_sink", "json_sink", "print_sink", "report_failures"]
 
 #: Prefix of the ``type`` of ``run --json`` lines that are not kit events.
@@ -142,8 +143,10 @@ class _JsonLogHandler(logging.Handler):
     """kithost's warnings as ``{"type": "kithost.log", "level", "logger", "message"}`` lines.
 
     Records the notices already carry are dropped: the dispatcher's handler
-    failures (``kithost.handler_failure``) and the extensions' state changes
-    (``kithost.extension_state``).
+    failures (``kithost.handler_failure``), the extensions' state changes
+    (``kithost.extension_state``), and any record logged with
+    ``extra={NOTICE_RECORD: True}`` (the host's way to say "this warning is
+    also a notice").
     """
 
     def __init__(self, out: Output) -> None:
@@ -151,7 +154,8 @@ class _JsonLogHandler(logging.Handler):
         self.out = out
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "kithost.dispatch" or (record.name == "kithost.ext" and record.funcName == "_set_state"):
+        if record.name == "kithost.dispatch" or (record.name == "kithost.ext" and record.funcName == "_set_state") \
+                or getattr(record, NOTICE_RECORD, False):
             return
         try:
             message = record.getMessage()

@@ -7,7 +7,7 @@ import time
 
 from ext_sdk import Extension
 
-ext = Extension("misbehaving", permissions=["conversation"])
+ext = Extension()  # name, version and permissions: extension.toml
 
 
 @ext.on("tool_call", priority=5, deadline_ms=300, policy="open")
