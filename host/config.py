@@ -93,10 +93,10 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
 from ext_sdk.events import Mode, Policy, spec_for
+from ext_sdk.hooks import DurationError, duration_ms, format_duration
 from ext_sdk.hostcalls import PERMISSIONS
 
 from .errors import ConfigError
-from .hooks.engine import DurationError, duration_ms, format_duration
 
 __all__ = [
     "Access",

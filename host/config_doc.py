@@ -26,9 +26,10 @@ from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_typ
 import annotated_types
 from pydantic.fields import FieldInfo
 
+from ext_sdk.hooks import format_duration
+
 from . import config
 from .config import _DURATION_MAPS, PROGRAM_ONLY, HostConfig, _choices, _unwrap, file_key
-from .hooks.engine import format_duration
 
 __all__ = ["field_docs", "main", "render"]
 

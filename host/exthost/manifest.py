@@ -20,7 +20,7 @@ Example (Python)::
 
 Other agents' hook scripts (``docs/hooks.md``) run through the hook adapter:
 ``main = "hooks_adapter.py"`` and a ``[hooks]`` table, validated here with
-the adapter's own rules (:func:`host.hooks.engine.load_hooks`: every hook
+the adapter's own rules (:func:`ext_sdk.hooks.load_hooks`: every hook
 ``timeout`` is a duration with a unit, ``"5s"``; a bare number is refused
 naming the unit to add), and its events must be among ``events``::
 
@@ -51,11 +51,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ext_sdk.events import EVENTS, is_custom
+from ext_sdk.hooks import HooksConfig, HooksConfigError, load_hooks
 from ext_sdk.hostcalls import PERMISSIONS
 
 from ..config import Access, RestartMode
 from ..errors import ManifestError
-from ..hooks.engine import HooksConfig, HooksConfigError, load_hooks
 
 __all__ = ["MANIFEST_NAME", "Manifest", "load_manifest"]
 

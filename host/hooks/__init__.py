@@ -3,12 +3,11 @@
 ==============  ==============================================================================
 module          concern
 ==============  ==============================================================================
-``engine``      the adapter that runs in the extension process (stdlib + ``ext_sdk`` only, copied
-                into each hooks extension folder), the format tables, durations with units
 ``importer``    reading Claude Code / Gemini CLI / Codex settings into a hooks extension folder
 ``command``     ``kithost hooks import`` (argparse)
 ==============  ==============================================================================
 
-Nothing is imported here, so ``host.config`` can use the durations of
-``engine`` without loading the rest.
+The adapter that runs in the extension process, the format tables and the durations with units are
+:mod:`ext_sdk.hooks` (standard library + the SDK only: the sandbox lets an extension import the SDK, not the
+host).
 """

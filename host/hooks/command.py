@@ -21,8 +21,9 @@ import re
 import sys
 from pathlib import Path
 
+from ext_sdk.hooks import FORMATS, HooksConfigError
+
 from ..errors import HostError
-from .engine import FORMATS, HooksConfigError
 
 __all__ = ["add_parser", "run"]
 

@@ -4,8 +4,9 @@
 manifest's ``[hooks]`` table, and lists what it could not map;
 :func:`write_extension` writes the folder: ``extension.toml`` (events derived
 from the handlers, ``conversation`` permission, ``[access] processes = true``
-and read access to the scripts the commands name), ``hooks_adapter.py`` and a
-copy of :mod:`host.hooks.engine` as ``kithost_hooks.py``.
+and read access to the scripts the commands name) and ``hooks_adapter.py``, two
+lines that build the extension with :mod:`ext_sdk.hooks` (the adapter ships with
+the SDK, which every extension can import inside its sandbox).
 
 Formats read:
 
@@ -25,23 +26,21 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import engine
-from .engine import FORMATS, format_duration, load_hooks
+from ext_sdk import hooks as engine
+from ext_sdk.hooks import FORMATS, format_duration, load_hooks
 
 __all__ = ["Imported", "detect_format", "read_settings", "render_manifest", "write_extension"]
 
-ENGINE_FILE = "kithost_hooks.py"
 LAUNCHER_FILE = "hooks_adapter.py"
 LAUNCHER = '''"""Runs the [hooks] of this folder's extension.toml with the hook adapter (see docs/hooks.md)."""
 
-from kithost_hooks import build_extension
+from ext_sdk.hooks import build_extension
 
 ext = build_extension(__file__)
 '''
@@ -227,4 +226,3 @@ def write_extension(out: Path, name: str, imported: Imported, read: list[str], s
     out.mkdir(parents=True, exist_ok=True)
     (out / "extension.toml").write_text(manifest, encoding="utf-8")
     (out / LAUNCHER_FILE).write_text(LAUNCHER, encoding="utf-8")
-    shutil.copyfile(engine.__file__, out / ENGINE_FILE)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from host.hooks.engine import run_command
+from ext_sdk.hooks import run_command
 
 ENV = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8"}
 

@@ -15,11 +15,8 @@ from typing import Any
 import pytest
 from conftest import EXTENSIONS
 
-from ext_sdk.testing import FakeHost
-from host.errors import ManifestError
-from host.exthost.manifest import load_manifest
-from host.hooks import engine, importer
-from host.hooks.engine import (
+from ext_sdk import hooks as engine
+from ext_sdk.hooks import (
     FORMATS,
     HookHandler,
     HooksConfigError,
@@ -31,6 +28,10 @@ from host.hooks.engine import (
     hook_input,
     load_hooks,
 )
+from ext_sdk.testing import FakeHost
+from host.errors import ManifestError
+from host.exthost.manifest import load_manifest
+from host.hooks import importer
 
 # ---------------------------------------------------------------------------------------------- durations
 
@@ -260,15 +261,12 @@ def test_adapter_fail_closed_post_tool_hook_withholds_the_output(tmp_path: Path)
 # ---------------------------------------------------------------------------------------------- manifests
 
 
-def test_bundled_hook_extensions_load_and_carry_this_engine() -> None:
-    engine_source = Path(engine.__file__).read_text(encoding="utf-8")
+def test_bundled_hook_extensions_load_and_run_the_sdks_adapter() -> None:
     folders = sorted(p.parent for p in (EXTENSIONS / "hooks").glob("*/extension.toml"))
     assert {f.name for f in folders} >= {"claude_guard", "gemini_guard", "codex_guard"}
     for folder in folders:
         manifest = load_manifest(folder)
         assert manifest.hooks is not None and manifest.access.processes
-        assert (folder / importer.ENGINE_FILE).read_text(encoding="utf-8") == engine_source, \
-            f"{folder}: copy host/hooks/engine.py to {importer.ENGINE_FILE}"
         assert (folder / importer.LAUNCHER_FILE).read_text(encoding="utf-8") == importer.LAUNCHER
 
 
@@ -312,7 +310,8 @@ def test_import_claude_settings_maps_and_says_what_it_could_not(tmp_path: Path) 
     manifest = load_manifest(out)
     assert manifest.name == "my-hooks" and manifest.events == ("tool_call", "tool_result")
     assert manifest.access.processes and [str(p) for p in manifest.access.read] == ["/x"]
-    assert (out / importer.ENGINE_FILE).read_text() == Path(engine.__file__).read_text()
+    assert (out / importer.LAUNCHER_FILE).read_text() == importer.LAUNCHER
+    assert sorted(p.name for p in out.iterdir()) == ["extension.toml", importer.LAUNCHER_FILE]
 
 
 def test_import_gemini_timeouts_are_milliseconds_and_codex_notify_runs_after_a_turn() -> None:

@@ -24,8 +24,8 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO, cast
@@ -43,7 +43,7 @@ from ..session import AgentSession
 from ..sessions_store import history_file
 from .render import render_event_for_humans
 from .run import EXIT_STDOUT_CLOSED
-from .terminal import Output, human_sink, interrupts, print_sink, report_failures
+from .terminal import Output, human_sink, interrupts, log_records_to, print_sink, report_failures
 
 if TYPE_CHECKING:  # prompt_toolkit is imported only when a chat runs on a terminal
     from .tty import TerminalUI
@@ -244,18 +244,8 @@ class _UILogHandler(logging.Handler):
         self.ui.write(f"kithost: {message}\n", "warn")
 
 
-@contextmanager
-def _ui_log_records(ui: TerminalUI) -> Iterator[None]:
-    logger = logging.getLogger("kithost")
-    handler = _UILogHandler(ui)
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+def _ui_log_records(ui: TerminalUI) -> AbstractContextManager[None]:
+    return log_records_to(_UILogHandler(ui))
 
 
 def _ui_sink(ui: TerminalUI) -> EventSink:

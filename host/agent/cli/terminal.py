@@ -39,7 +39,7 @@ from ..turn_result import TurnResult
 from .render import render_event_for_humans
 
 __all__ = ["JSON_PREFIX", "NOTICE_RECORD", "Output", "human_sink", "interrupts", "json_log_records", "json_notice_sink",
-           "json_print_sink", "json_sink", "print_sink", "report_failures"]
+           "json_print_sink", "json_sink", "log_records_to", "print_sink", "report_failures"]
 
 #: Prefix of the ``type`` of ``run --json`` lines that are not kit events.
 JSON_PREFIX: Final = "kithost."
@@ -170,8 +170,14 @@ class _JsonLogHandler(logging.Handler):
 @contextmanager
 def json_log_records(out: Output) -> Iterator[None]:
     """While inside, kithost's log warnings go to ``out`` as JSON lines instead of stderr text."""
+    with log_records_to(_JsonLogHandler(out)):
+        yield
+
+
+@contextmanager
+def log_records_to(handler: logging.Handler) -> Iterator[None]:
+    """While inside, kithost's log records go to ``handler`` only (not to stderr)."""
     logger = logging.getLogger("kithost")
-    handler = _JsonLogHandler(out)
     propagate = logger.propagate
     logger.addHandler(handler)
     logger.propagate = False

@@ -7,17 +7,17 @@ and optionally a JSON decision on stdout. This module runs such hooks
 unchanged inside one long-lived kithost extension process, so they run in the
 extension's sandbox, under kithost's deadlines and failure policies.
 
-It is self-contained on purpose (standard library and ``ext_sdk`` only): the
-sandbox lets an extension read its own folder and the SDK, not the host, so
-``kithost hooks import`` copies this file into the extension folder it writes
-(as ``kithost_hooks.py``) beside a two-line ``hooks_adapter.py``::
+It lives in the SDK on purpose (standard library and ``ext_sdk`` only): the
+sandbox lets an extension read its own folder and the SDK, not the host, so a
+hooks extension's folder holds only its manifest and a two-line
+``hooks_adapter.py`` (written by ``kithost hooks import``)::
 
-    from kithost_hooks import build_extension
+    from ext_sdk.hooks import build_extension
     ext = build_extension(__file__)
 
-The host imports the same file (``host.hooks.engine``) to validate the
-manifest's ``[hooks]`` table (:func:`load_hooks`) and to parse durations
-(:func:`duration_ms`) in the operator config and the manifest: one definition.
+The host imports the same module to validate the manifest's ``[hooks]`` table
+(:func:`load_hooks`) and to parse durations (:func:`duration_ms`) in the
+operator config and the manifest: one definition.
 
 Contract of one event (see ``docs/hooks.md`` for the tables):
 
