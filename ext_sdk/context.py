@@ -114,6 +114,10 @@ class Context:
         """Cancel the running turn (no-op when idle)."""
         self._call("abort", {})
 
+    def reload(self, name: str = "") -> None:
+        """Reload extension ``name`` (default: this one) from its files in the background, with no downtime."""
+        self._call("reload", {"name": name})
+
     def is_idle(self) -> bool:
         """Whether no turn is running."""
         return bool(self._call("is_idle", {}))

@@ -150,6 +150,15 @@ ABORT = HostCall(
     "abort", "Cancel the running turn (agent_end stop reason 'cancelled'); no-op when idle.", "agent",
     Struct(), _NONE,
 )
+RELOAD = HostCall(
+    "reload",
+    "Reload extension name ('' = this one) from its files, with no downtime, in the background (as "
+    "`kithost ext reload`): the old version serves until the new one is ready; the result comes as the host's "
+    "'reload' notice. Returns at once.",
+    "agent",
+    Struct(name=Str),
+    _NONE,
+)
 CANCEL_AND_SEND = HostCall(
     "cancel_and_send",
     "Steer: cancel the running turn and queue text as the next prompt (a turn of its own).",

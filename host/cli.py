@@ -108,8 +108,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("prompt", help="the user prompt")
     chat = sub.add_parser("chat", parents=[common], help="interactive agent session",
                           description="Interactive session: type prompts; /help lists the slash commands "
-                                      "(/model /fork /new /compact /ext /session /exit and extension commands). "
-                                      "Ctrl-C cancels the running turn, not the program; end of input quits.")
+                                      "(/model /fork /new /compact /ext /session /reload /exit and extension "
+                                      "commands). Ctrl-C cancels the running turn, not the program; end of input "
+                                      "quits. Edited extensions are reloaded (--no-watch: not).")
     agent_options(chat)
     chat.add_argument("--no-watch", action="store_true",
                       help="do not reload an extension when a file in its folder changes (on by default)")

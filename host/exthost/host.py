@@ -168,7 +168,8 @@ class ExtensionHost:
         self._pump = NotifyPump(self.extensions)
         self._dispatch = Dispatcher(self.config, self._pump.wake,
                                     on_failure=self._handler_failed if notice is not None else None)
-        self._router = HostCallRouter(self.state, self.services, self._emit_custom, Options(self.config.options))
+        self._router = HostCallRouter(self.state, self.services, self._emit_custom, Options(self.config.options),
+                                      reload=self.reload_later)
         #: The last ``session_start`` payload dispatched (``None`` after a ``session_shutdown``).
         self._session_start: dict[str, Any] | None = None
         self._hooks = Hooks(queued=self._pump.wake, ready_again=self._ready_again,
@@ -477,7 +478,9 @@ class ExtensionHost:
 
     def reload_later(self, name: str) -> threading.Thread:
         """:meth:`reload` on a thread of its own (from a handler's ``ctx`` call, or a UI loop); the result
-        comes as the ``reload`` notice. Returns the started thread."""
+        comes as the ``reload`` notice. Returns the started thread; raises :class:`UnknownExtensionError` for
+        a name that is not loaded."""
+        self.extension(name)
         thread = threading.Thread(target=self.reload, args=(name,), name=f"kithost-reload-{name}", daemon=True)
         thread.start()
         return thread

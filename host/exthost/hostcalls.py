@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from ext_sdk.hostcalls import HOST_CALLS
 from ext_sdk.schema import SchemaError
 
+from ..errors import HostError
 from .services import AGENT_CALLS, HostServices, NotAvailable
 from .state_store import StateStore
 
@@ -111,9 +112,11 @@ class HostCallRouter:
     """Answers host calls for every extension of one host."""
 
     def __init__(self, state: StateStore, services: HostServices, emit_custom: EmitCustom,
-                 options: Options | None = None) -> None:
-        """``options``: the option store (default: empty config, the process environment)."""
+                 options: Options | None = None, reload: Callable[[str], object] | None = None) -> None:
+        """``options``: the option store (default: empty config, the process environment); ``reload(name)``
+        starts a background reload of an extension (``None``: ``ctx.reload`` is not available)."""
         self.state = state
+        self._reload = reload
         self.services = services
         self.options = options or Options()
         self._emit_custom = emit_custom
@@ -206,6 +209,14 @@ class HostCallRouter:
         return self.services.get_entries(ext.name, args["type"])
 
     # ------------------------------------------------------------------ events
+    def _call_reload(self, ext: Caller, args: dict[str, Any]) -> None:
+        if self._reload is None:
+            raise NotAvailable("reload: this host does not reload extensions")
+        try:
+            self._reload(args["name"] or ext.name)  # in the background: a reload waits for this very handler
+        except HostError as exc:
+            raise HostCallRefused(f"reload: {exc}") from None
+
     def _call_emit(self, ext: Caller, args: dict[str, Any]) -> int:
         return self._emit_custom(ext.name, args["name"], args["data"])
 

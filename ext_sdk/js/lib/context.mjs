@@ -115,6 +115,11 @@ export class Context {
     await this.#call("abort", {});
   }
 
+  /** Reload extension `name` (default: this one) from its files in the background, with no downtime. */
+  async reload(name = "") {
+    await this.#call("reload", { name });
+  }
+
   /** Whether no turn is running. */
   async isIdle() {
     return Boolean(await this.#call("is_idle", {}));
