@@ -264,6 +264,7 @@ export const CONTEXT_METHODS = Object.freeze({
   set_model: ["setModel"],
   cancel_and_send: ["cancelAndSend"],
   abort: ["abort"],
+  reload: ["reload"],
   is_idle: ["isIdle"],
   compact: ["compact"],
   new_session: ["newSession"],
