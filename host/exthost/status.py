@@ -68,7 +68,8 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
         "frame_errors": dict(channel.frame_errors) if channel is not None else {},
         "call_errors": channel.call_errors if channel is not None else 0,
         "stats": ext.stats.snapshot(),
-        "manifest": str(ext.manifest.path),
+        "manifest": str(ext.manifest.path) if ext.remote is None else "(on its worker)",
+        "remote": ext.remote.info() if ext.remote is not None else None,
     }
 
 
