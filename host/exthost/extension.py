@@ -305,6 +305,8 @@ class RunningExtension:
         self._restart_thread: threading.Thread | None = None
         self._kill_reason: str | None = None
         self._stopping = False
+        #: A remote extension's restart waits for its worker to answer again (:meth:`_wait_for_worker`).
+        self._waiting_for_worker = False
         #: Events answered when the current process started (did it ever answer one? rule 4 of the restart policy).
         self._answers_at_start = 0
 
@@ -750,6 +752,8 @@ class RunningExtension:
         state = self.state
         if state is ExtState.RESTARTING:
             due = self.next_restart_at is not None and time.monotonic() >= self.next_restart_at
+            if self._waiting_for_worker and self.remote is not None and self.remote.reachable():
+                due = True  # the worker answers again: launch now, not at the end of the backoff
             if due and self._restart_thread is None:
                 self._respawn()
             return
@@ -825,6 +829,7 @@ class RunningExtension:
             if self.remote is not None and not self.remote.reachable():
                 self._wait_for_worker()
                 return
+            self._waiting_for_worker = False
             try:
                 self.spawn()
             except ExtensionStartError as exc:
@@ -858,6 +863,7 @@ class RunningExtension:
         delay = self.remote.retry_delay()
         info = self.remote.info()
         with self._state_lock:
+            self._waiting_for_worker = True
             self.next_restart_at = time.monotonic() + delay
             reason = f"waiting for worker {info.get('worker')} (unreachable)"
             if not self.transitions or self.transitions[-1].reason != reason or self.state is not ExtState.RESTARTING:

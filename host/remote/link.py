@@ -118,10 +118,14 @@ class LinkClient:
             req_id = next(self._ids)
             start = time.monotonic()
             end = start + timeout_s
+            frame = pack({"op": op, "id": req_id, **fields})
             try:
-                self._sock.send(pack({"op": op, "id": req_id, **fields}), zmq.NOBLOCK)
-            except zmq.Again:
-                raise LinkDown(f"worker {self.address} is not connected") from None
+                self._sock.send(frame, zmq.NOBLOCK)
+            except zmq.Again:  # no finished handshake (yet): wait for one, bounded
+                if not self._sock.poll(max(1, int(timeout_s * 1000)), zmq.POLLOUT):
+                    raise LinkDown(f"worker {self.address} is not connected (unreachable, down, or it refuses "
+                                   "this host's key)") from None
+                self._sock.send(frame, zmq.NOBLOCK)
             while (left := end - time.monotonic()) > 0:
                 if not self._sock.poll(max(1, int(left * 1000))):
                     break

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import zmq
 
+from ext_sdk.sandbox.plan import PlanError
 from ext_sdk.wire import MAC_SIZE
 
 from ..config import Access, HostConfig
@@ -117,6 +118,7 @@ class Worker:
         self._stop = threading.Event()
         self._closed = False
         self._reported = 0
+        self._closing: list[threading.Thread] = []
         link = self._link = self._zctx.socket(zmq.ROUTER)
         link.linger = 0
         link.maxmsgsize = LINK_MAX
@@ -184,7 +186,7 @@ class Worker:
                 reply = self._status()
             else:
                 raise WorkerError(f"unknown link request {op!r}")
-        except (HostError, OSError, zmq.ZMQError, SandboxRefused) as exc:
+        except (HostError, OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
             return {"id": req_id, "ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
         return {"id": req_id, "ok": True, **reply}
 
@@ -255,6 +257,7 @@ class Worker:
 
     def _reap(self) -> None:
         """Release every launch whose process exited; forget the oldest exited ones."""
+        self._closing = [t for t in self._closing if t.is_alive()]
         for entry in list(self._launches.values()):
             if not entry.released and entry.process is not None and not entry.process.alive():
                 self._finish(entry, "")
@@ -274,7 +277,11 @@ class Worker:
     def _release(self, entry: _Launched) -> None:
         entry.released = True
         if entry.relay is not None:
-            entry.relay.close()
+            # off this thread: a proxy blocked in a send ends only at its send timeout, and the link must keep
+            # answering meanwhile (a host counts a silent worker as lost)
+            closing = threading.Thread(target=entry.relay.close, name=f"kithost-relay-close-{entry.name}")
+            closing.start()
+            self._closing.append(closing)
         if entry.confined is not None:
             entry.confined.release()
         self._gate.forget(entry.launch.domain)
@@ -294,6 +301,8 @@ class Worker:
         self._closed = True
         self._stop.set()
         self._shutdown_all()
+        for closing in self._closing:
+            closing.join()  # bounded: a relay's close waits at most its send timeout + 2 s
         try:
             self._link.disable_monitor()
         except zmq.ZMQError:
