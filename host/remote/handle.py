@@ -245,7 +245,7 @@ class RemoteSource:
         last_answer = time.monotonic()
         while not self._closing.wait(period):
             try:
-                reply = self.link.request("status", min(period, hang))
+                reply = self.link.request("status", min(period, hang), mine=self._live_ids())
             except HostError:
                 if self._reachable and time.monotonic() - last_answer > hang:
                     self.lost(f"worker {self.address} lost: no answer for {time.monotonic() - last_answer:.1f} s")
@@ -260,11 +260,15 @@ class RemoteSource:
     def poll_now(self, proc: RemoteProcess) -> bool:
         """Ask the worker now whether ``proc`` ended (the shutdown ladder); whether it did."""
         try:
-            reply = self.link.request("status", self.request_timeout_s)
+            reply = self.link.request("status", self.request_timeout_s, mine=self._live_ids())
         except HostError:
             return False
         self._apply_status(reply.get("launches") or {})
         return proc.exited
+
+    def _live_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._launches)
 
     def _apply_status(self, launches: dict[str, Any]) -> None:
         ended = False

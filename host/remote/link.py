@@ -15,7 +15,7 @@ Messages are msgpack maps, unpacked with size and depth limits (:func:`unpack`).
 ``launch``    ``name``                         ``launch`` id, ``pid``, ``secret`` (bytes),
                                                ``endpoints`` {events, calls, control} (``tcp://``)
 ``stop``      ``launch``, ``kill`` (bool)      ``exit`` (status or ``None``)
-``status``    —                                ``launches`` {id: {alive, exit, reason}}
+``status``    ``mine`` (launch ids still used)  ``launches`` {id: {alive, exit, reason}}
 ============  ===============================  ===================================================
 
 :class:`LinkClient` is the host's end: thread-safe (one request at a time), every wait bounded, a stale reply

@@ -12,9 +12,13 @@ extension end to end; the worker never opens a frame.
 
 The worker keeps no extension state and makes no restart decision: a launch that exits is reaped (its relay,
 confinement and files released at once) and reported by ``status``; the host's restart policy asks for a
-new launch. Every wait is bounded; :meth:`Worker.close` stops every extension (shutdown ladder) and closes
-every socket. Extensions die with the worker (the sandbox's parent-death signal), so a worker killed with
-``SIGKILL`` leaves nothing running.
+new launch. Each host names its live launches in every ``status`` heartbeat (``mine``); a launch not named for
+twice the worker's ``[supervision] hang`` belongs to a host that died or lost the worker, and is killed (a
+host that restarts launches again; nothing is left running for nobody).
+
+Every wait is bounded; :meth:`Worker.close` stops every extension (shutdown ladder) and closes every socket.
+Extensions die with the worker (the sandbox's parent-death signal), so a worker killed with ``SIGKILL``
+leaves nothing running.
 
 Nothing listens on a non-loopback address unless ``--listen`` names one.
 """
@@ -25,6 +29,7 @@ import itertools
 import logging
 import shutil
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +86,8 @@ class _Launched:
     exit: int | None = None
     reason: str = ""
     released: bool = False
+    #: ``time.monotonic()`` when its host last named it in a ``status`` request (or when it was launched).
+    last_seen: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -183,7 +190,8 @@ class Worker:
             elif op == "stop":
                 reply = self._stop_launch(str(msg.get("launch")), bool(msg.get("kill")))
             elif op == "status":
-                reply = self._status()
+                mine = msg.get("mine")
+                reply = self._status(mine if isinstance(mine, list) else [])
             else:
                 raise WorkerError(f"unknown link request {op!r}")
         except (HostError, OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
@@ -248,7 +256,12 @@ class Worker:
         self._finish(entry, "stopped by the host")
         return {"exit": entry.exit}
 
-    def _status(self) -> dict[str, Any]:
+    def _status(self, mine: list[Any]) -> dict[str, Any]:
+        now = time.monotonic()
+        for launch_id in mine:
+            entry = self._launches.get(str(launch_id))
+            if entry is not None:
+                entry.last_seen = now
         self._reap()
         return {"launches": {lid: {"alive": e.process is not None and e.process.alive(), "exit": e.exit,
                                    "reason": e.reason} for lid, e in self._launches.items()}}
@@ -258,9 +271,16 @@ class Worker:
     def _reap(self) -> None:
         """Release every launch whose process exited; forget the oldest exited ones."""
         self._closing = [t for t in self._closing if t.is_alive()]
+        orphan_s = 2 * self.config.supervision.hang_ms / 1000
+        now = time.monotonic()
         for entry in list(self._launches.values()):
-            if not entry.released and entry.process is not None and not entry.process.alive():
+            if entry.released or entry.process is None:
+                continue
+            if not entry.process.alive():
                 self._finish(entry, "")
+            elif now - entry.last_seen > orphan_s:  # its host died or lost us: nobody will ever stop it
+                entry.process.kill()
+                self._finish(entry, f"its host went away (not named in a heartbeat for {orphan_s:.0f} s)")
         exited = [lid for lid, e in self._launches.items() if e.released]
         for lid in exited[:-_KEEP_EXITED]:
             del self._launches[lid]
