@@ -570,6 +570,9 @@ class ExtensionHost:
             return ReloadResult(ext.name, False, reason, ext.declared.version, pid, (), tail,
                                 (time.monotonic() - start) * 1000)
 
+        if ext.remote is not None:
+            return failed(f"it runs on a remote worker ({ext.remote.info().get('worker')}): update it there, then "
+                          f"`kithost ext restart {ext.name}`")
         try:
             manifest = load_manifest(ext.manifest.path)
         except ManifestError as exc:
@@ -603,7 +606,8 @@ class ExtensionHost:
         """
         if self._watcher is not None or self._closed:
             return
-        self._watcher = ExtensionWatcher(lambda: {e.name: e.manifest.directory for e in self.extensions()},
+        self._watcher = ExtensionWatcher(lambda: {e.name: e.manifest.directory for e in self.extensions()
+                                                  if e.remote is None},  # a remote one's files are on its worker
                                          self.reload, debounce_s, poll_s)
         self._watcher.start()
 
