@@ -223,25 +223,26 @@ class Worker:
         self._launches[launch_id] = entry
         try:
             local = Endpoints(launch.endpoints.events, launch.endpoints.calls, launch.endpoints.control)
-            entry.relay = Relay(self._zctx, local, self._interface, self.keys, remote_domain=LINK_DOMAIN,
-                                max_frame=self.config.limits.max_frame + MAC_SIZE, local_domain=launch.domain)
+            relay = entry.relay = Relay(self._zctx, local, self._interface, self.keys, remote_domain=LINK_DOMAIN,
+                                        max_frame=self.config.limits.max_frame + MAC_SIZE,
+                                        local_domain=launch.domain)
             supervision = self.config.supervision_for(name)
             confined = entry.confined = self._confiner.confine(launch, manifest, access, slot,
                                                                supervision)
             self._gate.admit(launch.domain, name, entry.refusals)
             buffer = LogBuffer(self.config.limits.log_lines, self.config.limits.log_line_bytes)
             buffer.listener = lambda stream, line: log.info("[%s] %s", name, line)
-            entry.process = ExtensionProcess(confined.spec, buffer)
-            self._gate.started(launch.domain, entry.process.pid)
+            process = entry.process = ExtensionProcess(confined.spec, buffer)
+            self._gate.started(launch.domain, process.pid)
         except BaseException:
             if entry.process is not None:
                 entry.process.kill()
             self._release(entry)
             del self._launches[launch_id]
             raise
-        remote = entry.relay.remote
-        log.info("launched %s (launch %s, pid %d)", name, launch_id, entry.process.pid)
-        return {"launch": launch_id, "pid": entry.process.pid, "secret": launch.secret,
+        remote = relay.remote
+        log.info("launched %s (launch %s, pid %d)", name, launch_id, process.pid)
+        return {"launch": launch_id, "pid": process.pid, "secret": launch.secret,
                 "endpoints": {"events": remote.events, "calls": remote.calls, "control": remote.control}}
 
     def _stop_launch(self, launch_id: str, kill: bool) -> dict[str, Any]:
