@@ -28,6 +28,7 @@ from conftest import tool_call
 from remote_rig import EXTENSIONS, Keys, WorkerNet, WorkerProcess, make_keys, remote_config, wait_for, worker_net
 
 from host import ExtensionHost, HostConfig
+from host.config import Deadlines
 from host.exthost.supervisor import ExtState
 
 GATE = "permission-gate"
@@ -90,7 +91,7 @@ def test_an_agent_turn_is_gated_by_the_extension_on_the_worker(tmp_path: Path, w
         info = _gate(rig.session.host).info()
         assert info["state"] == "ready" and info["remote"]["worker"] == worker.address
         assert info["remote"]["reachable"] and info["remote"]["link_rtt_ms"] is not None
-        assert info["stats"]["handled"] >= 2 and info["frame_errors"] == {}
+        assert info["stats"]["handled"] >= 1 and info["frame_errors"] == {}
         assert psutil.Process(worker.proc.pid if worker.proc else 0).children(recursive=True)  # it runs there
     finally:
         rig.session.close()
@@ -133,9 +134,9 @@ def test_a_killed_worker_is_detected_and_its_return_restores_service(new_host: C
 
 def test_a_host_with_an_unknown_key_is_refused_and_counted(new_host: Callable[..., ExtensionHost],
                                                            worker: WorkerProcess) -> None:
-    host = new_host(remote_config(HostConfig(), worker, host_key="stranger"))
+    host = new_host(remote_config(HostConfig(deadlines=Deadlines(start_ms=2000)), worker, host_key="stranger"))
     report = host.load_remotes()
     assert [name for name, _ in report.failed] == [GATE]
-    assert "did not answer" in str(report.failed[0][1])
+    assert "refuses this host's key" in str(report.failed[0][1])
     wait_for(lambda: any("refused" in line for line in worker.lines), 10, "the worker's refusal count")
     assert not psutil.Process(worker.proc.pid if worker.proc else 0).children()  # nothing was launched

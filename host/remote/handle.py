@@ -40,7 +40,7 @@ from ..config import Remote, Supervision
 from ..errors import HostError
 from ..exthost.channel import Channel, RemoteEndpoints
 from ..exthost.launch import Endpoints, Launch, LaunchSpec
-from ..exthost.process import ShutdownRung
+from ..exthost.process import ShutdownRung, describe_exit
 from .keys import KeyPair, load_keypair, load_public, parse_public
 from .link import LinkClient, LinkDown, curve_client
 
@@ -102,6 +102,8 @@ class RemoteProcess:
 
     def kill(self) -> None:
         """Ask the worker to SIGKILL it (bounded); it counts as gone afterwards in any case."""
+        if not self.alive():
+            return
         self._end_by(kill=True, timeout_s=self._source.request_timeout_s)
 
     def stop(self, polite: Callable[[float], object], grace_s: float) -> ShutdownRung:
@@ -279,7 +281,10 @@ class RemoteSource:
                     proc.ended(None, f"worker {self.address} no longer knows this launch (was it restarted?)")
                 elif not state.get("alive"):
                     code = state.get("exit")
-                    proc.ended(code if isinstance(code, int) else None, None)
+                    code = code if isinstance(code, int) else None
+                    reason = state.get("reason")  # the worker's cgroup verdict (memory, pids), if that ended it
+                    cause = reason if isinstance(reason, str) and reason and reason != describe_exit(code) else None
+                    proc.ended(code, cause)
                 else:
                     continue
                 del self._launches[launch_id]
