@@ -6,10 +6,13 @@ Every problem is a :class:`~host.errors.HostError` (one line, exit status 1), pr
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -71,6 +74,7 @@ def _worker(args: argparse.Namespace) -> int:
     from ..errors import HostError
     from ..exthost.discovery import discover
     from ..exthost.host import private_runtime_dir, runtime_base
+    from ..exthost.orphans import sweep_orphans
     from .keys import allow_list, load_keypair
     from .worker import Worker
 
@@ -81,7 +85,12 @@ def _worker(args: argparse.Namespace) -> int:
     if found.problems:
         raise HostError("; ".join(message for _, message in found.problems))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="kithost worker: %(message)s")
-    runtime = private_runtime_dir(config.runtime_dir or runtime_base())
+    base = config.runtime_dir or runtime_base()
+    sweep_orphans(base)  # what a worker or host killed with SIGKILL left behind
+    runtime = private_runtime_dir(base)
+    # marks the directory as a live kithost process's: another host's sweep leaves it (and its extensions) alone
+    (runtime / "host.json").write_text(json.dumps({"pid": os.getpid(), "started": time.time(), "cwd": os.getcwd(),
+                                                   "worker": True}))
     worker = Worker(config, keys, allowed, args.listen, list(found.manifests), runtime)
 
     def stop(signum: int, frame: FrameType | None) -> None:
