@@ -99,7 +99,7 @@ def _worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"kithost worker: listening on {worker.address} (public key {keys.public.decode()}); offering "
-          f"{', '.join(sorted(worker.manifests))}", flush=True)
+          f"{', '.join(sorted(worker.manifests))}; sandbox {worker.level}", flush=True)
     try:
         worker.serve()
     finally:

@@ -119,6 +119,8 @@ class Worker:
         self.refusals: Counter[str] = Counter()
         self._gate.admit_keys(LINK_DOMAIN, "worker link", allowed, self.refusals)
         self._confiner = Confiner(config)
+        #: The isolation this machine gives (probed once, before the first host asks).
+        self.level = str(self._confiner.probe.level)
         self._trust = TrustStore(config.sandbox.trust_file or default_trust_file())
         self._slots = itertools.count()
         self._launches: dict[str, _Launched] = {}
@@ -199,7 +201,7 @@ class Worker:
         return {"id": req_id, "ok": True, **reply}
 
     def _describe(self) -> dict[str, Any]:
-        return {"sandbox": str(self._confiner.probe.level),
+        return {"sandbox": self.level,
                 "extensions": {m.name: {"version": m.version, "description": m.description, "events": list(m.events),
                                         "permissions": list(m.permissions), "restart": str(m.restart)}
                                for m in self.manifests.values()}}
