@@ -192,7 +192,7 @@ class RemoteSource:
     def retry_delay(self) -> float:
         """Seconds until the next launch attempt while the worker is unreachable (grows each call)."""
         cfg = self._supervision
-        delay = min(cfg.backoff_initial_ms * (2 ** min(self._retries, 30)), cfg.backoff_max_ms) / 1000
+        delay: float = min(cfg.backoff_initial_ms * 2 ** min(self._retries, 30), cfg.backoff_max_ms) / 1000
         self._retries += 1
         return delay
 

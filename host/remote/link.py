@@ -59,7 +59,7 @@ def unpack(frame: bytes) -> dict[str, Any]:
     if len(frame) > LINK_MAX:
         raise ValueError(f"link message of {len(frame)} bytes is over the {LINK_MAX}-byte limit")
     try:
-        value = msgpack.unpackb(frame, raw=False, max_buffer_size=LINK_MAX, max_array_len=10_000,
+        value = msgpack.unpackb(frame, raw=False, max_array_len=10_000,
                                 max_map_len=10_000, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise ValueError(f"not a msgpack link message ({exc})") from None

@@ -143,7 +143,8 @@ class Worker:
             self.close()
             raise WorkerError(f"cannot listen on {listen}: {exc}") from None
         #: The link's bound endpoint (the port filled in).
-        self.address: str = link.last_endpoint.decode()
+        endpoint = link.getsockopt(zmq.LAST_ENDPOINT)
+        self.address: str = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
 
     # ------------------------------------------------------------------ serving
 
