@@ -95,7 +95,9 @@ class WorkerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         config = tmp / "worker.toml"
-        config.write_text(f'[sandbox]\nallow_weak = true\ntrust_file = "{tmp / "worker-trust.json"}"\n')
+        # hang 1 s: a launch its host no longer names in a heartbeat is killed after 2 s (host heartbeat: 0.2 s)
+        config.write_text(f'[sandbox]\nallow_weak = true\ntrust_file = "{tmp / "worker-trust.json"}"\n'
+                          '[supervision]\nhang = "1s"\n')
         self.config = config
 
     @property

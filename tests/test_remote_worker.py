@@ -10,6 +10,8 @@ host would; the host reaches it over TCP + CURVE through the worker's relay:
   restart policy launches it again;
 * a worker killed with ``SIGKILL`` is detected within the hang limit, the fail-closed gate blocks meanwhile,
   and a worker started again on the same address restores service (the host reconnects with backoff);
+* a host that goes away without stopping its extension (its link falls silent) leaves nothing running: the
+  worker kills the launch nobody names any more, and a new host finds the worker and is served;
 * a host whose key is not on the worker's allow-list gets nothing and the worker counts the refusal.
 """
 
@@ -140,3 +142,18 @@ def test_a_host_with_an_unknown_key_is_refused_and_counted(new_host: Callable[..
     assert "refuses this host's key" in str(report.failed[0][1])
     wait_for(lambda: any("refused" in line for line in worker.lines), 10, "the worker's refusal count")
     assert not psutil.Process(worker.proc.pid if worker.proc else 0).children()  # nothing was launched
+
+
+def test_a_vanished_host_leaves_nothing_running_and_a_new_host_is_served(new_host: Callable[..., ExtensionHost],
+                                                                         worker: WorkerProcess) -> None:
+    first = new_host(remote_config(HostConfig(), worker))
+    assert not first.load_remotes().failed
+    ext = _gate(first)
+    pid = ext.process.pid
+    ext.remote.close()  # the link falls silent, as when the host is killed: no heartbeat names the launch
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 6,
+             "the worker killing the launch of a host that went away")
+    wait_for(lambda: any("its host went away" in line for line in worker.lines), 5, "the worker saying why")
+    second = new_host(remote_config(HostConfig(), worker))  # a restarted host finds its worker from its config
+    assert not second.load_remotes().failed
+    assert second.emit("tool_call", tool_call("rm -rf /")).stopped
