@@ -4,6 +4,7 @@ Where the worker runs: in a network namespace of its own when this machine allow
 with a veth pair on a private /30, both ends owned by the test and removed afterwards), otherwise on
 loopback in the test's namespace; :attr:`WorkerNet.kind` says which, and the tests print it. Either way
 no traffic leaves this machine: the only addresses used are loopback and the test's own veth pair.
+``KITHOST_TEST_NETNS=0`` forces loopback (to test that path as root).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class WorkerNet:
 
 def worker_net(tag: str) -> WorkerNet:
     """A network namespace joined to this one by a veth pair, or loopback when that cannot be made."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
+    if os.geteuid() != 0 or shutil.which("ip") is None or os.environ.get("KITHOST_TEST_NETNS") == "0":
         return WorkerNet("loopback", "127.0.0.1")
     ns = f"kh{os.getpid() % 100000}{tag}"
     here, there = f"kh{os.getpid() % 100000}{tag}h", f"kh{os.getpid() % 100000}{tag}w"
