@@ -31,7 +31,9 @@ from remote_rig import EXTENSIONS, Keys, WorkerNet, WorkerProcess, make_keys, re
 
 from host import ExtensionHost, HostConfig
 from host.config import Deadlines
+from host.exthost.host import runtime_base
 from host.exthost.supervisor import ExtState
+from host.status_view import show_status
 
 GATE = "permission-gate"
 
@@ -99,8 +101,8 @@ def test_an_agent_turn_is_gated_by_the_extension_on_the_worker(tmp_path: Path, w
         rig.session.close()
 
 
-def test_a_killed_remote_extension_is_restarted(new_host: Callable[..., ExtensionHost],
-                                                worker: WorkerProcess) -> None:
+def test_a_killed_remote_extension_is_restarted(new_host: Callable[..., ExtensionHost], worker: WorkerProcess,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     host = new_host(remote_config(HostConfig(), worker))
     report = host.load_remotes()
     assert not report.failed, report.failed
@@ -112,6 +114,10 @@ def test_a_killed_remote_extension_is_restarted(new_host: Callable[..., Extensio
     assert ext.process.pid != first and "SIGKILL" in ext.last_exit
     assert host.emit("tool_call", tool_call("rm -rf /")).stopped
     assert not host.emit("tool_call", tool_call("ls")).stopped
+    capsys.readouterr()
+    assert show_status(GATE, False, base=runtime_base(), pid=os.getpid()) == 0  # `kithost ext status`
+    table = capsys.readouterr().out
+    assert f"on {worker.address}, link rtt" in table and "ready" in table
 
 
 def test_a_killed_worker_is_detected_and_its_return_restores_service(new_host: Callable[..., ExtensionHost],
