@@ -18,6 +18,7 @@ from .config import HostConfig, default_config_path, load_config
 from .errors import HostError
 from .forensics.commands import add_ext_parsers, add_record_option, add_replay_parser
 from .hooks import command as hooks_command
+from .remote import commands as remote_commands
 
 __all__ = ["main"]
 
@@ -56,6 +57,9 @@ examples:
   kithost ext status                     extensions of running hosts: state, pid, restarts, latency
   kithost ext logs permission-gate -f    follow an extension's stderr
   kithost schema --write docs/protocol.schema.json
+  kithost keys new box2 && kithost worker --listen tcp://10.0.0.5:7600 --key box2.key_secret \
+      --allow agent.key -e extensions/permission_gate
+                                         run an extension on another machine (docs/remote.md)
 """
 
 
@@ -255,6 +259,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     add_replay_parser(sub, common)
     hooks_command.add_parser(sub, common)
+    remote_commands.add_parsers(sub, common)
     return parser
 
 

@@ -67,6 +67,12 @@ mirrors these records::
     read = ["~/notes"]
     network = ["api.example.com:443"]
 
+    [remote."gate-on-box2"]             # an extension run by `kithost worker` elsewhere (docs/remote.md)
+    worker = "tcp://10.0.0.5:7600"
+    key = "~/.config/kithost/keys/box2.key"
+    host_key = "~/.config/kithost/keys/agent.key_secret"
+    extension = "permission-gate"
+
     [sandbox]
     allow_weak = false                  # start extensions even when only weak isolation is possible
     disable = []                        # layers to force off: bwrap, landlock, seccomp, cgroup, uid
@@ -104,6 +110,7 @@ __all__ = [
     "ExtensionLimits",
     "HostConfig",
     "Limits",
+    "Remote",
     "RestartMode",
     "Sandbox",
     "SandboxLayer",
@@ -175,6 +182,16 @@ _LimitSeconds = Annotated[float, Field(ge=0)]
 _Permission = Annotated[str, AfterValidator(_known_permission)]
 _UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
 _NetworkTarget = Annotated[str, AfterValidator(_network_target)]
+
+
+def _tcp_endpoint(address: str) -> str:
+    host, sep, port = address.removeprefix("tcp://").rpartition(":")
+    if not address.startswith("tcp://") or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"worker address {address!r} must be tcp://HOST:PORT, e.g. tcp://10.0.0.5:7600")
+    return address
+
+
+_TcpEndpoint = Annotated[str, AfterValidator(_tcp_endpoint)]
 
 #: Field metadata: set by the program (CLI, session, embedding code), not in the config file.
 PROGRAM_ONLY: Final[Mapping[str, bool]] = {"in_file": False}
@@ -326,6 +343,21 @@ class Sandbox:
     max_file_mb: _Limit = 1_024
 
 
+@dataclass(frozen=True, slots=True, config=_RECORD)
+class Remote:
+    """One extension run by a remote worker (``[remote."NAME"]``; see ``docs/remote.md``). The host connects
+    to the worker; nothing listens on the host for it."""
+
+    #: The worker's link address, ``tcp://HOST:PORT`` (what its ``kithost worker --listen`` says).
+    worker: _TcpEndpoint
+    #: The worker's public key: its ``.key`` file (from ``kithost keys new``) or the key's 40 Z85 characters.
+    key: str
+    #: This host's secret key file (``NAME.key_secret``); its public key must be on the worker's ``--allow`` list.
+    host_key: _UserPath
+    #: The extension's name on the worker (default: this table's name, which is its name on this host).
+    extension: str | None = None
+
+
 def default_search_dirs() -> tuple[Path, ...]:
     """``$XDG_CONFIG_HOME/kithost/extensions`` (default ``~/.config/...``), then ``./.kithost/extensions``."""
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
@@ -371,6 +403,8 @@ class HostConfig:
     sandbox: Sandbox = field(default_factory=Sandbox)
     #: Extension search directories, in load order (``-e`` paths come after these).
     search_dirs: tuple[_UserPath, ...] = field(default_factory=default_search_dirs)
+    #: Extensions run by remote workers, by their name on this host (loaded after the local ones).
+    remote: dict[str, Remote] = field(default_factory=dict)
     #: Extensions not to load, by name, even when found or named with ``-e`` (the CLI's ``--disable`` adds to it).
     disabled: tuple[str, ...] = ()
     #: Per extension: must the agent refuse to start without it when it fails to load? Unset: required when

@@ -143,6 +143,12 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
                                                              if busy else "")
             state_style = {ExtState.READY: "green", ExtState.DEGRADED: "yellow", ExtState.RESTARTING: "yellow",
                            ExtState.DEAD: "red"}
+            remote = e.get("remote")
+            if remote:  # where it runs and the link's last round trip (its p50/p99 above include the network)
+                rtt = remote.get("link_rtt_ms")
+                where = "" if remote.get("reachable") else " [red]unreachable[/]"
+                reason = (f"on {remote['worker']}{where}, link rtt {rtt if rtt is not None else '-'} ms; "
+                          f"{reason}")
             table.add_row(
                 e["name"], f"[{state_style.get(e['state'], 'white')}]{e['state']}[/]", str(e["pid"] or "-"),
                 _uptime(e["uptime_s"]), str(e["restarts"]),

@@ -35,6 +35,12 @@ request was in flight — the extension exited, closed its socket, or sent a
 frame over ``max_frame``, which libzmq refuses by disconnecting). Nothing else
 escapes: a misbehaving extension can make its own events fail, never the host.
 
+Remote extensions (:mod:`host.remote`): given :class:`RemoteEndpoints`, the
+same three sockets *connect* over TCP as CURVE clients to the worker's relay
+instead of binding ``ipc://`` (the worker's relay admits only allowed host
+keys; frames, HMAC and sequence numbers are unchanged end to end). A TCP
+connection that breaks counts like the extension's ipc connection going away.
+
 Thread-safety: ``events``/``calls`` are used only by the holder of the owning
 extension's lock; ``control`` only under ``control_lock``.
 """
@@ -47,6 +53,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
@@ -60,7 +67,7 @@ from .launch import Launch
 from .peers import UNAUTHENTICATED, secure_server_socket
 
 __all__ = ["CALL_KINDS", "CONTROL_FRAME", "CONTROL_KINDS", "EVENT_KINDS", "CallHandler", "Channel", "ChannelFailure",
-           "bind_host_socket"]
+           "RemoteEndpoints", "bind_host_socket", "connect_remote_socket"]
 
 #: ``handler(method, args, event_id) -> value``; raises ``HostCallRefused`` (see hostcalls).
 CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
@@ -70,7 +77,9 @@ EVENT_KINDS = frozenset({"reply"})
 CONTROL_FRAME = 64 * 1024
 #: Monitor events of a connection that broke the ZMTP handshake (a ZAP refusal is counted by :mod:`.peers`).
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-_EVENTS_MONITOR = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | _REFUSED
+_EVENTS_MONITOR = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | _REFUSED
+#: A connection opened: by the extension (ipc, accepted) or to the worker's relay (tcp, connected).
+_OPENED = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED
 CALL_KINDS = frozenset({"hello", "call"})
 CONTROL_KINDS = frozenset({"pong", "bye"})
 
@@ -91,6 +100,32 @@ def bind_host_socket(zctx: zmq.Context[zmq.Socket[bytes]], domain: str, kind: in
     return sock
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteEndpoints:
+    """Where a remote extension's relay listens (``tcp://``) and how to secure a socket connecting there."""
+
+    events: str
+    calls: str
+    control: str
+    #: Makes a socket a CURVE client of the worker (sets its keys); see :func:`host.remote.link.curve_client`.
+    secure: Callable[[zmq.Socket[bytes]], None]
+
+
+def connect_remote_socket(zctx: zmq.Context[zmq.Socket[bytes]], remote: RemoteEndpoints, kind: int, endpoint: str,
+                          limit: int, relaxed: bool = False) -> zmq.Socket[bytes]:
+    """One host socket of a remote launch: CURVE client (``remote.secure``), frame limit ``limit``,
+    ``REQ_RELAXED`` + ``REQ_CORRELATE`` when ``relaxed``, connected to ``endpoint``."""
+    sock = zctx.socket(kind)
+    sock.linger = 0
+    remote.secure(sock)
+    sock.setsockopt(zmq.MAXMSGSIZE, limit)
+    if relaxed:
+        sock.setsockopt(zmq.REQ_RELAXED, 1)
+        sock.setsockopt(zmq.REQ_CORRELATE, 1)
+    sock.connect(endpoint)
+    return sock
+
+
 class ChannelFailure(Exception):
     """A request got no valid reply. ``kind`` says why."""
 
@@ -102,12 +137,15 @@ class ChannelFailure(Exception):
 
 
 class Channel:
-    """Sockets, codecs and counters for one extension launch."""
+    """Sockets, codecs and counters for one extension launch (``remote``: connect to a worker's relay)."""
 
-    def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], launch: Launch, max_frame: int) -> None:
+    def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], launch: Launch, max_frame: int,
+                 remote: RemoteEndpoints | None = None) -> None:
         endpoints = launch.endpoints
         secret = launch.secret
         self.endpoints = endpoints
+        #: The worker's relay endpoints of a remote launch (``None``: a local one).
+        self.remote = remote
         self.max_frame = max_frame
         #: Rejected inbound frames by reason (see ``ext_sdk.wire.FRAME_ERRORS``).
         self.frame_errors: Counter[str] = Counter()
@@ -116,10 +154,15 @@ class Channel:
         #: Host calls answered successfully.
         self.calls_answered = 0
         limit = max_frame + MAC_SIZE
-        self.events = bind_host_socket(zctx, launch.domain, zmq.REQ, endpoints.events, limit, relaxed=True)
-        self.calls = bind_host_socket(zctx, launch.domain, zmq.REP, endpoints.calls, limit)
-        self.control = bind_host_socket(zctx, launch.domain, zmq.REQ, endpoints.control, CONTROL_FRAME + MAC_SIZE,
-                                    relaxed=True)
+
+        def open_socket(kind: int, name: str, size: int, relaxed: bool = False) -> zmq.Socket[bytes]:
+            if remote is None:
+                return bind_host_socket(zctx, launch.domain, kind, getattr(endpoints, name), size, relaxed)
+            return connect_remote_socket(zctx, remote, kind, getattr(remote, name), size, relaxed)
+
+        self.events = open_socket(zmq.REQ, "events", limit, relaxed=True)
+        self.calls = open_socket(zmq.REP, "calls", limit)
+        self.control = open_socket(zmq.REQ, "control", CONTROL_FRAME + MAC_SIZE, relaxed=True)
         self.monitor = self.events.get_monitor_socket(_EVENTS_MONITOR)
         self._side_monitors = [self.calls.get_monitor_socket(_REFUSED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED),
                                self.control.get_monitor_socket(_REFUSED)]
@@ -246,7 +289,7 @@ class Channel:
         if sock is self.monitor:
             event = parse_monitor_message(self.monitor.recv_multipart())
             kind, fd = event["event"], event["value"]
-            if kind == zmq.EVENT_ACCEPTED:
+            if kind & _OPENED:
                 self._open_fds.add(fd)
                 return None
             if kind & _REFUSED:

@@ -43,14 +43,13 @@ from __future__ import annotations
 import logging
 import queue
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
 import zmq
 
@@ -59,14 +58,14 @@ from ext_sdk.events import Policy
 from ext_sdk.sandbox.plan import PlanError
 
 from ..config import HostConfig
-from ..errors import ExtensionStartError
+from ..errors import ExtensionStartError, HostError
 from .channel import CallHandler, Channel, ChannelFailure
 from .exchange import Exchange
 from .handshake import NOTHING_DECLARED, Granted, Refused, check_hello, welcome_fields
 from .launch import Launch, prepare_launch
 from .manifest import Manifest
 from .peers import PeerGate
-from .process import ExtensionProcess, LogBuffer, ShutdownRung, describe_exit
+from .process import ExtensionProcess, LogBuffer, ProcessHandle, ShutdownRung, describe_exit
 from .reload import ReloadFailed, SwitchGate
 from .sandbox.confine import Confined, Confiner, SandboxRefused
 from .stats import ExtensionStats
@@ -77,7 +76,8 @@ from .trust import Grant
 if TYPE_CHECKING:
     from .hostcalls import HostCallRouter
 
-__all__ = ["NOTICE_RECORD", "ExtState", "Hooks", "Replacement", "Retired", "RunningExtension", "Transition"]
+__all__ = ["NOTICE_RECORD", "ExtState", "Hooks", "RemoteLauncher", "Replacement", "Retired", "RunningExtension",
+           "Transition"]
 
 log = logging.getLogger("kithost.ext")
 
@@ -129,6 +129,31 @@ class _Spawner:
 _SPAWNER = _Spawner()
 
 
+class RemoteLauncher(Protocol):
+    """Starts an extension's processes on a remote worker instead of here (:class:`host.remote.handle.RemoteSource`).
+
+    The handle, its records, events, deadlines, policies and restart decisions stay the same; only the
+    launch differs: no local confinement or process (the worker confines it with the same code), a channel
+    that connects to the worker's relay, and a :class:`.process.ProcessHandle` whose exit the worker reports.
+    """
+
+    def start(self, slot_dir: Path, max_frame: int, timeout_s: float) -> tuple[Launch, Channel, ProcessHandle]:
+        """Launch on the worker and connect a channel; raises :class:`HostError` or ``zmq.ZMQError``."""
+        ...
+
+    def reachable(self) -> bool:
+        """Whether the worker answers (a restart waits for it instead of counting a crash)."""
+        ...
+
+    def retry_delay(self) -> float:
+        """Seconds to wait before trying again while it does not (grows with each call)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Plain data for ``ext status`` (worker address, reachability, link latency)."""
+        ...
+
+
 @dataclass
 class Transition:
     """One state change."""
@@ -146,7 +171,7 @@ class _Incarnation:
     launch: Launch
     channel: Channel | None = None
     confined: Confined | None = None
-    process: ExtensionProcess | None = None
+    process: ProcessHandle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +247,10 @@ class RunningExtension:
 
     def __init__(self, manifest: Manifest, load_order: int, config: HostConfig, router: HostCallRouter,
                  zctx: zmq.Context[zmq.Socket[bytes]], gate: PeerGate, confiner: Confiner, runtime_dir: Path,
-                 grant: Grant, hooks: Hooks = Hooks()) -> None:
+                 grant: Grant, hooks: Hooks = Hooks(), remote: RemoteLauncher | None = None) -> None:
         self.manifest = manifest
+        #: Where its processes run when not here (``None``: a local extension).
+        self.remote = remote
         #: What it was granted before it started (permissions and access; :mod:`.trust`).
         self.grant = grant
         self.name = manifest.name
@@ -245,7 +272,7 @@ class RunningExtension:
         self.transitions: list[Transition] = []
         #: What the last accepted handshake declared and granted.
         self.declared: Granted = NOTHING_DECLARED
-        self.process: ExtensionProcess | None = None
+        self.process: ProcessHandle | None = None
         self.channel: Channel | None = None
         self._launch: Launch | None = None
         #: Exit description of the last process that ended, e.g. "killed by SIGKILL".
@@ -278,6 +305,8 @@ class RunningExtension:
         self._restart_thread: threading.Thread | None = None
         self._kill_reason: str | None = None
         self._stopping = False
+        #: A remote extension's restart waits for its worker to answer again (:meth:`_wait_for_worker`).
+        self._waiting_for_worker = False
         #: Events answered when the current process started (did it ever answer one? rule 4 of the restart policy).
         self._answers_at_start = 0
 
@@ -330,8 +359,14 @@ class RunningExtension:
         """Prepare a launch in slot ``slot``, bind its channel, confine and start the process (no waiting).
 
         Touches none of the current process's records. Raises ``OSError``, ``zmq.ZMQError``,
-        :class:`SandboxRefused` or :class:`PlanError` after releasing what it had set up.
+        :class:`SandboxRefused`, :class:`PlanError` or (remote) :class:`HostError` after releasing what it had
+        set up.
         """
+        if self.remote is not None:  # the worker prepares, confines and starts it; its heartbeat reports the exit
+            launch, channel, remote_proc = self.remote.start(self._runtime_dir / f"x{slot}",
+                                                             self.config.limits.max_frame,
+                                                             self.config.deadlines.start_ms / 1000)
+            return _Incarnation(launch, channel, None, remote_proc)
         inc = _Incarnation(prepare_launch(manifest, self._runtime_dir, slot))
         try:
             channel = inc.channel = Channel(self._zctx, inc.launch, self.config.limits.max_frame)
@@ -349,7 +384,7 @@ class RunningExtension:
         # An exit wakes the supervisor at once (no waiting for its next tick): kill → ready stays close to a
         # cold start. Popen.wait in another thread is safe: Popen serialises its waits.
         def watch_exit() -> None:
-            proc.popen.wait()
+            proc.wait(None)
             self.hooks.needs_supervision()
 
         threading.Thread(target=watch_exit, name=f"kithost-exitwatch-{proc.pid}", daemon=True).start()
@@ -368,7 +403,7 @@ class RunningExtension:
         """Prepare a launch, bind the channel, start the process (no waiting)."""
         try:
             inc = self._start_process(self.manifest, self.grant, self._slot)
-        except (OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
+        except (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError) as exc:
             self._set_state(ExtState.DEAD, f"could not start: {exc}")
             raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
         with self._swap_lock:
@@ -387,9 +422,7 @@ class RunningExtension:
         except ChannelFailure as exc:
             reason = exc.detail
             if not proc.alive() or exc.kind == FailureKind.DISCONNECTED:
-                try:
-                    proc.popen.wait(2)
-                except subprocess.TimeoutExpired:
+                if not proc.wait(2):
                     proc.kill()
                 reason = f"{describe_exit(proc.returncode)} before the handshake"
             raise _StartFailed(reason) from None
@@ -482,6 +515,9 @@ class RunningExtension:
         The running process and every record are untouched. Raises :class:`.reload.ReloadFailed` (the new
         process is gone by then) with the reason and the new process's last output lines.
         """
+        if self.remote is not None:
+            raise ReloadFailed(self.name, "it runs on a remote worker: update it there, then restart it "
+                                          f"(`kithost ext restart {self.name}`)")
         lines = self.log.since(0)
         mark = lines[-1][0] if lines else 0
         try:
@@ -684,7 +720,7 @@ class RunningExtension:
         # No syscall here (this is the hot path): the exit watcher's wait() sets returncode when it exits;
         # a connection dropped for other reasons surfaces from the request's own poll.
         channel, process = self.channel, self.process
-        if channel is None or process is None or process.popen.returncode is not None:
+        if channel is None or process is None or process.exited:
             self.process_gone(in_handler=False)  # it died before this request was sent
             raise HandlerFailure(FailureKind.NOT_RUNNING, f"{self.name} is not running ({self.last_exit})")
         return channel
@@ -692,9 +728,8 @@ class RunningExtension:
     def _after_channel_failure(self, exc: ChannelFailure) -> str:
         """Supervision's view of a failed request; returns the detail to report."""
         if exc.kind == FailureKind.DISCONNECTED and self.process is not None:
-            try:  # the socket closes a moment before the exit status is there: give it that moment
-                self.process.popen.wait(0.25)
-            except subprocess.TimeoutExpired:
+            # the socket closes a moment before the exit status is there: give it that moment
+            if not self.process.wait(0.25):
                 return exc.detail  # still running: it dropped the connection (oversized frame), not a crash
             self.process_gone(in_handler=True)
             return f"the extension died during the handler ({self.last_exit})"
@@ -717,6 +752,8 @@ class RunningExtension:
         state = self.state
         if state is ExtState.RESTARTING:
             due = self.next_restart_at is not None and time.monotonic() >= self.next_restart_at
+            if self._waiting_for_worker and self.remote is not None and self.remote.reachable():
+                due = True  # the worker answers again: launch now, not at the end of the backoff
             if due and self._restart_thread is None:
                 self._respawn()
             return
@@ -728,7 +765,9 @@ class RunningExtension:
                 self.process_gone()  # a restart is then woken by its timer when its backoff is over
                 return
             channel.drain_monitors()
-            reason = self.watchdog.check(process.pid, channel.poll_pong, channel.send_ping)
+            # a remote process's resources are sampled (and limited) on its worker's machine, not here
+            pid = process.pid if self.remote is None else None
+            reason = self.watchdog.check(pid, channel.poll_pong, channel.send_ping)
             if reason is not None:
                 self.kill(reason)
 
@@ -748,8 +787,9 @@ class RunningExtension:
             proc = self.process
             if proc.alive():
                 proc.kill()
-            cause = cause or self._kill_reason or (self.confined.exit_reason() if self.confined else None)
-            self.last_exit = describe_exit(proc.returncode)
+            cause = (cause or self._kill_reason or (self.confined.exit_reason() if self.confined else None)
+                     or proc.exit_cause())
+            self.last_exit = describe_exit(proc.returncode) if proc.returncode is not None else "exit status unknown"
             why = cause or f"process {self.last_exit}"
             if cause:
                 self.last_exit = f"{cause} ({self.last_exit})"
@@ -786,10 +826,17 @@ class RunningExtension:
             if self._stopping or self.state is not ExtState.RESTARTING:
                 return  # stop() owns the process from here, or a reload brought it back meanwhile
             self._cleanup_launch()
+            if self.remote is not None and not self.remote.reachable():
+                self._wait_for_worker()
+                return
+            self._waiting_for_worker = False
             try:
                 self.spawn()
             except ExtensionStartError as exc:
-                self._restart_failed(str(exc.reason))
+                if self.remote is not None and not self.remote.reachable():
+                    self._wait_for_worker()  # it went away between the check and the launch
+                else:
+                    self._restart_failed(str(exc.reason))
                 return
         finally:
             self.exchange.lock.release()
@@ -808,6 +855,22 @@ class RunningExtension:
         self._restart_thread = threading.Thread(target=await_handshake, name=f"kithost-restart-{self.name}",
                                                 daemon=True)
         self._restart_thread.start()
+
+    def _wait_for_worker(self) -> None:
+        """A remote extension's worker is unreachable: stay ``restarting`` (no crash counted) and look again
+        after the link's backoff, or as soon as the worker answers (its heartbeat wakes the supervisor)."""
+        assert self.remote is not None
+        delay = self.remote.retry_delay()
+        info = self.remote.info()
+        with self._state_lock:
+            self._waiting_for_worker = True
+            self.next_restart_at = time.monotonic() + delay
+            reason = f"waiting for worker {info.get('worker')} (unreachable)"
+            if not self.transitions or self.transitions[-1].reason != reason or self.state is not ExtState.RESTARTING:
+                self._set_state(ExtState.RESTARTING, reason)
+        timer = threading.Timer(delay, self.hooks.needs_supervision)
+        timer.daemon = True
+        timer.start()
 
     def _restart_failed(self, reason: str) -> None:
         with self._state_lock:

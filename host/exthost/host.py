@@ -46,7 +46,7 @@ import zmq
 from ext_sdk.combine import Failure, Outcome
 from ext_sdk.events import custom_event_name
 
-from ..config import HostConfig
+from ..config import Access, HostConfig, Remote, RestartMode
 from ..errors import ExtensionStartError, HostError, ManifestError, UnknownExtensionError
 from .discovery import discover
 from .dispatch import NORMAL, Dispatcher, DispatchObserver, InProcessHook
@@ -62,7 +62,7 @@ from .sandbox.confine import Confiner
 from .services import HostServices, LocalServices
 from .state_store import StateStore
 from .supervisor import Supervisor
-from .trust import Request, TrustStore, Verdict, decide, default_trust_file
+from .trust import Request, TrustStore, Verdict, decide, decide_remote, default_trust_file
 from .watch import ExtensionWatcher
 
 __all__ = ["AskTrust", "ExtensionCommand", "ExtensionHost", "ExtensionTool", "HostNotice", "LoadReport",
@@ -162,6 +162,8 @@ class ExtensionHost:
         # Orphans of hosts that died hard (kill -9): swept in the background, start-up does not wait.
         threading.Thread(target=self._sweep, args=(base,), name="kithost-sweep", daemon=True).start()
         self._extensions: dict[str, RunningExtension] = {}
+        #: Links to the remote workers of ``[remote."NAME"]`` extensions (closed after they stop).
+        self._remote_sources: list[Any] = []
         #: Extensions that failed to load and were left out (``note_load_failures``), for ``ext status``.
         self.load_failures: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -273,7 +275,87 @@ class ExtensionHost:
         found = discover(self.config.search_dirs if search else (), [Path(p) for p in explicit])
         report = self.load_many(found.manifests)
         report.failed[:0] = [(str(path), ManifestError(message)) for path, message in found.problems]
+        if self.config.remote:
+            remote = self.load_remotes()
+            report.loaded += remote.loaded
+            report.failed += remote.failed
+            report.disabled += remote.disabled
+            report.required |= remote.required
         return report
+
+    def load_remotes(self) -> LoadReport:
+        """Load every ``[remote."NAME"]`` extension of the config: each runs on its worker (``kithost worker``),
+        the rest — events, deadlines, policies, restarts, state, ``ext status`` — is as for a local one.
+
+        What it may subscribe to and ask for comes from the worker's ``describe``; the host-call grant from
+        :func:`.trust.decide_remote`. A worker that cannot be reached fails that extension's load (with the
+        reason), like an extension that does not start.
+        """
+        from ..remote.handle import RemoteSource  # the remote layer loads only when the config names a worker
+
+        report = LoadReport()
+        started: list[RunningExtension] = []
+        for name, remote in self.config.remote.items():
+            if name in self.config.disabled:
+                report.disabled.append(name)
+                continue
+            try:
+                source = RemoteSource(self._zctx, name, remote, self.config.supervision_for(name), self._runtime,
+                                      self._hooks.needs_supervision)
+            except HostError as exc:
+                report.failed.append((name, ExtensionStartError(name, f"remote: {exc}")))
+                continue
+            self._remote_sources.append(source)
+            try:
+                manifest = self._remote_manifest(name, remote, source.describe(self.config.deadlines.start_ms / 1000))
+            except HostError as exc:
+                report.failed.append((name, ExtensionStartError(name, f"remote: {exc}")))
+                continue
+            if self.config.is_required(name, manifest.events):
+                report.required.add(name)
+            verdict = decide_remote(manifest, self.config)
+            if verdict.grant is None:
+                report.failed.append((name, ExtensionStartError(name, f"not trusted: {verdict.reason}")))
+                continue
+            with self._lock:
+                if name in self._extensions:
+                    report.failed.append((name, HostError(f"{name}: an extension with this name is already "
+                                                          "loaded")))
+                    continue
+                ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
+                                       self._zctx, self._gate, self.confiner, self._runtime, verdict.grant,
+                                       self._hooks, remote=source)
+                self._extensions[name] = ext
+            try:
+                ext.spawn()
+                started.append(ext)
+            except ExtensionStartError as exc:
+                report.failed.append((name, exc))
+        for ext in started:
+            try:
+                ext.finish_start()
+            except ExtensionStartError as exc:
+                report.failed.append((ext.name, exc))
+                continue
+            self._dispatch.route_extension(ext)
+            report.loaded.append(ext)
+        return report
+
+    def _remote_manifest(self, name: str, remote: Remote, offer: dict[str, Any]) -> Manifest:
+        """The host's manifest of a remote extension, from its worker's ``describe`` (checked like a file's)."""
+        events, permissions = offer.get("events"), offer.get("permissions")
+        if not (isinstance(events, list) and all(isinstance(e, str) for e in events)
+                and isinstance(permissions, list) and all(isinstance(p, str) for p in permissions)):
+            raise HostError(f"worker {remote.worker} described {name!r} with malformed events or permissions")
+        try:
+            restart = RestartMode(str(offer.get("restart") or RestartMode.ON_FAILURE))
+        except ValueError:
+            restart = RestartMode.ON_FAILURE
+        where = self._runtime / f"remote-{name}"
+        return Manifest(name=name, version=str(offer.get("version") or "0.0.0"),
+                        description=str(offer.get("description") or ""), runtime="remote", main=None, command=(),
+                        events=tuple(events), permissions=tuple(permissions), restart=restart, env={},
+                        access=Access(), directory=where, path=where)
 
     def note_load_failures(self, report: LoadReport) -> None:
         """Keep ``report``'s failures for the operator's view (``ext status``: state ``failed``, with the error)."""
@@ -491,6 +573,9 @@ class ExtensionHost:
             return ReloadResult(ext.name, False, reason, ext.declared.version, pid, (), tail,
                                 (time.monotonic() - start) * 1000)
 
+        if ext.remote is not None:
+            return failed(f"it runs on a remote worker ({ext.remote.info().get('worker')}): update it there, then "
+                          f"`kithost ext restart {ext.name}`")
         try:
             manifest = load_manifest(ext.manifest.path)
         except ManifestError as exc:
@@ -524,7 +609,8 @@ class ExtensionHost:
         """
         if self._watcher is not None or self._closed:
             return
-        self._watcher = ExtensionWatcher(lambda: {e.name: e.manifest.directory for e in self.extensions()},
+        self._watcher = ExtensionWatcher(lambda: {e.name: e.manifest.directory for e in self.extensions()
+                                                  if e.remote is None},  # a remote one's files are on its worker
                                          self.reload, debounce_s, poll_s)
         self._watcher.start()
 
@@ -559,6 +645,8 @@ class ExtensionHost:
             t.start()
         for t in threads:
             t.join(timeout=self.config.deadlines.shutdown_ms / 1000 + 10)
+        for source in self._remote_sources:
+            source.close()
         self._gate.close()
         self._zctx.destroy(linger=0)
         shutil.rmtree(self._runtime, ignore_errors=True)

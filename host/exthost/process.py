@@ -26,13 +26,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Protocol
 
 import psutil
 
 from .launch import LaunchSpec
 
-__all__ = ["ExtensionProcess", "LogBuffer", "ShutdownRung", "descendants", "describe_exit"]
+__all__ = ["ExtensionProcess", "LogBuffer", "ProcessHandle", "ShutdownRung", "descendants", "describe_exit"]
 
 
 class ShutdownRung(enum.Enum):
@@ -159,8 +159,48 @@ def _pump(stream: IO[bytes], name: str, log: LogBuffer) -> None:
         stream.close()
 
 
+class ProcessHandle(Protocol):
+    """What the host needs of an extension's process: a local :class:`ExtensionProcess`, or a launch on a
+    remote worker (:class:`host.remote.handle.RemoteProcess`)."""
+
+    #: Process id (on the machine that runs it).
+    pid: int
+    #: ``time.monotonic()`` at spawn (on the host).
+    started: float
+
+    def alive(self) -> bool:
+        """Whether it has not exited (may ask the OS)."""
+        ...
+
+    @property
+    def exited(self) -> bool:
+        """Whether its exit is already known, without a system call (the hot path's check)."""
+        ...
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status (negative: killed by that signal), ``None`` while running."""
+        ...
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds (``None``: no bound) for the exit; whether it exited."""
+        ...
+
+    def exit_cause(self) -> str | None:
+        """Why it ended when its status alone does not say (a remote worker lost), else ``None``."""
+        ...
+
+    def kill(self) -> None:
+        """Kill it (and everything it started) and reap it; bounded."""
+        ...
+
+    def stop(self, polite: Callable[[float], object], grace_s: float) -> ShutdownRung:
+        """The shutdown ladder; ``polite(timeout)`` sends the shutdown request. Returns the rung that ended it."""
+        ...
+
+
 class ExtensionProcess:
-    """One running OS process of an extension."""
+    """One running OS process of an extension (a :class:`ProcessHandle`)."""
 
     def __init__(self, spec: LaunchSpec, log: LogBuffer) -> None:
         self.spec = spec
@@ -193,7 +233,24 @@ class ExtensionProcess:
 
     @property
     def returncode(self) -> int | None:
+        """Exit status, ``None`` while running."""
         return self.popen.poll()
+
+    @property
+    def exited(self) -> bool:
+        """Whether its exit was already reaped (the exit watcher's ``wait`` sets it; no system call)."""
+        return self.popen.returncode is not None
+
+    def exit_cause(self) -> str | None:
+        """Always ``None``: a local exit status says it all (a cgroup verdict is the confinement's)."""
+        return None
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for the exit (``Popen.wait``; safe from several threads); whether it exited in time."""
+        if timeout is None:
+            self.popen.wait()
+            return True
+        return self._wait(timeout)
 
     def descendants(self) -> list[psutil.Process]:
         """Every live descendant (best effort)."""

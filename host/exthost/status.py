@@ -5,7 +5,9 @@ changes them. Keys (stable; ``kithost ext status --json`` prints them):
 ``name, version, state, pid, uptime_s, last_exit, restarts, restart_policy,
 resources, busy, last_reason, restart_cause, reason, protocol, sdk, granted,
 grant_source, sandbox ({level, layers}), subscriptions, tools, commands,
-queued, frame_errors, call_errors, stats, manifest``.
+queued, frame_errors, call_errors, stats, manifest, remote`` (``remote``: ``None``
+for a local extension, else ``{worker, extension, reachable, link_rtt_ms,
+sandbox}``; its ``sandbox`` has ``where: "worker"`` and no layers).
 
 Reasons: ``last_reason`` is the reason of the last state change, which after a
 restart is routine ("handshake done"); ``restart_cause`` is why the process was
@@ -56,8 +58,7 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
         "sdk": declared.sdk,
         "granted": sorted(declared.granted),
         "grant_source": ext.grant.source,
-        "sandbox": {"level": str(ext.confined.level) if ext.confined else str(ext.confiner_level()),
-                    "layers": list(ext.confined.layers) if ext.confined else []},
+        "sandbox": _sandbox(ext),
         "subscriptions": [
             {"event": h.event, "priority": h.priority, "deadline_ms": round((h.deadline_s or 0.0) * 1000),
              "policy": str(h.policy)} for h in declared.handlers
@@ -68,8 +69,17 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
         "frame_errors": dict(channel.frame_errors) if channel is not None else {},
         "call_errors": channel.call_errors if channel is not None else 0,
         "stats": ext.stats.snapshot(),
-        "manifest": str(ext.manifest.path),
+        "manifest": str(ext.manifest.path) if ext.remote is None else "(on its worker)",
+        "remote": ext.remote.info() if ext.remote is not None else None,
     }
+
+
+def _sandbox(ext: RunningExtension) -> dict[str, Any]:
+    """The isolation of its process: here (level and layers in force), or as its remote worker reports it."""
+    if ext.remote is not None:
+        return {"level": str(ext.remote.info().get("sandbox") or "unknown"), "layers": [], "where": "worker"}
+    return {"level": str(ext.confined.level) if ext.confined else str(ext.confiner_level()),
+            "layers": list(ext.confined.layers) if ext.confined else []}
 
 
 def _reason(state: ExtState, last_reason: str, cause: str) -> str:

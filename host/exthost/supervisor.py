@@ -284,9 +284,12 @@ class Watchdog:
         self._cpu_prev = None
         self.resources = None
 
-    def check(self, pid: int, poll_pong: Callable[[], dict[str, object] | None],
+    def check(self, pid: int | None, poll_pong: Callable[[], dict[str, object] | None],
               send_ping: Callable[[], None]) -> str | None:
-        """One watch step; the reason to kill the process (hung, stuck, over a limit) or ``None``."""
+        """One watch step; the reason to kill the process (hung, stuck, over a limit) or ``None``.
+
+        ``pid``: the local process tree to sample for resource limits; ``None`` for a process on a remote
+        worker (its machine's cgroup limits apply there; heartbeat and stuck checks work the same)."""
         cfg = self.config
         now = self._clock()
         # Only look for a pong while one is outstanding: every socket call releases the GIL, and under a
@@ -308,7 +311,7 @@ class Watchdog:
             self._next_ping = now + cfg.heartbeat_ms / 1000
             send_ping()
             self._ping_outstanding = True
-        if now >= self._next_watch:
+        if pid is not None and now >= self._next_watch:
             self._next_watch = now + cfg.watch_ms / 1000
             try:
                 self.resources, self._cpu_prev = sample_tree(psutil.Process(pid), self._cpu_prev)

@@ -47,7 +47,8 @@ from ..config import Access, HostConfig, TrustMode, data_dir
 from ..errors import HostError
 from .manifest import Manifest
 
-__all__ = ["Grant", "Request", "TrustStore", "Verdict", "content_digest", "decide", "default_trust_file"]
+__all__ = ["Grant", "Request", "TrustStore", "Verdict", "content_digest", "decide", "decide_remote",
+           "default_trust_file"]
 
 _SKIP_DIRS = frozenset({"__pycache__", ".git"})
 
@@ -235,6 +236,27 @@ def decide(manifest: Manifest, config: HostConfig, store: TrustStore) -> Verdict
         reason = (f"it asks for: {asks}; nothing grants that yet. Run `kithost ext trust {name}` "
                   f"(or grant it in the config's [permissions]/[access] tables)")
     return Verdict(request, None, reason, changes)
+
+
+def decide_remote(manifest: Manifest, config: HostConfig) -> Verdict:
+    """What a remote extension (``[remote."NAME"]``) is granted on this host: host-call permissions only (its
+    process is confined by its worker, with the worker's ``[access]`` grants).
+
+    Its content is on the worker, so no trust record (pinned to a content hash here) can apply: the grant is
+    ``[permissions]."NAME"`` when set; otherwise what it asks with ``[sandbox] trust = "all"``; otherwise the
+    always-granted calls, and one that asks for more does not start (the reason names the table to set).
+    """
+    request = Request.of(manifest)
+    name = manifest.name
+    if name in config.permissions:
+        return Verdict(request, Grant(frozenset(config.permissions[name]) | ALWAYS_GRANTED, Access(), "config"))
+    if config.sandbox.trust is TrustMode.ALL:
+        return Verdict(request, Grant(request.permissions | ALWAYS_GRANTED, Access(), "trust-all"))
+    if not request.permissions:
+        return Verdict(request, Grant(ALWAYS_GRANTED, Access(), "default"))
+    return Verdict(request, None, f"it asks for host calls: {', '.join(sorted(request.permissions))}; a remote "
+                                  f"extension's files are on its worker, so grant them in the config: "
+                                  f"[permissions] \"{name}\" = [...]")
 
 
 def _changes(entry: dict[str, Any], files: dict[str, str], request: Request) -> list[str]:

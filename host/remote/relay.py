@@ -23,7 +23,10 @@ A ROUTER/DEALER pair is ZeroMQ's transparent request-reply queue: the envelope (
 correlation id, the empty delimiter) passes through untouched, so ``REQ_CORRELATE`` on the host still drops a
 stale reply. Each pair runs in :func:`zmq.proxy_steerable` on a thread of its own; :meth:`Relay.close`
 terminates all three through their control sockets. TCP heartbeats (``ZMQ_HEARTBEAT_*``) notice a dead link
-within ``heartbeat_timeout_ms`` even when no request is in flight.
+within ``heartbeat_timeout_ms`` even when no request is in flight. Every send is bounded by ``send_timeout_ms``: a
+frame that cannot be handed on in that time (its receiver is not connected) ends that channel's proxy — the
+host's deadlines and heartbeat then treat the extension as unreachable, and :meth:`Relay.close` never waits on
+a blocked send.
 """
 
 from __future__ import annotations
@@ -63,10 +66,11 @@ class Relay:
 
     def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], local: Endpoints, listen: str, keys: KeyPair, *,
                  remote_domain: str, max_frame: int, local_domain: str | None = None,
-                 heartbeat_ms: int = 1000, heartbeat_timeout_ms: int = 3000) -> None:
+                 heartbeat_ms: int = 1000, heartbeat_timeout_ms: int = 3000, send_timeout_ms: int = 5000) -> None:
         if keys.secret is None:
             raise ValueError("the relay needs the worker's secret key")
         self._zctx = zctx
+        self._send_timeout_s = send_timeout_ms / 1000
         self._threads: list[threading.Thread] = []
         self._controls: list[zmq.Socket[bytes]] = []
         self._sockets: list[zmq.Socket[bytes]] = []
@@ -76,6 +80,9 @@ class Relay:
             sock = zctx.socket(kind)
             sock.linger = 0
             sock.maxmsgsize = max_frame
+            # A DEALER with no peer (the host not connected yet, the extension gone) blocks the proxy's send,
+            # and a proxy blocked in a send never reads its TERMINATE: bounded, the proxy ends instead.
+            sock.sndtimeo = send_timeout_ms
             self._sockets.append(sock)
             return sock
 
@@ -141,7 +148,7 @@ class Relay:
                 except zmq.ZMQError:
                     pass
         for thread in self._threads:
-            thread.join(timeout=2)
+            thread.join(timeout=self._send_timeout_s + 2)
         for sock in (*self._controls, *self._sockets):
             if not sock.closed:
                 sock.close(linger=0)
