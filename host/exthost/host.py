@@ -50,7 +50,7 @@ from ..config import Access, HostConfig, Remote, RestartMode
 from ..errors import ExtensionStartError, HostError, ManifestError, UnknownExtensionError
 from .discovery import discover
 from .dispatch import NORMAL, Dispatcher, DispatchObserver, InProcessHook
-from .extension import Hooks, RunningExtension
+from .extension import Hooks, RemoteLauncher, RunningExtension
 from .hostcalls import HostCallRouter, Options
 from .manifest import Manifest, load_manifest
 from .notify import NotifyPump
@@ -62,7 +62,7 @@ from .sandbox.confine import Confiner
 from .services import HostServices, LocalServices
 from .state_store import StateStore
 from .supervisor import Supervisor
-from .trust import Request, TrustStore, Verdict, decide, decide_remote, default_trust_file
+from .trust import Grant, Request, TrustStore, Verdict, decide, decide_remote, default_trust_file
 from .watch import ExtensionWatcher
 
 __all__ = ["AskTrust", "ExtensionCommand", "ExtensionHost", "ExtensionTool", "HostNotice", "LoadReport",
@@ -245,20 +245,29 @@ class ExtensionHost:
                 report.failed.append((manifest.name, ExtensionStartError(manifest.name, f"not trusted: "
                                                                                          f"{verdict.reason}")))
                 continue
-            with self._lock:
-                if manifest.name in self._extensions:
-                    report.failed.append((manifest.name, HostError(f"{manifest.name}: an extension with this "
-                                                                   "name is already loaded")))
-                    continue
-                ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
-                                       self._zctx, self._gate, self.confiner, self._runtime, verdict.grant,
-                                       self._hooks)
-                self._extensions[manifest.name] = ext
-            try:
-                ext.spawn()
-                started.append(ext)
-            except ExtensionStartError as exc:
-                report.failed.append((manifest.name, exc))
+            self._spawn(manifest, verdict.grant, report, started)
+        return self._finish(started, report)
+
+    def _spawn(self, manifest: Manifest, grant: Grant, report: LoadReport, started: list[RunningExtension],
+               remote: RemoteLauncher | None = None) -> None:
+        """Register ``manifest``'s extension (unless its name is taken) and spawn it; failures go to ``report``."""
+        with self._lock:
+            if manifest.name in self._extensions:
+                report.failed.append((manifest.name, HostError(f"{manifest.name}: an extension with this name is "
+                                                               "already loaded")))
+                return
+            ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
+                                   self._zctx, self._gate, self.confiner, self._runtime, grant, self._hooks,
+                                   remote=remote)
+            self._extensions[manifest.name] = ext
+        try:
+            ext.spawn()
+            started.append(ext)
+        except ExtensionStartError as exc:
+            report.failed.append((manifest.name, exc))
+
+    def _finish(self, started: list[RunningExtension], report: LoadReport) -> LoadReport:
+        """Await each spawned extension's handshake, in load order; route the ones that made it."""
         for ext in started:
             try:
                 ext.finish_start()
@@ -317,29 +326,8 @@ class ExtensionHost:
             if verdict.grant is None:
                 report.failed.append((name, ExtensionStartError(name, f"not trusted: {verdict.reason}")))
                 continue
-            with self._lock:
-                if name in self._extensions:
-                    report.failed.append((name, HostError(f"{name}: an extension with this name is already "
-                                                          "loaded")))
-                    continue
-                ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
-                                       self._zctx, self._gate, self.confiner, self._runtime, verdict.grant,
-                                       self._hooks, remote=source)
-                self._extensions[name] = ext
-            try:
-                ext.spawn()
-                started.append(ext)
-            except ExtensionStartError as exc:
-                report.failed.append((name, exc))
-        for ext in started:
-            try:
-                ext.finish_start()
-            except ExtensionStartError as exc:
-                report.failed.append((ext.name, exc))
-                continue
-            self._dispatch.route_extension(ext)
-            report.loaded.append(ext)
-        return report
+            self._spawn(manifest, verdict.grant, report, started, remote=source)
+        return self._finish(started, report)
 
     def _remote_manifest(self, name: str, remote: Remote, offer: dict[str, Any]) -> Manifest:
         """The host's manifest of a remote extension, from its worker's ``describe`` (checked like a file's)."""
