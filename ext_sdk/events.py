@@ -45,6 +45,7 @@ __all__ = [
     "Mode",
     "Policy",
     "Stop",
+    "StopReason",
     "custom_event_name",
     "is_custom",
     "spec_for",
@@ -70,6 +71,19 @@ class Policy(StrEnum):
     OPEN = "open"
     #: Stop the event (block/cancel) with a reason naming the extension.
     CLOSED = "closed"
+
+
+class StopReason(StrEnum):
+    """Why a turn ended (``agent_end.stop_reason``)."""
+
+    #: The model answered without asking for more tools.
+    COMPLETED = "completed"
+    #: The user (or an extension's abort/steer) cancelled the turn.
+    CANCELLED = "cancelled"
+    #: An error ended the turn (provider, step limit, a handler failing closed outside ``input``).
+    ERROR = "error"
+    #: An ``input`` handler handled the prompt; the model was never called.
+    HANDLED = "handled"
 
 
 #: Prefix of custom inter-extension event names (``custom:<name>``).
@@ -336,7 +350,7 @@ AGENT_END = EventSpec(
     "A turn ended, with kit's per-turn aggregates.",
     Struct(
         response=Str,
-        stop_reason=Enum("completed", "cancelled", "error", "handled"),
+        stop_reason=Enum(*StopReason),
         tool_call_count=Int,
         tool_names=List(Str),
         llm_call_count=Int,

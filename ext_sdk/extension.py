@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .events import EVENTS, custom_event_name, is_custom
+from .events import EVENTS, Policy, custom_event_name, is_custom
 from .hostcalls import PERMISSIONS
 
 __all__ = ["MANIFEST_FILE", "CommandDef", "Extension", "Handler", "Subscription", "ToolDef", "find_manifest",
@@ -58,7 +58,8 @@ class Subscription:
     fn: Handler
     priority: int = DEFAULT_PRIORITY
     deadline_ms: int | None = None
-    policy: str | None = None
+    #: Failure policy asked for; ``None``: the event's default.
+    policy: Policy | None = None
 
     def declaration(self) -> dict[str, Any]:
         """The handshake entry for this subscription."""
@@ -66,7 +67,7 @@ class Subscription:
         if self.deadline_ms is not None:
             out["deadline_ms"] = self.deadline_ms
         if self.policy is not None:
-            out["policy"] = self.policy
+            out["policy"] = self.policy.value
         return out
 
 
@@ -178,24 +179,27 @@ class Extension:
         *,
         priority: int = DEFAULT_PRIORITY,
         deadline_ms: int | None = None,
-        policy: str | None = None,
+        policy: Policy | str | None = None,
     ) -> Any:
         """Register ``fn`` for ``event``; usable as ``ext.on(name, fn)`` or ``@ext.on(name)``.
 
         ``deadline_ms`` asks for a deadline (the host clamps it to the
-        operator's bounds); ``policy`` is ``"open"`` (skip this handler on
-        failure) or ``"closed"`` (block/cancel on failure); the default
-        depends on the event's mode.
+        operator's bounds); ``policy`` is ``Policy.OPEN`` or ``"open"`` (skip
+        this handler on failure), ``Policy.CLOSED`` or ``"closed"``
+        (block/cancel on failure) — :class:`~ext_sdk.events.Policy`; the
+        default depends on the event's mode. Raises :class:`ValueError` for
+        an unknown event, policy or deadline.
         """
         if event not in EVENTS and not is_custom(event):
             raise ValueError(f"unknown event {event!r}; see ext_sdk.events.EVENTS or use 'custom:<name>'")
-        if policy not in (None, "open", "closed"):
-            raise ValueError(f"policy must be 'open' or 'closed', not {policy!r}")
+        if policy is not None and policy not in tuple(Policy):
+            raise ValueError(f"policy must be {' or '.join(map(repr, map(str, Policy)))}, not {policy!r}")
+        chosen = None if policy is None else Policy(policy)
         if deadline_ms is not None and (type(deadline_ms) is not int or deadline_ms <= 0):
             raise ValueError(f"deadline_ms must be a positive int, not {deadline_ms!r}")
 
         def register(handler: F) -> F:
-            self.subscriptions.append(Subscription(event, handler, priority, deadline_ms, policy))
+            self.subscriptions.append(Subscription(event, handler, priority, deadline_ms, chosen))
             return handler
 
         return register if fn is None else register(fn)  # type: ignore[arg-type]

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ext_sdk import Extension
+from ext_sdk.events import Policy
 from ext_sdk.sandbox.plan import ENV_PLAN
 from ext_sdk.wire import ENV_CALLS, ENV_CONTROL, ENV_EVENTS, ENV_SECRET_FILE, ENV_VERSIONS
 
@@ -238,7 +239,7 @@ class HookHandler:
     #: Milliseconds from just before the spawn to the kill of its process group.
     timeout_ms: float
     #: ``closed``: a failure (timeout, crash, other exit) blocks; ``open``: it is skipped.
-    policy: str
+    policy: Policy
     #: Regex over the tool name (tool events) or the start source / compaction trigger; ``None`` = all.
     matcher: str | None = None
     #: A name for messages (default: the command).
@@ -282,18 +283,18 @@ class HooksConfig:
         """The deadline to declare for ``kithost_event``: its longest timeout + :data:`DEADLINE_MARGIN_MS`."""
         return math.ceil(max(h.timeout_ms for h in self.on(kithost_event))) + DEADLINE_MARGIN_MS
 
-    def policy(self, kithost_event: str) -> str:
+    def policy(self, kithost_event: str) -> Policy:
         """``closed`` when any handler on the event is (so a dead adapter fails closed too)."""
-        return "closed" if any(h.policy == "closed" for h in self.on(kithost_event)) else "open"
+        return Policy.CLOSED if any(h.policy is Policy.CLOSED for h in self.on(kithost_event)) else Policy.OPEN
 
 
 #: kithost events on which the agents' hooks can block; their handlers fail closed unless told otherwise.
 BLOCKING_EVENTS: Final = frozenset({"tool_call", "input"})
 
 
-def default_policy(kithost_event: str) -> str:
+def default_policy(kithost_event: str) -> Policy:
     """``closed`` where the agents' hooks can block (tool use before, prompt submit), ``open`` elsewhere."""
-    return "closed" if kithost_event in BLOCKING_EVENTS else "open"
+    return Policy.CLOSED if kithost_event in BLOCKING_EVENTS else Policy.OPEN
 
 
 _HANDLER_KEYS: Final = ("event", "matcher", "command", "timeout", "policy", "name")
@@ -356,7 +357,7 @@ def _handler(fmt: Format, index: int, entry: object) -> HookHandler:
         raise HooksConfigError(f"{where}.timeout must be greater than 0")
     kithost_event = fmt.events[event]
     policy = entry.get("policy", default_policy(kithost_event))
-    if policy not in ("open", "closed"):
+    if policy not in tuple(Policy):
         raise HooksConfigError(f"{where}.policy must be \"open\" or \"closed\" (got {policy!r})")
     matcher = entry.get("matcher")
     if matcher is not None:
@@ -369,7 +370,7 @@ def _handler(fmt: Format, index: int, entry: object) -> HookHandler:
     label = entry.get("name", "")
     if not isinstance(label, str):
         raise HooksConfigError(f"{where}.name must be a string")
-    return HookHandler(event, kithost_event, command, timeout, str(policy), matcher, label)
+    return HookHandler(event, kithost_event, command, timeout, Policy(policy), matcher, label)
 
 
 # ---------------------------------------------------------------------------------------------- running one hook
@@ -477,7 +478,7 @@ def decide(handler: HookHandler, run: Run) -> Answer:
         else:
             detail = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else "no output on stderr"
             why = f"hook {label!r} failed (exit {run.code}): {detail}"
-        if handler.policy == "closed":
+        if handler.policy is Policy.CLOSED:
             return Answer(block=True, reason=f"{why} (fail-closed)", failed=True)
         return Answer(warning=why)
     if run.code == 2:

@@ -172,8 +172,9 @@ class Enum(Type):
     """One of a fixed set of strings."""
 
     def __init__(self, *values: str) -> None:
-        self.values: Final = frozenset(values)
-        self._ordered: Final = values
+        plain = tuple(str(v) for v in values)  # a StrEnum's members become the plain strings on the wire
+        self.values: Final = frozenset(plain)
+        self._ordered: Final = plain
 
     def check(self, value: object, path: str = "") -> None:
         if type(value) is not str or value not in self.values:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import EXTENSIONS, ROOT
 
 from ext_sdk.jsonschema import render
@@ -93,6 +94,7 @@ def test_readme_fakehost_example_runs() -> None:
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.slow  # a whole scripted agent session with six extension processes and a restart
 def test_make_demo_runs_a_real_agent_session_offline() -> None:
     """What `make demo` shows: blocked command, redacted secret, usage report, a contained broken extension."""
     out = run_cli("demo")
@@ -107,11 +109,14 @@ def test_make_demo_runs_a_real_agent_session_offline() -> None:
     assert "demo finished" in text
 
 
-def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path) -> None:
+@pytest.mark.slow  # two real `kithost run --json` sessions over every example extension
+def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "build").mkdir()
     (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z\n")
     script = ROOT / "host" / "demo_data" / "demo_script.json"
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}  # a trust file of this test's own
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # a trust file of this test's own
+    env = dict(os.environ)
     command = [sys.executable, "-m", "host", "run", "--script", str(script), "-e", str(EXTENSIONS),
                "--no-discover", "--json", "clean up"]
     untrusted = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
@@ -119,9 +124,11 @@ def test_kithost_run_json_with_a_directory_of_extensions(tmp_path: Path) -> None
     assert "Traceback" not in untrusted.stderr and (tmp_path / "build").exists()  # nothing ran
     for name in ("context-pruner", "permission-gate", "secret-redactor", "usage-budget", "tool-gate-js",
                  "observer-js"):
-        trusted = subprocess.run([sys.executable, "-m", "host", "ext", "trust", name, "-e", str(EXTENSIONS), "--yes"],
-                                 capture_output=True, text=True, timeout=60, env=env)
-        assert trusted.returncode == 0 and f"trusted {name}" in trusted.stdout, trusted.stderr
+        # `kithost ext trust NAME --yes` in-process (its own code path, no interpreter start per extension);
+        # the runs before and after stay real CLI processes reading the trust file it writes.
+        status = main(["ext", "trust", name, "-e", str(EXTENSIONS), "--yes"])
+        trusted = capsys.readouterr()
+        assert status == 0 and f"trusted {name}" in trusted.out, trusted.err
     out = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]

@@ -48,7 +48,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ext_sdk.events import spec_for
+from ext_sdk.combine import FailureKind
+from ext_sdk.events import Mode, Policy, spec_for
 
 from ..exthost import Outcome
 from ..exthost.host import ExtensionHost
@@ -68,21 +69,21 @@ class FailureRecord:
     event: str
     #: The extension's name (or ``host:<function>`` for an in-process hook).
     handler: str
-    #: ``timeout``, ``error``, ``bad_result``, ``disconnected``, ``not_running``, ``budget``, ...
-    kind: str
+    #: Why it failed.
+    kind: FailureKind
     detail: str
-    #: ``open`` (skipped) or ``closed`` (stopped the event).
-    policy: str
+    #: The policy applied: ``open`` (skipped) or ``closed`` (stopped the event).
+    policy: Policy
 
     def describe(self) -> str:
         """One line for people."""
-        action = "skipped" if self.policy == "open" else "failed closed"
+        action = "skipped" if self.policy is Policy.OPEN else "failed closed"
         return f"extension {self.handler}: {self.event} handler {self.kind} ({self.detail}); {action}"
 
     def to_json(self) -> dict[str, str]:
-        """Plain data."""
-        return {"event": self.event, "handler": self.handler, "kind": self.kind, "detail": self.detail,
-                "policy": self.policy}
+        """Plain data (the enums as their plain strings)."""
+        return {"event": self.event, "handler": self.handler, "kind": self.kind.value, "detail": self.detail,
+                "policy": self.policy.value}
 
 
 #: A subagent's events that reach its parent's extension handlers.
@@ -140,7 +141,7 @@ class Emitter:
     def emit(self, event: str, payload: dict[str, Any]) -> Outcome:
         """Fire ``event`` (rules in the module doc)."""
         spec = spec_for(event)
-        after = spec is not None and spec.mode != "notify"
+        after = spec is not None and spec.mode is not Mode.NOTIFY
         if not after:
             self._to_sink(event, payload)
         outcome = self._dispatch(event, payload)

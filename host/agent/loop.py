@@ -75,7 +75,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ext_sdk.events import MODEL_PARAMS
+from ext_sdk.events import MODEL_PARAMS, StopReason
 
 from ..exthost import Outcome
 from .agent_config import AgentConfig
@@ -162,7 +162,7 @@ class _Turn:
 class _Stop(Exception):
     """Ends a turn early (control flow inside :meth:`AgentLoop.run_turn`; never escapes it)."""
 
-    def __init__(self, stop_reason: str, error: str = "", reason: str = "") -> None:
+    def __init__(self, stop_reason: StopReason, error: str = "", reason: str = "") -> None:
         super().__init__(stop_reason)
         self.stop_reason = stop_reason
         self.error = error
@@ -410,8 +410,8 @@ class AgentLoop:
                     log.exception("agent turn failed")
                     message = f"internal error: {type(exc).__name__}: {exc}"
                     self._emit_safely("error", {"error": message})
-                    return self._end(turn, "error", message)
-                return self._end(turn, "completed")
+                    return self._end(turn, StopReason.ERROR, message)
+                return self._end(turn, StopReason.COMPLETED)
             finally:
                 self._turn_thread = None
                 with self._state:
@@ -427,7 +427,7 @@ class AgentLoop:
         except Exception:  # reporting an internal error must not raise a second one
             log.exception("could not emit %s", event)
 
-    def _end(self, turn: _Turn, stop_reason: str, error: str = "", reason: str = "") -> TurnResult:
+    def _end(self, turn: _Turn, stop_reason: StopReason, error: str = "", reason: str = "") -> TurnResult:
         payload = turn.stats.agent_end(turn.response, stop_reason)
         self._emit_safely("agent_end", payload)
         return TurnResult.from_agent_end(payload, error=error, reason=reason, steps=turn.step,
@@ -436,7 +436,7 @@ class AgentLoop:
     def _run(self, turn: _Turn, prompt: str, source: str) -> None:
         out = self._emit("input", {"text": prompt, "source": source})
         if out.stopped:
-            raise _Stop("handled", reason=out.reason or "handled by an extension")
+            raise _Stop(StopReason.HANDLED, reason=out.reason or "handled by an extension")
         text = str(out.payload.get("text", prompt))
         out = self._emit("before_agent_start", {"prompt": text, "system_prompt": self.config.system_prompt,
                                                 "inject_text": ""})
@@ -459,7 +459,7 @@ class AgentLoop:
         if out.stopped:
             message = f"{event}: {out.reason}"
             self._emit("error", {"error": message})
-            raise _Stop("error", message)
+            raise _Stop(StopReason.ERROR, message)
 
     @staticmethod
     def _with_system(system_prompt: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -514,11 +514,11 @@ class AgentLoop:
     def _steps(self, turn: _Turn) -> None:
         while True:
             if self._cancel.is_set():
-                raise _Stop("cancelled")
+                raise _Stop(StopReason.CANCELLED)
             if turn.step >= self.config.max_steps:
                 limit = f"the turn reached its step limit ({self.config.max_steps} model calls) and was stopped"
                 self._emit("error", {"error": limit})
-                raise _Stop("error", limit)
+                raise _Stop(StopReason.ERROR, limit)
             turn.step += 1
             for steer in self.steering.drain():
                 self._append({"role": "user", "content": steer.text}, origin="steer", steer_source=steer.source)
@@ -533,7 +533,7 @@ class AgentLoop:
             else:
                 message, finish_reason = self._call_model(turn, request)
             if finish_reason == "cancelled":
-                raise _Stop("cancelled")
+                raise _Stop(StopReason.CANCELLED)
             calls = message.get("tool_calls") or []
             if not calls:
                 if len(self.steering):
@@ -544,7 +544,7 @@ class AgentLoop:
                     for rest in calls[i:]:
                         self._append({"role": "tool", "tool_call_id": rest["id"],
                                       "content": "Error: cancelled before it ran"}, is_error=True)
-                    raise _Stop("cancelled")
+                    raise _Stop(StopReason.CANCELLED)
                 self._tool_call(turn, call)
 
     def _prepare_step(self, turn: _Turn, messages: list[dict[str, Any]]) -> _Request:
@@ -685,7 +685,7 @@ class AgentLoop:
                 self._append({"role": "assistant", "content": "".join(text)}, partial=True)
                 turn.response = "".join(text)
             self._emit("error", {"error": str(exc)})
-            raise _Stop("error", str(exc)) from None
+            raise _Stop(StopReason.ERROR, str(exc)) from None
         assert finish is not None, "stream_completion ends with Finish"
         message = dict(finish.message)
         if finish.reason == "cancelled":

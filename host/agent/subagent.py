@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ext_sdk.events import StopReason
+
 from .emitter import Emitter, EventSink
 from .tools.base import ToolContext, ToolKind, ToolResult
 from .turn_result import TurnResult
@@ -151,14 +153,14 @@ def run_subagent(emitter: Emitter, run_child: RunChild, task: str, subagent_id: 
         log.exception("subagent %s failed", subagent_id)
         error = f"the subagent could not run: {type(exc).__name__}: {exc}"
     else:
-        response, status = result.response, result.stop_reason
-        meta = {"stop_reason": result.stop_reason, "llm_call_count": result.llm_call_count,
+        response, status = result.response, "completed"
+        meta = {"stop_reason": result.stop_reason.value, "llm_call_count": result.llm_call_count,
                 "tool_call_count": result.tool_call_count, "cost": result.cost}
-        if result.stop_reason == "error":
-            error = result.error or "the subagent's turn failed"
-        elif result.stop_reason != "completed":
+        if result.stop_reason is StopReason.ERROR:
+            error, status = result.error or "the subagent's turn failed", "error"
+        elif result.stop_reason is not StopReason.COMPLETED:
             error = f"the subagent's turn ended: {result.stop_reason}"
-            status = "cancelled" if result.stop_reason == "cancelled" else "error"
+            status = "cancelled" if result.stop_reason is StopReason.CANCELLED else "error"
     emitter.emit("subagent_end", {"tool_call_id": subagent_id, "task": task, "response": response,
                                   "error_msg": error})
     return SubagentOutcome(status, response, error, meta)

@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ext_sdk.events import StopReason
+
 from .emitter import FailureRecord
 
-__all__ = ["STOP_REASONS", "TurnResult"]
-
-#: ``agent_end.stop_reason`` values.
-STOP_REASONS = ("completed", "cancelled", "error", "handled")
+__all__ = ["TurnResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +26,8 @@ class TurnResult:
 
     #: The final answer (text of the turn's last assistant message).
     response: str
-    #: ``completed``, ``cancelled``, ``error`` or ``handled``.
-    stop_reason: str
+    #: Why the turn ended (``agent_end.stop_reason``).
+    stop_reason: StopReason
     #: The error (stop reason ``error``), else ''.
     error: str = ""
     #: Why ``input`` handled the prompt (stop reason ``handled``), else ''.
@@ -54,7 +53,7 @@ class TurnResult:
     def from_agent_end(cls, payload: Mapping[str, Any], **extra: Any) -> TurnResult:
         """Build from an ``agent_end`` payload (read only)."""
         return cls(
-            response=str(payload["response"]), stop_reason=str(payload["stop_reason"]),
+            response=str(payload["response"]), stop_reason=StopReason(payload["stop_reason"]),
             tool_call_count=int(payload["tool_call_count"]), tool_names=tuple(payload["tool_names"]),
             llm_call_count=int(payload["llm_call_count"]), input_tokens=int(payload["input_tokens_delta"]),
             output_tokens=int(payload["output_tokens_delta"]),
@@ -65,8 +64,9 @@ class TurnResult:
     def to_json(self) -> dict[str, Any]:
         """Plain data (``kithost run --json``'s final ``result`` line, without ``type``)."""
         return {
-            "response": self.response, "stop_reason": self.stop_reason, "error": self.error, "reason": self.reason,
-            "steps": self.steps, "tool_call_count": self.tool_call_count, "tool_names": list(self.tool_names),
+            "response": self.response, "stop_reason": self.stop_reason.value, "error": self.error,
+            "reason": self.reason, "steps": self.steps, "tool_call_count": self.tool_call_count,
+            "tool_names": list(self.tool_names),
             "llm_call_count": self.llm_call_count, "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens, "cache_read_tokens": self.cache_read_tokens,
             "cache_write_tokens": self.cache_write_tokens, "cost": self.cost, "duration_ms": self.duration_ms,

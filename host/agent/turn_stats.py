@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Any
 
+from ext_sdk.events import StopReason
+
 from .llm.events import Usage
 
 __all__ = ["TurnStats", "UsageTotals"]
@@ -69,11 +71,11 @@ class TurnStats:
         """Milliseconds since the turn started."""
         return int((time.monotonic() - self._started) * 1000)
 
-    def agent_end(self, response: str, stop_reason: str) -> dict[str, Any]:
-        """A fresh ``agent_end`` payload."""
+    def agent_end(self, response: str, stop_reason: StopReason) -> dict[str, Any]:
+        """A fresh ``agent_end`` payload (``stop_reason`` as its plain string, as on the wire)."""
         return {
             "response": response,
-            "stop_reason": stop_reason,
+            "stop_reason": stop_reason.value,
             "tool_call_count": len(self.tool_names),
             "tool_names": list(self.tool_names),
             "llm_call_count": self.llm_call_count,

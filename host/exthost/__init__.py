@@ -1,7 +1,7 @@
 """The extension host: every extension in its own process, reached over ZeroMQ, supervised.
 
-One concern per module (a test keeps this map complete); each module's
-docstring states its contract.
+One concern per module (a test keeps this map, and each subpackage's own map,
+complete); each module's docstring states its contract.
 
 ==================  ==========================================================================
 module              concern
@@ -31,6 +31,7 @@ module              concern
 ``reload_cli``      ``kithost ext reload NAME`` against a running host
 ``watch``           watching loaded extensions' folders (debounced) to reload the one that changed
 ``orphans``         sweeping up processes of hosts that died hard
+``sandbox/``        the host side of the sandbox: what the machine allows, wrapping one launch
 ==================  ==========================================================================
 """
 

@@ -75,7 +75,11 @@ class Exchange:
     """The notify FIFO and request path of one extension (see the module doc)."""
 
     def __init__(self, name: str, config: HostConfig, stats: ExtensionStats, on_call: CallHandler,
-                 check_ready: CheckReady, on_failure: OnChannelFailure, wake_delivery: Callable[[], None]) -> None:
+                 check_ready: CheckReady, on_failure: OnChannelFailure, wake_delivery: Callable[[], None],
+                 notify_failed: Callable[[str, str], None] = lambda event, error: None,
+                 warn_notify_errors: Callable[[int, str], None] = lambda count, latest: None) -> None:
+        """``notify_failed(event, error)``: every notify handler that reported an error (not rate-limited);
+        ``warn_notify_errors(count, latest error)``: the same, rate-limited, for a warning."""
         self.name = name
         self._config = config
         self._stats = stats
@@ -90,10 +94,8 @@ class Exchange:
         self._dropped_unreported = 0
         self._notify_warned_at = -10.0
         self._notify_errors_unlogged = 0
-        #: Called with ``(count, latest error)`` when notify handlers reported errors (rate-limited).
-        self.warn_notify_errors: Callable[[int, str], None] = lambda count, latest: None
-        #: Called with ``(event, error)`` for every notify handler that reported an error (not rate-limited).
-        self.notify_failed: Callable[[str, str], None] = lambda event, error: None
+        self.warn_notify_errors = warn_notify_errors
+        self.notify_failed = notify_failed
 
     # ------------------------------------------------------------------ the notify FIFO
 

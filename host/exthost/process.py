@@ -101,15 +101,15 @@ def descendants(proc: psutil.Process) -> list[psutil.Process]:
 class LogBuffer:
     """The last ``max_lines`` lines of an extension's output, thread-safe."""
 
-    def __init__(self, max_lines: int, line_bytes: int) -> None:
+    def __init__(self, max_lines: int, line_bytes: int, listener: Callable[[str, str], None] | None = None) -> None:
+        """``listener(stream, line)`` is called for each line (any thread)."""
         self._lines: deque[tuple[float, str, str]] = deque(maxlen=max_lines)
         self._seqs: deque[int] = deque(maxlen=max_lines)
         self._lock = threading.Lock()
         self.line_bytes = line_bytes
         #: Lines ever received (including those since dropped from the buffer).
         self.total = 0
-        #: Called with ``(stream, line)`` for each line, if set.
-        self.listener: Callable[[str, str], None] | None = None
+        self.listener = listener
 
     def add(self, stream: str, line: str) -> None:
         with self._lock:

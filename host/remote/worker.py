@@ -233,8 +233,8 @@ class Worker:
             confined = entry.confined = self._confiner.confine(launch, manifest, access, slot,
                                                                supervision)
             self._gate.admit(launch.domain, name, entry.refusals)
-            buffer = LogBuffer(self.config.limits.log_lines, self.config.limits.log_line_bytes)
-            buffer.listener = lambda stream, line: log.info("[%s] %s", name, line)
+            buffer = LogBuffer(self.config.limits.log_lines, self.config.limits.log_line_bytes,
+                               lambda stream, line: log.info("[%s] %s", name, line))
             process = entry.process = ExtensionProcess(confined.spec, buffer)
             self._gate.started(launch.domain, process.pid)
         except BaseException:

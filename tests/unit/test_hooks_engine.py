@@ -16,6 +16,7 @@ import pytest
 from conftest import EXTENSIONS
 
 from ext_sdk import hooks as engine
+from ext_sdk.events import Policy
 from ext_sdk.hooks import (
     FORMATS,
     HookHandler,
@@ -108,15 +109,15 @@ def test_session_start_hooks_also_need_the_next_turn_start() -> None:
 
 
 def test_matchers_are_regexes_over_their_tool_names() -> None:
-    handler = HookHandler("PreToolUse", "tool_call", "x", 1000, "closed", matcher="Edit|Write")
+    handler = HookHandler("PreToolUse", "tool_call", "x", 1000, Policy.CLOSED, matcher="Edit|Write")
     assert handler.matches("Write") and not handler.matches("Bash") and not handler.matches("WriteX")
-    assert HookHandler("PreToolUse", "tool_call", "x", 1000, "closed", matcher="*").matches("Bash")
+    assert HookHandler("PreToolUse", "tool_call", "x", 1000, Policy.CLOSED, matcher="*").matches("Bash")
 
 
 # ---------------------------------------------------------------------------------------------- answers
 
-GUARD = HookHandler("PreToolUse", "tool_call", "guard.sh", 5000, "closed")
-OPEN = HookHandler("PreToolUse", "tool_call", "guard.sh", 5000, "open")
+GUARD = HookHandler("PreToolUse", "tool_call", "guard.sh", 5000, Policy.CLOSED)
+OPEN = HookHandler("PreToolUse", "tool_call", "guard.sh", 5000, Policy.OPEN)
 
 
 def _json(reply: dict[str, Any]) -> Run:
@@ -157,10 +158,10 @@ def test_a_fail_closed_failure_is_marked_failed_a_decision_is_not() -> None:
 
 
 def test_context_and_messages() -> None:
-    post = HookHandler("PostToolUse", "tool_result", "fmt", 5000, "open")
+    post = HookHandler("PostToolUse", "tool_result", "fmt", 5000, Policy.OPEN)
     answer = decide(post, _json({"systemMessage": "formatted", "hookSpecificOutput": {"additionalContext": "ctx"}}))
     assert (answer.block, answer.context, answer.message) == (False, "ctx", "formatted")
-    prompt = HookHandler("UserPromptSubmit", "input", "ctx.sh", 5000, "closed")
+    prompt = HookHandler("UserPromptSubmit", "input", "ctx.sh", 5000, Policy.CLOSED)
     assert decide(prompt, Run(0, "branch: main\n", "")).context == "branch: main"  # plain stdout is context
     assert decide(GUARD, Run(0, "just talk\n", "")).context == ""  # ... only where the agent says so
 
@@ -180,7 +181,7 @@ def test_payload_per_format_with_tool_and_argument_names() -> None:
     assert claude == {"session_id": "s1", "transcript_path": "/s/1.jsonl", "cwd": "/proj",
                       "hook_event_name": "PreToolUse", "tool_name": "Write",
                       "tool_input": {"file_path": "a.py", "content": "x"}, "tool_use_id": "call_1"}
-    before = HookHandler("BeforeTool", "tool_call", "x", 1, "closed")
+    before = HookHandler("BeforeTool", "tool_call", "x", 1, Policy.CLOSED)
     gemini = hook_input(FORMATS["gemini"], before, "tool_call", _call("bash", {"command": "ls"}), INFO)
     assert gemini["tool_name"] == "run_shell_command" and gemini["tool_input"] == {"command": "ls"}
     assert gemini["hook_event_name"] == "BeforeTool" and "timestamp" in gemini
@@ -191,13 +192,13 @@ def test_payload_per_format_with_tool_and_argument_names() -> None:
 
 
 def test_post_tool_and_prompt_payloads() -> None:
-    post = HookHandler("PostToolUse", "tool_result", "x", 1, "open")
+    post = HookHandler("PostToolUse", "tool_result", "x", 1, Policy.OPEN)
     result = FakeHost.tool_result("bash", "hello\n", {"command": "echo hello"})
     data = hook_input(FORMATS["claude"], post, "tool_result", result, INFO)
     assert data["tool_response"] == {"stdout": "hello\n", "stderr": "", "interrupted": False, "isImage": False}
-    prompt = HookHandler("UserPromptSubmit", "input", "x", 1, "closed")
+    prompt = HookHandler("UserPromptSubmit", "input", "x", 1, Policy.CLOSED)
     assert hook_input(FORMATS["claude"], prompt, "input", {"text": "hi", "source": "cli"}, INFO)["prompt"] == "hi"
-    notify = HookHandler("notify", "agent_end", ("notify.py",), 1, "open")
+    notify = HookHandler("notify", "agent_end", ("notify.py",), 1, Policy.OPEN)
     turn = hook_input(FORMATS["codex"], notify, "agent_end", {"response": "done"}, INFO)
     assert turn["type"] == "agent-turn-complete" and turn["last-assistant-message"] == "done"
 

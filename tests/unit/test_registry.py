@@ -102,12 +102,25 @@ def test_specs_are_consistent() -> None:
         assert isinstance(spec, EventSpec) and spec.name == name and spec.doc
 
 
-def test_every_exthost_module_is_on_the_package_map() -> None:
-    import host.exthost
+def _package_map(init: Path) -> set[str]:
+    """The rows of a package docstring's map: ``module`` or ``subpackage/`` at the start of a line."""
+    doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+    return set(re.findall(r"^``(\w+/?)``", doc, flags=re.M))
 
-    doc = host.exthost.__doc__ or ""
-    modules = sorted(p.stem for p in (ROOT / "host" / "exthost").glob("*.py") if p.stem != "__init__")
-    assert len(modules) > 10
-    assert [m for m in modules if f"``{m}``" not in doc] == []
-    mapped = set(re.findall(r"^``(\w+)``", doc, flags=re.M))
-    assert mapped == set(modules), "the map names a module that does not exist"
+
+def _package_members(package: Path) -> set[str]:
+    """What a package's map must list: its modules, and its subpackages as ``name/``."""
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    return modules | {d.name + "/" for d in package.iterdir() if (d / "__init__.py").is_file()}
+
+
+def test_every_exthost_module_is_on_the_package_map() -> None:
+    top = ROOT / "host" / "exthost"
+    packages = sorted(init.parent for init in top.rglob("__init__.py"))
+    assert packages[0] == top and top / "sandbox" in packages
+    assert len(_package_members(top)) > 10
+    for package in packages:
+        where = package.relative_to(ROOT)
+        mapped, members = _package_map(package / "__init__.py"), _package_members(package)
+        assert sorted(members - mapped) == [], f"{where}: not on its package map"
+        assert sorted(mapped - members) == [], f"{where}: the map names a module that does not exist"

@@ -19,10 +19,17 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ext_sdk.events import StopReason
+
 __all__ = ["render_event_for_humans"]
 
 #: Longest tool argument / result preview.
 PREVIEW: Final = 120
+
+#: Head of the ``agent_end`` line by stop reason.
+_END_HEADS: Final[dict[str, str]] = {StopReason.COMPLETED: "done", StopReason.CANCELLED: "cancelled",
+                                     StopReason.ERROR: "stopped by an error",
+                                     StopReason.HANDLED: "handled by an extension"}
 
 
 def _short(text: str, limit: int = PREVIEW) -> str:
@@ -103,8 +110,7 @@ def render_event_for_humans(event: str, data: Mapping[str, Any]) -> str | None:
                 f"{data.get('context_limit')}]\n")
     if event == "agent_end":
         reason = data.get("stop_reason")
-        head = {"completed": "done", "cancelled": "cancelled", "error": "stopped by an error",
-                "handled": "handled by an extension"}.get(str(reason), str(reason))
+        head = _END_HEADS.get(str(reason), str(reason))
         return (f"[{head}: {data.get('llm_call_count', 0)} model call(s), {data.get('tool_call_count', 0)} tool "
                 f"call(s), {data.get('input_tokens_delta', 0)}+{data.get('output_tokens_delta', 0)} tokens, "
                 f"{_cost(data.get('cost_delta'))}, {data.get('duration_ms', 0)} ms]\n")

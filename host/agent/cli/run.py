@@ -35,6 +35,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+from ext_sdk.events import StopReason
+
 from ...config import HostConfig
 from ..agent_config import AgentConfig
 from ..session import AgentSession
@@ -52,7 +54,9 @@ from .terminal import (
 
 __all__ = ["EXIT_STDOUT_CLOSED", "RunArgs", "run_command"]
 
-_EXIT = {"completed": 0, "handled": 0, "error": 1, "cancelled": 130}
+#: Exit status by the last turn's stop reason.
+_EXIT: dict[StopReason, int] = {StopReason.COMPLETED: 0, StopReason.HANDLED: 0, StopReason.ERROR: 1,
+                                StopReason.CANCELLED: 130}
 
 #: Exit status when stdout was closed early: what a shell reports for a death by SIGPIPE.
 EXIT_STDOUT_CLOSED = 128 + 13
@@ -129,4 +133,4 @@ def _run(args: RunArgs, out: Output, err: TextIO) -> int:
         if where["session"]:
             err.write(f"session: {where['session']} (kithost run --continue PROMPT goes on with it)\n")
     last = result.followups[-1] if result.followups else result
-    return _EXIT.get(last.stop_reason, 1)
+    return _EXIT[last.stop_reason]

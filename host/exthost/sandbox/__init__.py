@@ -11,6 +11,8 @@ module          concern
                 joining before exec, kill, stats (OOM kills), sweeping dead hosts' cgroups
 ``uids``        dedicated uid/gid per extension slot (leased), private-dir permissions,
                 reachability of the interpreter by another uid, the setpriv step
+``confine``     wrapping one launch in every layer the machine allows, in order (level
+                check, dedicated uid, cgroup, bwrap, boot plan): the only place they combine
 ==============  =========================================================================
 
 The in-child part (rlimits, Landlock, seccomp applied by the child itself) is
