@@ -6,14 +6,17 @@ work, and the exit status at each failure (the host does not retry 3 and 4):
 1. Without the host's environment (``KITHOST_EVENTS`` …) print how to run an
    extension and exit 2 — running an extension file by hand is a usage error.
 2. Arrange to die with the host (``PR_SET_PDEATHSIG``) before anything else.
-3. Load the file and find its :class:`~ext_sdk.extension.Extension`; any
+3. Read the per-launch secret (to end of file: it may be a named pipe that
+   the host writes only when it needs this process, a *warm spare*, so this
+   comes before any of the extension's code runs); unreadable → exit 2.
+4. Load the file and find its :class:`~ext_sdk.extension.Extension`; any
    error → traceback on stderr, exit 3.
-4. Read the per-launch secret, connect the three sockets, send ``hello`` on
-   the calls channel; ``reject`` → reason on stderr, exit 4.
-5. Start the control thread (answers ``ping`` while handlers run; on
+5. Connect the three sockets, send ``hello`` on the calls channel;
+   ``reject`` → reason on stderr, exit 4.
+6. Start the control thread (answers ``ping`` while handlers run; on
    ``shutdown`` replies ``bye`` and ends the process as soon as no handler
    runs, at the latest after :data:`SHUTDOWN_GRACE_S`).
-6. Serve the events channel until shutdown: one request at a time, strictly in
+7. Serve the events channel until shutdown: one request at a time, strictly in
    order, each answered with exactly one ``reply``.
 """
 
@@ -23,6 +26,7 @@ import ctypes
 import importlib.util
 import itertools
 import os
+import select
 import signal
 import sys
 import threading
@@ -224,6 +228,11 @@ def serve(path: str) -> int:
         print(_NOT_UNDER_HOST.format(path=path, dir=os.path.dirname(path) or "."), file=sys.stderr)
         return EXIT_USAGE
     _die_with_parent()
+    try:  # before the extension's code: a warm spare waits here, its imports paid, none of that code run
+        secret = _read_secret(os.environ[ENV_SECRET_FILE])
+    except (KeyError, OSError) as exc:
+        print(f"kithost-sdk: cannot read the launch secret: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         extension = load_extension(path)
     except Exception:  # noqa: BLE001 - the author's code failed to load
@@ -231,17 +240,35 @@ def serve(path: str) -> int:
 
         traceback.print_exc(file=sys.stderr)
         return EXIT_BAD_EXTENSION
-    try:
-        secret_file = Path(os.environ[ENV_SECRET_FILE])
-        secret = secret_file.read_bytes()
-    except (KeyError, OSError) as exc:
-        print(f"kithost-sdk: cannot read the launch secret: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         return _serve(zctx, extension, secret)
     finally:
         zctx.destroy(linger=0)
+
+
+def _read_secret(path: str) -> bytes:
+    """The launch secret: the whole content of ``path``, a file or a named pipe (a warm spare's).
+
+    Opened non-blocking and then polled, so a spare waits with the pipe open: the host sees from ``/proc``
+    that it is ready to be started, and writes the secret only into a pipe that is being read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        waiter = select.poll()
+        waiter.register(fd, select.POLLIN)
+        data = b""
+        while True:
+            waiter.poll()  # a pipe: until the host writes, then until it closes; a file: at once
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return data
+            data += chunk
+    finally:
+        os.close(fd)
 
 
 def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: bytes) -> int:

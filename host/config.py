@@ -101,6 +101,7 @@ from pydantic_core import ErrorDetails
 from ext_sdk.events import Mode, Policy, spec_for
 from ext_sdk.hooks import DurationError, duration_ms, format_duration
 from ext_sdk.hostcalls import PERMISSIONS
+from ext_sdk.wire import DEFAULT_MAX_FRAME
 
 from .errors import ConfigError
 
@@ -231,8 +232,9 @@ class Deadlines:
 class Limits:
     """Bounds on what an extension can send or queue (``[limits]``)."""
 
-    #: Largest frame accepted from an extension (bytes).
-    max_frame: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    #: Largest frame accepted from an extension (bytes). The SDKs accept frames from the host up to
+    #: their own fixed limit of the same default (PROTOCOL.md, size limits).
+    max_frame: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_FRAME
     #: Notify events queued per extension before new ones are dropped (and counted).
     notify_queue: _Positive = 10_000
     #: Most notify events delivered in one batch.
@@ -268,6 +270,13 @@ class Supervision:
     #: Exit statuses that mean "broken extension/config": never retried (2 usage, 3 broken extension code,
     #: 4 handshake refused, 5 a required sandbox layer could not be put in force).
     no_retry_exit_codes: tuple[int, ...] = (2, 3, 4, 5)
+    #: Keep one process of each Python extension started in reserve — a *warm spare*: sandboxed, its
+    #: interpreter and SDK loaded, the extension's own code not yet run — so that a crash restarts from it in
+    #: milliseconds instead of a cold start. Costs one idle process per extension; ``false``: restarts start cold.
+    spare: bool = True
+    #: How long an extension serves before its spare is started (a start of many extensions is not slowed
+    #: by their spares).
+    spare_after_s: _PositiveSeconds = 1.0
     #: Heartbeat period.
     heartbeat_ms: _Positive = 1_000
     #: Without an answer to a heartbeat for this long, a process is "hung": killed and restarted.
@@ -339,8 +348,9 @@ class Sandbox:
     trust: TrustMode = TrustMode.ASK
     #: Where ``kithost ext trust`` records its grants (default ``$XDG_DATA_HOME/kithost/trust.json``).
     trust_file: _UserPath | None = None
-    #: Largest file an extension may write, in MiB (``RLIMIT_FSIZE``; ``0`` = no limit).
-    max_file_mb: _Limit = 1_024
+    #: Largest file an extension may write, in MiB (``RLIMIT_FSIZE``; ``0`` = no limit). Per file: an
+    #: extension that needs large files asks for an ``[access] write`` path and the operator raises this.
+    max_file_mb: _Limit = 64
 
 
 @dataclass(frozen=True, slots=True, config=_RECORD)

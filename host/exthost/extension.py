@@ -19,6 +19,16 @@ reload rules, switch gate  :mod:`.reload`
 status view                :func:`.status.extension_status`
 =========================  ==================================================
 
+A restart starts from the extension's *warm spare* when it has one
+(``[supervision] spare``, Python extensions): a launch of its own — slot,
+sockets, sandbox — started once the extension has served
+``spare_after``, that waits at reading its secret (:meth:`.launch.Launch.unpark`)
+with its interpreter, sandbox and SDK paid for; a restart hands it the secret
+and it handshakes like any new process (fresh work directory, ``session_start``
+again), and the supervisor starts the next spare later (:meth:`RunningExtension.tend_spare`).
+A spare is discarded on reload and stop, and one that exits is replaced (after
+:data:`SPARE_FAILURES` exits in a row, spares are given up with a warning).
+
 A reload starts the new version beside the running one
 (:meth:`RunningExtension.prepare_replacement`), swaps it in between two
 events (:meth:`RunningExtension.switch_to`) and stops the old process
@@ -41,6 +51,7 @@ to the :class:`Hooks` given at construction.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -51,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
+import psutil
 import zmq
 
 from ext_sdk.combine import FailureKind, HandlerFailure, HandlerTransport
@@ -65,9 +77,10 @@ from .handshake import NOTHING_DECLARED, Granted, Refused, check_hello, welcome_
 from .launch import Launch, prepare_launch
 from .manifest import Manifest
 from .peers import PeerGate
-from .process import ExtensionProcess, LogBuffer, ProcessHandle, ShutdownRung, describe_exit
+from .process import ExtensionProcess, LogBuffer, ProcessHandle, ShutdownRung, descendants, describe_exit
 from .reload import ReloadFailed, SwitchGate
 from .sandbox.confine import Confined, Confiner, SandboxRefused
+from .sandbox.probe import Probe
 from .stats import ExtensionStats
 from .status import extension_status
 from .supervisor import ExitDecision, ExtState, Resources, RestartPolicy, Watchdog
@@ -88,6 +101,8 @@ _T = TypeVar("_T")
 
 #: The event a replaced process gets again (:attr:`Hooks.last_session_start`).
 SESSION_START = "session_start"
+#: Spares that exit on their own this many times in a row make the extension go without one.
+SPARE_FAILURES: Final = 3
 
 
 class _Spawner:
@@ -247,7 +262,9 @@ class RunningExtension:
 
     def __init__(self, manifest: Manifest, load_order: int, config: HostConfig, router: HostCallRouter,
                  zctx: zmq.Context[zmq.Socket[bytes]], gate: PeerGate, confiner: Confiner, runtime_dir: Path,
-                 grant: Grant, hooks: Hooks = Hooks(), remote: RemoteLauncher | None = None) -> None:
+                 grant: Grant, hooks: Hooks = Hooks(), remote: RemoteLauncher | None = None,
+                 next_slot: Callable[[], int] | None = None) -> None:
+        """``next_slot``: a launch slot unique in the host, for a warm spare (``None``: no spares)."""
         self.manifest = manifest
         #: Where its processes run when not here (``None``: a local extension).
         self.remote = remote
@@ -265,9 +282,9 @@ class RunningExtension:
         self.confined: Confined | None = None
         self._runtime_dir = runtime_dir
         self.stats = ExtensionStats()
-        self.log = LogBuffer(config.limits.log_lines, config.limits.log_line_bytes)
         ext_log = logging.getLogger(f"kithost.ext.{manifest.name}")
-        self.log.listener = lambda stream, line: ext_log.info("[%s] %s", manifest.name, line)
+        self.log = LogBuffer(config.limits.log_lines, config.limits.log_line_bytes,
+                             lambda stream, line: ext_log.info("[%s] %s", manifest.name, line))
         self.state = ExtState.STARTING
         self.transitions: list[Transition] = []
         #: What the last accepted handshake declared and granted.
@@ -295,12 +312,12 @@ class RunningExtension:
         self._swap_lock = threading.Lock()
         #: When a ``restarting`` extension is due to be respawned (``time.monotonic()``).
         self.next_restart_at: float | None = None
-        self.exchange = Exchange(manifest.name, config, self.stats, self._on_call, self._ready_channel,
-                                 self._after_channel_failure, hooks.queued)
-        self.exchange.notify_failed = lambda event, error: hooks.notify_failed(self, event, error)
-        self.exchange.warn_notify_errors = lambda count, latest: log.warning(
-            "extension %s: %d notify handler error(s); latest: %s", self.name, count, latest,
-            extra={NOTICE_RECORD: True})
+        self.exchange = Exchange(
+            manifest.name, config, self.stats, self._on_call, self._ready_channel, self._after_channel_failure,
+            hooks.queued, notify_failed=lambda event, error: hooks.notify_failed(self, event, error),
+            warn_notify_errors=lambda count, latest: log.warning(
+                "extension %s: %d notify handler error(s); latest: %s", self.name, count, latest,
+                extra={NOTICE_RECORD: True}))
         self._state_lock = threading.RLock()
         self._restart_thread: threading.Thread | None = None
         self._kill_reason: str | None = None
@@ -309,6 +326,14 @@ class RunningExtension:
         self._waiting_for_worker = False
         #: Events answered when the current process started (did it ever answer one? rule 4 of the restart policy).
         self._answers_at_start = 0
+        self._next_slot = next_slot
+        #: The warm spare (parked launch) and the slot, manifest and grant it was started with.
+        self._spare: _Incarnation | None = None
+        self._spare_of: tuple[int, Manifest, Grant] | None = None
+        #: Spares that exited on their own in a row.
+        self._spare_failures = 0
+        #: When the extension last became ``ready`` (``time.monotonic()``).
+        self._ready_since = 0.0
 
     # ------------------------------------------------------------------ records
 
@@ -331,6 +356,10 @@ class RunningExtension:
         """The isolation level this host gives (before a launch says which layers it got)."""
         return str(self._confiner.probe.level)
 
+    def confiner_probe(self) -> Probe:
+        """What the host's sandbox probe found: layers, level, and why each missing layer is missing."""
+        return self._confiner.probe
+
     def alive(self) -> bool:
         """Whether the process is running."""
         return self.process is not None and self.process.alive()
@@ -348,6 +377,8 @@ class RunningExtension:
             self.transitions.append(Transition(time.time(), self.state.value, new.value, reason))
             del self.transitions[:-100]
             old, self.state = self.state, new
+            if new is ExtState.READY:
+                self._ready_since = time.monotonic()
         level = logging.WARNING if old is not new and new in (ExtState.DEAD, ExtState.RESTARTING,
                                                               ExtState.DEGRADED) else logging.INFO
         log.log(level, "extension %s: %s → %s: %s", self.name, old.value, new.value, reason)
@@ -355,8 +386,10 @@ class RunningExtension:
 
     # ------------------------------------------------------------------ start
 
-    def _start_process(self, manifest: Manifest, grant: Grant, slot: int) -> _Incarnation:
+    def _start_process(self, manifest: Manifest, grant: Grant, slot: int, parked: bool = False) -> _Incarnation:
         """Prepare a launch in slot ``slot``, bind its channel, confine and start the process (no waiting).
+
+        ``parked``: a warm spare (:func:`.launch.prepare_launch`), local extensions only.
 
         Touches none of the current process's records. Raises ``OSError``, ``zmq.ZMQError``,
         :class:`SandboxRefused`, :class:`PlanError` or (remote) :class:`HostError` after releasing what it had
@@ -367,7 +400,7 @@ class RunningExtension:
                                                              self.config.limits.max_frame,
                                                              self.config.deadlines.start_ms / 1000)
             return _Incarnation(launch, channel, None, remote_proc)
-        inc = _Incarnation(prepare_launch(manifest, self._runtime_dir, slot))
+        inc = _Incarnation(prepare_launch(manifest, self._runtime_dir, slot, parked))
         try:
             channel = inc.channel = Channel(self._zctx, inc.launch, self.config.limits.max_frame)
             confined = inc.confined = self._confiner.confine(inc.launch, manifest, grant.access, slot,
@@ -399,24 +432,128 @@ class RunningExtension:
         """Make ``inc`` the current process (caller holds ``_swap_lock``)."""
         self._launch, self.channel, self.confined, self.process = inc.launch, inc.channel, inc.confined, inc.process
 
-    def spawn(self) -> None:
-        """Prepare a launch, bind the channel, start the process (no waiting)."""
-        try:
-            inc = self._start_process(self.manifest, self.grant, self._slot)
-        except (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError) as exc:
-            self._set_state(ExtState.DEAD, f"could not start: {exc}")
-            raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
+    def spawn(self, spare: _Incarnation | None = None) -> None:
+        """Start the process — ``spare`` (from :meth:`_take_spare`) if given, else a new launch in the
+        current slot, whose files the caller has released — and make it current (no waiting)."""
+        inc, how = spare, "the spare"
+        if inc is None:
+            how = "spawned"
+            try:
+                inc = self._start_process(self.manifest, self.grant, self._slot)
+            except (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError) as exc:
+                self._set_state(ExtState.DEAD, f"could not start: {exc}")
+                raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
         with self._swap_lock:
             self._install(inc)
         self._kill_reason = None
         self._answers_at_start = self._answers()
         assert inc.process is not None
-        self._set_state(ExtState.STARTING, f"spawned pid {inc.process.pid}")
+        self._set_state(ExtState.STARTING, f"{how} pid {inc.process.pid}")
+
+    # ------------------------------------------------------------------ warm spare
+
+    @property
+    def spare_pid(self) -> int | None:
+        """Pid of the warm spare waiting to replace the process, if there is one."""
+        spare = self._spare
+        return spare.process.pid if spare is not None and spare.process is not None else None
+
+    def spare_parked(self) -> bool:
+        """Whether the spare has reached its secret (imports done, waiting): a restart now takes milliseconds.
+
+        Read from ``/proc``: a process of the spare's tree holds the secret pipe open.
+        """
+        spare = self._spare
+        if spare is None or spare.process is None:
+            return False
+        target = str(spare.launch.endpoints.secret_file)
+        try:
+            root = psutil.Process(spare.process.pid)
+            tree = [root, *descendants(root)]
+        except psutil.Error:
+            return False
+        for proc in tree:
+            try:
+                fds = os.listdir(f"/proc/{proc.pid}/fd")
+                if any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == target for fd in fds):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def _take_spare(self) -> _Incarnation | None:
+        """The spare, if it is alive and was started for the current manifest and grant (else discarded)."""
+        with self._swap_lock:
+            spare, of = self._spare, self._spare_of
+            self._spare = self._spare_of = None
+        if spare is None or of is None:
+            return None
+        slot, manifest, grant = of
+        stale = manifest is not self.manifest or grant is not self.grant  # reloaded or re-trusted since
+        if stale or spare.process is None or not spare.process.alive():
+            self._discard_incarnation(spare)
+            return None
+        self._slot = slot
+        return spare
+
+    def _discard_incarnation(self, inc: _Incarnation) -> None:
+        if inc.process is not None:
+            inc.process.kill()
+        self._release(inc)
+        shutil.rmtree(inc.launch.endpoints.directory, ignore_errors=True)
+
+    def discard_spare(self) -> None:
+        """Stop the spare, if any (reload, stop; any thread)."""
+        with self._swap_lock:
+            spare, self._spare, self._spare_of = self._spare, None, None
+        if spare is not None:
+            self._discard_incarnation(spare)
+
+    def tend_spare(self) -> None:
+        """Start a spare when one is due, replace one that exited (supervisor thread; see the module doc)."""
+        spare = self._spare
+        if spare is not None:
+            if spare.process is not None and spare.process.alive():
+                return
+            self.discard_spare()
+            self._spare_failures += 1
+            why = describe_exit(spare.process.returncode) if spare.process is not None else "gone"
+            if self._spare_failures >= SPARE_FAILURES:
+                log.warning("extension %s: its spare %s, %d times in a row; it goes without one (restarts start "
+                            "cold)", self.name, why, self._spare_failures, extra={NOTICE_RECORD: True})
+            return
+        if (not self.supervision.spare or self._next_slot is None or self.remote is not None or self._stopping
+                or self.manifest.runtime != "python" or self._spare_failures >= SPARE_FAILURES
+                or self.state not in (ExtState.READY, ExtState.DEGRADED)
+                or time.monotonic() - self._ready_since < self.supervision.spare_after_s):
+            return
+        slot, manifest, grant = self._next_slot(), self.manifest, self.grant
+        try:
+            inc = self._start_process(manifest, grant, slot, parked=True)
+        except (OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
+            self._spare_failures += 1
+            log.warning("extension %s: could not start its spare: %s", self.name, exc)
+            return
+        with self._swap_lock:
+            if self._stopping or manifest is not self.manifest:
+                keep = False
+            else:
+                keep = True
+                self._spare, self._spare_of = inc, (slot, manifest, grant)
+        if not keep:
+            self._discard_incarnation(inc)
 
     def _handshake(self, inc: _Incarnation, manifest: Manifest, grant: Grant) -> Granted:
         """Wait for ``inc``'s hello and answer it; raises :class:`_StartFailed`. Records untouched."""
         channel, proc = inc.channel, inc.process
         assert channel is not None and proc is not None
+        if inc.launch.parked:
+            try:
+                inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000)
+            except ProcessLookupError:
+                raise _StartFailed(f"{describe_exit(proc.returncode)} (a spare, before it was started)") from None
+            except OSError as exc:
+                raise _StartFailed(f"could not start the spare: {exc}") from None
         try:
             hello = channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
         except ChannelFailure as exc:
@@ -602,6 +739,8 @@ class RunningExtension:
                 self.exchange.lock.release()
                 if self.exchange.queued():
                     self.hooks.queued()  # notify events queued during the switch go to the new process
+        self.discard_spare()  # started for the old version; the supervisor starts one of the new version
+        self._spare_failures = 0
         return Retired(old, was.running)
 
     def retire(self, retired: Retired) -> ShutdownRung:
@@ -631,6 +770,7 @@ class RunningExtension:
         """Shutdown ladder; the extension ends ``stopped``."""
         with self._state_lock:
             self._stopping = True  # from now on an exit is expected: no crash handling, no restart
+        self.discard_spare()
         rung = ShutdownRung.ALREADY_EXITED
         # A respawn swaps process and channel while it holds the exchange's lock: read both under it, so the
         # ladder never talks to a channel a respawn has already closed.
@@ -768,8 +908,10 @@ class RunningExtension:
             # a remote process's resources are sampled (and limited) on its worker's machine, not here
             pid = process.pid if self.remote is None else None
             reason = self.watchdog.check(pid, channel.poll_pong, channel.send_ping)
-            if reason is not None:
-                self.kill(reason)
+        if reason is not None:
+            self.kill(reason)
+        else:
+            self.tend_spare()
 
     def _answers(self) -> int:
         """Events answered successfully so far: handler results, notify deliveries, tools and commands."""
@@ -825,13 +967,18 @@ class RunningExtension:
         try:
             if self._stopping or self.state is not ExtState.RESTARTING:
                 return  # stop() owns the process from here, or a reload brought it back meanwhile
-            self._cleanup_launch()
+            spare = self._take_spare()
+            # The old launch's files go before a new launch reuses its slot; a spare has a slot of its own, so
+            # then they go once it is ready (off the restart's path: a cgroup takes a while to empty).
+            old = self._current() if spare is not None else None
+            if spare is None:
+                self._cleanup_launch()
             if self.remote is not None and not self.remote.reachable():
                 self._wait_for_worker()
                 return
             self._waiting_for_worker = False
             try:
-                self.spawn()
+                self.spawn(spare)
             except ExtensionStartError as exc:
                 if self.remote is not None and not self.remote.reachable():
                     self._wait_for_worker()  # it went away between the check and the launch
@@ -850,6 +997,9 @@ class RunningExtension:
                 self.restarts += 1
                 self.hooks.ready_again(self)
             finally:
+                if old is not None:  # the crashed process's launch, its slot and work dir
+                    self._release(old)
+                    shutil.rmtree(old.launch.endpoints.directory, ignore_errors=True)
                 self._restart_thread = None
 
         self._restart_thread = threading.Thread(target=await_handshake, name=f"kithost-restart-{self.name}",

@@ -43,8 +43,8 @@ from typing import Any
 
 import zmq
 
-from ext_sdk.combine import Failure, Outcome
-from ext_sdk.events import custom_event_name
+from ext_sdk.combine import Failure, FailureKind, Outcome
+from ext_sdk.events import Policy, custom_event_name
 
 from ..config import Access, HostConfig, Remote, RestartMode
 from ..errors import ExtensionStartError, HostError, ManifestError, UnknownExtensionError
@@ -258,7 +258,7 @@ class ExtensionHost:
                 return
             ext = RunningExtension(manifest, self._dispatch.next_load_order(), self.config, self._router,
                                    self._zctx, self._gate, self.confiner, self._runtime, grant, self._hooks,
-                                   remote=remote)
+                                   remote=remote, next_slot=self._dispatch.next_load_order)
             self._extensions[manifest.name] = ext
         try:
             ext.spawn()
@@ -479,8 +479,8 @@ class ExtensionHost:
     # ------------------------------------------------------------------ notices (HostNotice)
 
     def _notify_failed(self, ext: RunningExtension, event: str, error: str) -> None:
-        self._tell("handler_failure", {"extension": ext.name, "event": event, "kind": "error", "detail": error,
-                                       "policy": "open"})
+        self._tell("handler_failure", {"extension": ext.name, "event": event, "kind": FailureKind.ERROR.value,
+                                       "detail": error, "policy": Policy.OPEN.value})
 
     def _tell(self, kind: str, data: dict[str, Any]) -> None:
         if self._notice is None:

@@ -22,7 +22,8 @@ Environment contract (the whole environment; nothing of the host's leaks in):
 ``KITHOST_CALLS``              ``ipc://`` endpoint of the host-calls channel
 ``KITHOST_CONTROL``            ``ipc://`` endpoint of the control channel
 ``KITHOST_SECRET_FILE``        0600 file with the per-launch HMAC key (deleted
-                               after the handshake)
+                               after the handshake); a named pipe for a warm
+                               spare (read blocks until the host starts it)
 ``KITHOST_PROTOCOL_VERSIONS``  comma-separated versions the host speaks
 ``KITHOST_EXTENSION``          the extension's name
 ``KITHOST_RUNTIME``            the host's private directory (children inherit
@@ -33,10 +34,13 @@ Environment contract (the whole environment; nothing of the host's leaks in):
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +155,36 @@ class Launch:
     #: ZAP domain of this launch's sockets (unique per launch).
     domain: str
     spec: LaunchSpec
+    #: A warm spare: the secret file is a named pipe, and the process waits at reading it until
+    #: :meth:`unpark` writes the secret (see :func:`prepare_launch`).
+    parked: bool = False
+
+    def unpark(self, alive: Callable[[], bool], timeout_s: float) -> None:
+        """Hand a parked process its secret, which lets it go on to load the extension and say ``hello``.
+
+        The pipe is opened for writing only once the process has opened it for reading (the open would fail
+        with ``ENXIO`` before), so the secret is never written into a pipe nobody reads. Raises
+        ``TimeoutError`` when the process has not opened it within ``timeout_s``, ``ProcessLookupError``
+        when it exited first, ``OSError`` otherwise.
+        """
+        deadline = time.monotonic() + timeout_s
+        path = self.endpoints.secret_file
+        while True:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+            if not alive():
+                raise ProcessLookupError("the spare exited before it read its secret")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the spare did not read its secret within {timeout_s:g} s")
+            time.sleep(0.0005)
+        try:
+            os.write(fd, self.secret)  # 32 bytes < PIPE_BUF: one atomic write into an empty pipe
+        finally:
+            os.close(fd)  # the reader sees end of file after the secret
 
     def forget_secret_file(self) -> None:
         """Delete the secret file (the extension has read it, or never will)."""
@@ -162,20 +196,30 @@ class Launch:
             (self.endpoints.directory / name).unlink(missing_ok=True)
 
 
-def prepare_launch(manifest: Manifest, host_dir: Path, slot: int) -> Launch:
-    """Make the private directory and secret file of one launch; raises ``OSError``/``FileNotFoundError``."""
+def prepare_launch(manifest: Manifest, host_dir: Path, slot: int, parked: bool = False) -> Launch:
+    """Make the private directory and secret file of one launch; raises ``OSError``/``FileNotFoundError``.
+
+    ``parked``: a warm spare. The secret file is then a named pipe (0600, like the file): the process
+    starts, pays for its interpreter, sandbox and SDK imports, and blocks reading it; :meth:`Launch.unpark`
+    writes the secret when the spare is needed. The Python SDK reads the secret before it imports the
+    extension's code, so none of that code runs while the spare waits.
+    """
     directory = Path(os.path.join(host_dir, f"x{slot}"))
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
     endpoints = Endpoints(directory)
     endpoints.work_dir.mkdir(mode=0o700, exist_ok=True)
     secret = secrets.token_bytes(32)
-    fd = os.open(endpoints.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(secret)
+    endpoints.secret_file.unlink(missing_ok=True)  # a file or pipe of an earlier launch in this slot
+    if parked:
+        os.mkfifo(endpoints.secret_file, 0o600)
+    else:
+        fd = os.open(endpoints.secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
     try:
         spec = build_launch(manifest, endpoints, host_dir)
     except OSError:
         endpoints.secret_file.unlink(missing_ok=True)
         raise
-    return Launch(endpoints, secret, f"kithost/{manifest.name}/{secrets.token_hex(6)}", spec)
+    return Launch(endpoints, secret, f"kithost/{manifest.name}/{secrets.token_hex(6)}", spec, parked)
