@@ -64,8 +64,8 @@ __all__ = ["SHUTDOWN_GRACE_S", "load_extension", "serve"]
 SHUTDOWN_GRACE_S = 2.0
 #: How long the handshake may take.
 HELLO_TIMEOUT_MS = 10_000
-#: How long a ``ctx`` call waits for the host's answer.
-CALL_TIMEOUT_MS = int(os.environ.get("KITHOST_CALL_TIMEOUT_MS", "30000"))
+#: How long a ``ctx`` call waits for the host's answer (PROTOCOL.md §7).
+CALL_TIMEOUT_MS = 30_000
 
 _NOT_UNDER_HOST = """\
 This is a kithost extension; it runs inside kithost, not on its own.

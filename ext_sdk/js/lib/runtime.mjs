@@ -89,10 +89,8 @@ if (process.env.KITHOST_EVENTS) {
   });
 }
 
-function callTimeoutMs() {
-  const raw = Number.parseInt(process.env.KITHOST_CALL_TIMEOUT_MS ?? "", 10);
-  return Number.isFinite(raw) && raw > 0 ? raw : 30_000;
-}
+// How long a ctx call waits for the host's answer (the same 30 s as the Python SDK; PROTOCOL.md §7).
+const CALL_TIMEOUT_MS = 30_000;
 
 function isTimeout(err) {
   return err?.code === "EAGAIN";
@@ -117,7 +115,7 @@ class Link {
     this.controlOut = new wire.Sealer(secret);
     this.controlIn = new wire.Opener(secret, wire.ACCEPT.control, { maxFrame: wire.CONTROL_MAX_FRAME });
     this.env = env;
-    this.callTimeoutMs = callTimeoutMs();
+    this.callTimeoutMs = CALL_TIMEOUT_MS;
     this._nextCallId = 1;
     // One REQ socket carries one request at a time: calls are queued (a handler may fire several ctx calls
     // without awaiting each; they go out one after the other).
