@@ -418,6 +418,35 @@ def stop_all() -> None:
         stop(p)
 
 
+def steady(host: Any, timeout_s: float = 120.0) -> None:
+    """Wait until ``host`` is in its steady state: every extension that keeps a warm spare has it waiting.
+
+    A default host starts each Python extension's spare ``spare_after`` after the extension is ready;
+    measuring before they are parked would time the host while up to N interpreters start beside it.
+    """
+    deadline = time.monotonic() + timeout_s
+    for ext in host.extensions():
+        wants = ext.supervision.spare and ext.manifest.runtime == "python" and ext.remote is None
+        while wants and not ext.spare_parked():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ext.name}: its spare was not waiting after {timeout_s:.0f} s")
+            time.sleep(0.01)
+
+
+class all_cpus:  # used like a function: ``with all_cpus(): ...``
+    """Let the calling thread (and the processes and threads it starts) use every CPU, then pin it back.
+
+    For a figure whose target names the machine ("on 2 cores") rather than a CPU placement.
+    """
+
+    def __enter__(self) -> None:
+        self._before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+    def __exit__(self, *exc: object) -> None:
+        os.sched_setaffinity(0, self._before)
+
+
 def leftover_check() -> list[str]:
     """Kill (by PID) and describe every descendant of this process still alive; ``[]`` when clean."""
     stop_all()

@@ -87,6 +87,7 @@ from _common import (
     run_gapped,
     run_timed,
     spawn,
+    steady,
     stop_all,
     summarize,
     timer_overhead_ns,
@@ -258,8 +259,10 @@ def med_p50(runs: list[Stats]) -> float:
 
 
 def load_ext(h: ExtensionHost, name: str) -> RunningExtension:
-    """Load ``bench/_exts/<name>`` into ``h`` and place its processes (BENCH_PIN=cross)."""
+    """Load ``bench/_exts/<name>`` into ``h``, wait for its steady state (spare waiting), place its processes
+    (BENCH_PIN=cross)."""
     ext = h.load(EXTS / name)
+    steady(h)
     for pid in tree_pids(ext):
         place_child(pid)
     return ext
@@ -491,6 +494,7 @@ def bench_notify(stack: contextlib.ExitStack, cfg: HostConfig, tmp: Path, res: R
         report = h.load_many([clone_ext(EXTS / "notify_sink", root, f"{k}x{i}") for i in range(k)])
         require(len(report.loaded) == k, f"{k} notify sinks: {report.failed}")
         sinks[k] = report.loaded
+        steady(h)
         for ext in report.loaded:
             for pid in tree_pids(ext):
                 place_child(pid)

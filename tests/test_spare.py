@@ -105,7 +105,7 @@ def test_the_parked_secret_is_a_pipe_only_the_host_and_the_extension_can_read(
     host = new_host(spare_config())
     ext = host.load(make_ext("spared", GATE, ["session_start", "tool_call"]))
     assert wait_for(lambda: ext.spare_pid is not None), ext.info()
-    spare = ext._spare  # the launch behind the pid
+    spare = ext.spare._spare  # the launch behind the pid
     assert spare is not None and spare.launch.parked
     st = os.lstat(spare.launch.endpoints.secret_file)
     assert stat.S_ISFIFO(st.st_mode)

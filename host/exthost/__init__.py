@@ -18,6 +18,7 @@ module              concern
 ``peers``           who may connect: the ZAP handler that admits only the launched process tree
 ``process``         the OS process: spawn, output capture, the shutdown ladder, kill the tree
 ``supervisor``      states, restart decisions, the watchdog (heartbeat, stuck, limits), its thread
+``spare``           the warm spare: a launch parked at its secret that a restart starts from
 ``trust``           what each extension is granted, pinned to its content (``kithost ext trust``)
 ``hostcalls``       answering ``ctx`` calls: in-flight check, permission, arguments
 ``services``        what the embedding application answers for ``ctx`` (prints, entries, agent)

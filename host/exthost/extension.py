@@ -20,14 +20,11 @@ status view                :func:`.status.extension_status`
 =========================  ==================================================
 
 A restart starts from the extension's *warm spare* when it has one
-(``[supervision] spare``, Python extensions): a launch of its own — slot,
-sockets, sandbox — started once the extension has served
-``spare_after``, that waits at reading its secret (:meth:`.launch.Launch.unpark`)
-with its interpreter, sandbox and SDK paid for; a restart hands it the secret
-and it handshakes like any new process (fresh work directory, ``session_start``
-again), and the supervisor starts the next spare later (:meth:`RunningExtension.tend_spare`).
-A spare is discarded on reload and stop, and one that exits is replaced (after
-:data:`SPARE_FAILURES` exits in a row, spares are given up with a warning).
+(``[supervision] spare``, Python extensions; :mod:`.spare`), once the
+extension has served ``spare_after``: the spare handshakes like any new
+process (fresh work directory, ``session_start`` again) and the crashed
+launch is released once it is ready; the supervisor starts the next spare
+(:meth:`RunningExtension.tend_spare`). A reload or a stop drops the spare.
 
 A reload starts the new version beside the running one
 (:meth:`RunningExtension.prepare_replacement`), swaps it in between two
@@ -51,7 +48,6 @@ to the :class:`Hooks` given at construction.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import shutil
 import threading
@@ -62,7 +58,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
-import psutil
 import zmq
 
 from ext_sdk.combine import FailureKind, HandlerFailure, HandlerTransport
@@ -77,10 +72,11 @@ from .handshake import NOTHING_DECLARED, Granted, Refused, check_hello, welcome_
 from .launch import Launch, prepare_launch
 from .manifest import Manifest
 from .peers import PeerGate
-from .process import ExtensionProcess, LogBuffer, ProcessHandle, ShutdownRung, descendants, describe_exit
+from .process import ExtensionProcess, LogBuffer, ProcessHandle, ShutdownRung, describe_exit
 from .reload import ReloadFailed, SwitchGate
 from .sandbox.confine import Confined, Confiner, SandboxRefused
 from .sandbox.probe import Probe
+from .spare import Spare
 from .stats import ExtensionStats
 from .status import extension_status
 from .supervisor import ExitDecision, ExtState, Resources, RestartPolicy, Watchdog
@@ -101,8 +97,6 @@ _T = TypeVar("_T")
 
 #: The event a replaced process gets again (:attr:`Hooks.last_session_start`).
 SESSION_START = "session_start"
-#: Spares that exit on their own this many times in a row make the extension go without one.
-SPARE_FAILURES: Final = 3
 
 
 class _Spawner:
@@ -327,11 +321,10 @@ class RunningExtension:
         #: Events answered when the current process started (did it ever answer one? rule 4 of the restart policy).
         self._answers_at_start = 0
         self._next_slot = next_slot
-        #: The warm spare (parked launch) and the slot, manifest and grant it was started with.
-        self._spare: _Incarnation | None = None
-        self._spare_of: tuple[int, Manifest, Grant] | None = None
-        #: Spares that exited on their own in a row.
-        self._spare_failures = 0
+        #: The warm spare: a parked launch a restart starts from (:mod:`.spare`).
+        self.spare: Spare[_Incarnation] = Spare(
+            manifest.name, lambda manifest, grant, slot: self._start_process(manifest, grant, slot, parked=True),
+            self._discard_incarnation, next_slot or (lambda: -1), {NOTICE_RECORD: True})
         #: When the extension last became ``ready`` (``time.monotonic()``).
         self._ready_since = 0.0
 
@@ -455,93 +448,35 @@ class RunningExtension:
     @property
     def spare_pid(self) -> int | None:
         """Pid of the warm spare waiting to replace the process, if there is one."""
-        spare = self._spare
-        return spare.process.pid if spare is not None and spare.process is not None else None
+        return self.spare.pid
 
     def spare_parked(self) -> bool:
-        """Whether the spare has reached its secret (imports done, waiting): a restart now takes milliseconds.
-
-        Read from ``/proc``: a process of the spare's tree holds the secret pipe open.
-        """
-        spare = self._spare
-        if spare is None or spare.process is None:
-            return False
-        target = str(spare.launch.endpoints.secret_file)
-        try:
-            root = psutil.Process(spare.process.pid)
-            tree = [root, *descendants(root)]
-        except psutil.Error:
-            return False
-        for proc in tree:
-            try:
-                fds = os.listdir(f"/proc/{proc.pid}/fd")
-                if any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == target for fd in fds):
-                    return True
-            except OSError:
-                continue
-        return False
+        """Whether the spare waits at its secret, imports done (see :meth:`.spare.Spare.parked`)."""
+        return self.spare.parked()
 
     def _take_spare(self) -> _Incarnation | None:
-        """The spare, if it is alive and was started for the current manifest and grant (else discarded)."""
-        with self._swap_lock:
-            spare, of = self._spare, self._spare_of
-            self._spare = self._spare_of = None
-        if spare is None or of is None:
+        """The spare, if it was started for the current manifest and grant (:meth:`.spare.Spare.take`)."""
+        taken = self.spare.take(self.manifest, self.grant)
+        if taken is None:
             return None
-        slot, manifest, grant = of
-        stale = manifest is not self.manifest or grant is not self.grant  # reloaded or re-trusted since
-        if stale or spare.process is None or not spare.process.alive():
-            self._discard_incarnation(spare)
-            return None
-        self._slot = slot
-        return spare
+        inc, self._slot = taken
+        return inc
 
     def _discard_incarnation(self, inc: _Incarnation) -> None:
+        """Kill a launch that never served (a spare) and remove all of it, its slot directory included."""
         if inc.process is not None:
             inc.process.kill()
         self._release(inc)
         shutil.rmtree(inc.launch.endpoints.directory, ignore_errors=True)
 
-    def discard_spare(self) -> None:
-        """Stop the spare, if any (reload, stop; any thread)."""
-        with self._swap_lock:
-            spare, self._spare, self._spare_of = self._spare, None, None
-        if spare is not None:
-            self._discard_incarnation(spare)
-
     def tend_spare(self) -> None:
-        """Start a spare when one is due, replace one that exited (supervisor thread; see the module doc)."""
-        spare = self._spare
-        if spare is not None:
-            if spare.process is not None and spare.process.alive():
-                return
-            self.discard_spare()
-            self._spare_failures += 1
-            why = describe_exit(spare.process.returncode) if spare.process is not None else "gone"
-            if self._spare_failures >= SPARE_FAILURES:
-                log.warning("extension %s: its spare %s, %d times in a row; it goes without one (restarts start "
-                            "cold)", self.name, why, self._spare_failures, extra={NOTICE_RECORD: True})
-            return
-        if (not self.supervision.spare or self._next_slot is None or self.remote is not None or self._stopping
-                or self.manifest.runtime != "python" or self._spare_failures >= SPARE_FAILURES
-                or self.state not in (ExtState.READY, ExtState.DEGRADED)
-                or time.monotonic() - self._ready_since < self.supervision.spare_after_s):
-            return
-        slot, manifest, grant = self._next_slot(), self.manifest, self.grant
-        try:
-            inc = self._start_process(manifest, grant, slot, parked=True)
-        except (OSError, zmq.ZMQError, SandboxRefused, PlanError) as exc:
-            self._spare_failures += 1
-            log.warning("extension %s: could not start its spare: %s", self.name, exc)
-            return
-        with self._swap_lock:
-            if self._stopping or manifest is not self.manifest:
-                keep = False
-            else:
-                keep = True
-                self._spare, self._spare_of = inc, (slot, manifest, grant)
-        if not keep:
-            self._discard_incarnation(inc)
+        """Start the spare when one is due, replace one that exited (supervisor thread; module doc)."""
+        wanted = (self.supervision.spare and self._next_slot is not None and self.remote is None
+                  and not self._stopping and self.manifest.runtime == "python"
+                  and self.state in (ExtState.READY, ExtState.DEGRADED)
+                  and time.monotonic() - self._ready_since >= self.supervision.spare_after_s)
+        self.spare.tend(self.manifest, self.grant, wanted,
+                        keep=lambda manifest: not self._stopping and manifest is self.manifest)
 
     def _handshake(self, inc: _Incarnation, manifest: Manifest, grant: Grant) -> Granted:
         """Wait for ``inc``'s hello and answer it; raises :class:`_StartFailed`. Records untouched."""
@@ -739,8 +674,7 @@ class RunningExtension:
                 self.exchange.lock.release()
                 if self.exchange.queued():
                     self.hooks.queued()  # notify events queued during the switch go to the new process
-        self.discard_spare()  # started for the old version; the supervisor starts one of the new version
-        self._spare_failures = 0
+        self.spare.drop()  # started for the old version; the supervisor starts one of the new version
         return Retired(old, was.running)
 
     def retire(self, retired: Retired) -> ShutdownRung:
@@ -770,7 +704,7 @@ class RunningExtension:
         """Shutdown ladder; the extension ends ``stopped``."""
         with self._state_lock:
             self._stopping = True  # from now on an exit is expected: no crash handling, no restart
-        self.discard_spare()
+        self.spare.drop()
         rung = ShutdownRung.ALREADY_EXITED
         # A respawn swaps process and channel while it holds the exchange's lock: read both under it, so the
         # ladder never talks to a channel a respawn has already closed.
