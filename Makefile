@@ -1,8 +1,9 @@
-# kithost — the two commands of the README:
-#   make demo   a real agent session with the bundled extensions, offline
-#   make test   lint (ruff), types (mypy), then the whole test suite
+# kithost — the commands of the README:
+#   make        .venv with the pinned dependencies, and the JavaScript SDK's packages where npm is installed
+#   make demo   the same, then a real agent session with the bundled extensions, offline
+#   make test   lint (ruff), types (mypy), then the whole test suite (needs npm: the JavaScript SDK is tested too)
 # (make test-unit runs only the process-free unit layer, in seconds.)
-# Both create .venv in the repo and install the pinned dependencies first.
+# Each creates .venv in the repo and installs the pinned dependencies first; each step runs only when needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -16,7 +17,9 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-unit lint bench bench-quick clean venv schema docs sandbox-deps
+.PHONY: all demo test test-unit lint bench bench-quick clean venv js-sdk schema docs sandbox-deps
+
+all: venv js-sdk
 
 venv: $(STAMP)
 
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) js-sdk
 	$(BIN)/kithost demo
 
 lint: $(STAMP)
@@ -38,9 +41,20 @@ lint: $(STAMP)
 test: lint sandbox-deps $(JS_STAMP)
 	$(BIN)/python -m pytest -q
 
+# Exactly the lock file's packages; from npm's cache when they are there (offline), else from the registry.
 $(JS_STAMP): ext_sdk/js/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { echo "error: npm (Node 20) not found: the JavaScript SDK needs it"; exit 1; }
-	npm ci --prefix ext_sdk/js --ignore-scripts --no-audit --no-fund --loglevel=error
+	@echo "== installing the JavaScript SDK's packages (ext_sdk/js, npm ci from its lock file)"
+	npm ci --prefix ext_sdk/js --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# The JavaScript SDK for `make` and `make demo`: installed when npm is here; otherwise one warning (only JavaScript
+# extensions need it, and their tests are skipped), and the same when npm ci fails (say, offline with an empty cache).
+js-sdk:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "warning: npm (Node 20) not found: the JavaScript SDK (ext_sdk/js) is not installed; JavaScript extensions need it"; \
+	elif ! $(MAKE) --no-print-directory --silent $(JS_STAMP); then \
+	  echo "warning: the JavaScript SDK (ext_sdk/js) is not installed: npm ci failed (see above); run make again to retry"; \
+	fi
 
 # The strong sandbox level needs bubblewrap, which a fresh Debian machine lacks. As root with apt-get, install
 # it (only when missing; a failure only warns: the sandbox then runs, and the tests run, at a weaker level).

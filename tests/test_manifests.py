@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, MakeExt
+from conftest import FIXTURES, ROOT, MakeExt
 
 from host import ExtensionHost, ExtensionStartError, HostConfig, ManifestError
 from host.exthost.discovery import discover
@@ -105,3 +107,108 @@ def test_a_hung_start_is_bounded(make_ext: MakeExt, new_host: Callable[..., Exte
     host = new_host(HostConfig(deadlines=replace(Deadlines(), start_ms=500)))
     with pytest.raises(ExtensionStartError, match=r"no handshake within 0\.5 s"):
         host.load(path)
+
+
+#: A Python extension without the SDK (pyzmq + msgpack + hmac), run through its ``#!/usr/bin/env python3`` line:
+#: the ``observer.py`` of docs/MANIFEST.md's example.
+SHEBANG_OBSERVER = r'''#!/usr/bin/env python3
+"""raw-observer: a kithost extension without the SDK, started through its #! line."""
+import hashlib, hmac, os, sys, threading
+
+import msgpack, zmq
+
+with open(os.environ["KITHOST_SECRET_FILE"], "rb") as fh:
+    KEY = fh.read()
+ctx = zmq.Context()
+events, calls, control = ctx.socket(zmq.REP), ctx.socket(zmq.REQ), ctx.socket(zmq.REP)
+events.connect(os.environ["KITHOST_EVENTS"])
+calls.connect(os.environ["KITHOST_CALLS"])
+control.connect(os.environ["KITHOST_CONTROL"])
+
+
+class Seal:
+    def __init__(self):
+        self.seq = 0
+
+    def __call__(self, kind, **fields):
+        self.seq += 1
+        body = msgpack.packb({"k": kind, "seq": self.seq, **fields})
+        return hmac.new(KEY, body, hashlib.sha256).digest() + body
+
+
+def unseal(frame):
+    mac, body = frame[:32], frame[32:]
+    return msgpack.unpackb(body) if hmac.compare_digest(mac, hmac.new(KEY, body, hashlib.sha256).digest()) else None
+
+
+print(f"interpreter: {sys.executable}", file=sys.stderr, flush=True)
+calls.send(Seal()("hello", versions=[1], name=os.environ["KITHOST_EXTENSION"], version="0.0.0",
+                  sdk="raw-observer/1", tools=[], commands=[], permissions=["conversation"],
+                  subscriptions=[{"event": "session_start", "priority": 50}, {"event": "agent_end", "priority": 50}]))
+if (unseal(calls.recv()) or {}).get("k") != "welcome":
+    sys.exit(4)
+
+
+def serve_control():
+    seal = Seal()
+    while True:
+        msg = unseal(control.recv())
+        if msg is None:
+            control.send(b"")
+        elif msg["k"] == "ping":
+            control.send(seal("pong", id=msg["id"], busy=False, busy_ms=0))
+        else:
+            control.send(seal("bye", id=msg["id"]))
+            os._exit(0)
+
+
+threading.Thread(target=serve_control, daemon=True).start()
+seal = Seal()
+while True:
+    msg = unseal(events.recv())
+    if msg is None:
+        events.send(b"")
+        continue
+    count = len(msg["events"]) if msg["k"] == "batch" else 1
+    events.send(seal("reply", id=msg["id"], results=[{"ok": True, "result": None}] * count))
+'''
+
+
+def test_the_manifest_doc_shebang_example_starts_under_a_real_host(tmp_path: Path,
+                                                                   new_host: Callable[..., ExtensionHost]) -> None:
+    """docs/MANIFEST.md: ``command = ["./observer.py"]`` with ``[access] processes = true`` runs the script through
+    ``/usr/bin/env`` and the host's virtualenv ``python3`` (first on the extension's ``PATH``), sandboxed as this
+    machine allows; the host gets its ``hello`` and delivers events."""
+    text = (ROOT / "docs" / "MANIFEST.md").read_text()
+    blocks = [b for b in re.findall(r"^```toml\n(.*?)^```$", text, re.S | re.M)
+              if tomllib.loads(b).get("command") == ["./observer.py"]]
+    assert len(blocks) == 1, "docs/MANIFEST.md must have one example running ./observer.py"
+    manifest = tomllib.loads(blocks[0])
+    assert manifest["access"] == {"processes": True}
+    directory = tmp_path / "raw-observer"
+    directory.mkdir()
+    (directory / "extension.toml").write_text(blocks[0])
+    script = directory / "observer.py"
+    script.write_text(SHEBANG_OBSERVER)
+    script.chmod(0o755)
+
+    host = new_host()
+    ext = host.load(directory)
+    assert ext.state.running, ext.log.tail()
+    assert [h.event for h in ext.declared.handlers] == manifest["events"]
+    assert f"interpreter: {Path(sys.executable).parent / 'python3'}" in ext.log.tail(), ext.log.tail()
+    host.emit("session_start", {"session_id": "s1"})
+    assert host.flush(10)
+    assert ext.stats.notified == 1, ext.log.tail()
+
+    # Where Landlock confines what may be executed, the grant is what makes it start.
+    assert ext.confined is not None
+    host.close()
+    if any(layer.startswith("landlock") for layer in ext.confined.layers):
+        bare = tmp_path / "bare" / "raw-observer"
+        bare.mkdir(parents=True)
+        (bare / "extension.toml").write_text(blocks[0].split("[access]", 1)[0])
+        (bare / "observer.py").write_text(SHEBANG_OBSERVER)
+        (bare / "observer.py").chmod(0o755)
+        with pytest.raises(ExtensionStartError, match="Permission denied"):
+            new_host().load(bare)

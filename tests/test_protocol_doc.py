@@ -3,7 +3,7 @@
 What is checked, and how:
 
 * the launch environment table is exactly what a real extension sees (every variable, its value, the working
-  directory), with the sandbox as this machine gives it and with every layer off;
+  directory, stdin, its session), with the sandbox as this machine gives it and with every layer off;
 * the defaults, fixed values and exit statuses the document states are the code's (parsed from its tables);
 * the worked examples' bytes and MACs are what ``ext_sdk.wire.Sealer`` produces, and the document's own
   Python snippet reproduces them;
@@ -11,6 +11,10 @@ What is checked, and how:
   a test fails when they drift (regenerate: ``.venv/bin/python tests/test_protocol_doc.py --write``);
 * a raw extension written from the document alone (pyzmq + msgpack + hmac, no SDK) goes through a real host:
   handshake, deadlines in ``welcome``, batches, host calls, refusals, heartbeats, shutdown, bad frames;
+* the batch wire form (§6.2), with the notify delivery thread held busy so that nothing races: queued notify
+  items ride ahead of a gate (the only item with ``handler``, last), go as a batch of their own before an
+  ``invoke``, are capped at ``[limits] notify_batch`` by the delivery thread only, and ``dropped`` counts what
+  a full ``[limits] notify_queue`` refused;
 * ``docs/MANIFEST.md`` lists exactly the manifest model's keys and its examples load.
 
 The committed JSON Schema's drift check is ``tests/test_cli_and_docs.py::test_committed_schema_is_in_sync``.
@@ -31,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import psutil
 import pytest
 import zmq
 from conftest import ROOT, MakeExt, tool_call
@@ -51,7 +56,7 @@ from ext_sdk.wire import (
     Sealer,
 )
 from host import ExtensionHost, ExtensionStartError, HostConfig
-from host.config import Access, Sandbox, SandboxLayer, TrustMode, _to_unit, file_key
+from host.config import Access, Limits, Sandbox, SandboxLayer, TrustMode, _to_unit, file_key
 from host.exthost import channel as host_channel
 from host.exthost.hostcalls import HostCallRouter
 from host.exthost.manifest import _ManifestFile, load_manifest
@@ -388,10 +393,11 @@ def test_schema_references_exist_in_the_committed_schema() -> None:
 
 
 def _number(cell: str) -> Any:
+    """A table cell's literal: a TOML scalar (``3``, ``0.5``, ``true``), or ints separated by commas (a tuple)."""
     text = cell.replace("`", "").strip()
     if "," in text:
         return tuple(int(v) for v in text.split(","))
-    return float(text) if "." in text else int(text)
+    return tomllib.loads(f"v = {text}")["v"]
 
 
 def test_defaults_table_is_the_config() -> None:
@@ -503,8 +509,10 @@ SECRET = os.environ.get("KITHOST_SECRET_FILE", "")
 info = os.stat(SECRET)
 with open(SECRET, "rb") as fh:
     size = len(fh.read())
+stdin = os.fstat(0)
 SEEN = {"env": dict(os.environ), "cwd": os.getcwd(), "secret_size": size, "secret_mode": stat.S_IMODE(info.st_mode),
-        "isolated": sys.flags.isolated}
+        "isolated": sys.flags.isolated, "stdin_chr": stat.S_ISCHR(stdin.st_mode), "stdin_rdev": stdin.st_rdev,
+        "ids": {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "pgid": os.getpgid(0)}}
 
 ext = Extension("recorder")
 
@@ -594,6 +602,19 @@ def test_launch_environment_is_exactly_the_documented_one(make_ext: MakeExt, new
     assert seen["secret_left_after_handshake"] is False
     assert seen["home_is_dir"] and seen["home_writable"] and seen["home_mode"] == 0o700
     assert seen["isolated"] == 1  # runtime python: the interpreter runs with -I
+    # §2.1: stdin is /dev/null. A new session and process group, no controlling terminal: the process leads them,
+    # or under bubblewrap its parent does (bubblewrap's process inside the sandbox, pid 1 of its pid namespace).
+    assert seen["stdin_chr"] and seen["stdin_rdev"] == os.stat("/dev/null").st_rdev, seen
+    ids = seen["ids"]
+    leader = 1 if layers.startswith("bwrap") else ids["pid"]
+    assert ids["sid"] == ids["pgid"] == leader, (ids, layers)
+    if leader == 1:
+        assert ids["ppid"] == 1
+    assert ext.process is not None
+    tree = [psutil.Process(ext.process.pid), *psutil.Process(ext.process.pid).children(recursive=True)]
+    for proc in tree:  # seen from the host: not the host's session, and no controlling terminal
+        assert os.getsid(proc.pid) != os.getsid(0) and proc.terminal() is None, proc
+    assert os.getsid(ext.process.pid) == os.getpgid(ext.process.pid) == ext.process.pid
 
     # State written with set_state is on disk, in the documented format, before the answer arrives.
     on_disk = json.loads(host.config.state_path.read_text())  # type: ignore[union-attr]
@@ -654,8 +675,9 @@ subscriptions = [{"event": "tool_call", "priority": 50},
                  {"event": "session_start", "priority": 50},
                  {"event": "tool_result", "priority": 50, "deadline_ms": 999999},
                  {"event": "agent_end", "priority": 50, "deadline_ms": 0}]
+tools = [{"name": "raw_echo", "description": "Says hi.", "parameters": {"type": "object", "properties": {}}}]
 hello = {"versions": [99] if MODE == "version" else [1], "name": os.environ["KITHOST_EXTENSION"],
-         "version": "0.1.0", "sdk": "raw/1", "subscriptions": subscriptions, "tools": [], "commands": [],
+         "version": "0.1.0", "sdk": "raw/1", "subscriptions": subscriptions, "tools": tools, "commands": [],
          "permissions": ["conversation"]}
 sealer = Sealer(b"\x00" * 32) if MODE == "badmac" else seal_calls
 calls.send(sealer("hello", **hello))
@@ -694,12 +716,18 @@ seal_events, open_events = Sealer(KEY), Opener()
 while True:
     msg = open_events(events.recv())
     record = {"k": msg["k"], "id": msg["id"], "keys": sorted(msg)}
+    if msg["k"] == "invoke":
+        record["name"] = msg["name"]
+        REPORT["requests"].append(record)
+        events.send(seal_events("reply", id=msg["id"], results=[{"ok": True, "result": {"content": "hi"}}]))
+        continue
     if msg["k"] == "batch":
         items = msg["events"]
         record["dropped"] = msg["dropped"]
     else:
         items = [{key: msg[key] for key in ("event", "handler", "data") if key in msg}]
-    record["items"] = [{"event": i["event"], "keys": sorted(i), "handler": i.get("handler")} for i in items]
+    record["items"] = [{"event": i["event"], "keys": sorted(i), "handler": i.get("handler"),
+                        "session": i["data"].get("session_id")} for i in items]
     REPORT["requests"].append(record)
     results = []
     for item in items:
@@ -759,7 +787,7 @@ def test_a_raw_extension_written_from_the_document_runs_under_a_real_host(make_e
     requests = report["requests"]
     batch, gate = requests[0], requests[1]
     assert batch["k"] == "batch" and batch["dropped"] == 0 and batch["keys"] == ["dropped", "events", "id", "k", "seq"]
-    assert batch["items"] == [{"event": "session_start", "keys": ["data", "event"], "handler": None}]
+    assert batch["items"] == [{"event": "session_start", "keys": ["data", "event"], "handler": None, "session": "s1"}]
     assert gate["k"] == "event" and gate["items"][0]["handler"] == 0
     assert gate["keys"] == ["data", "event", "handler", "id", "k", "seq"]
     ids = [r["id"] for r in requests]
@@ -794,6 +822,132 @@ def test_a_raw_extension_written_from_the_document_runs_under_a_real_host(make_e
     host.close()
     assert ext.last_shutdown is ShutdownRung.POLITE
     assert ext.last_exit == "exited with status 0"
+
+
+# --------------------------------------------------------------------------- (6.2) batches on the wire
+
+#: An observer that keeps the notify delivery thread busy: its ``agent_start`` handler says it started
+#: (``entered``), then runs until the file ``release`` appears in its folder (bounded).
+BLOCKER = """
+import os, time
+from ext_sdk import Extension
+
+ext = Extension("blocker", permissions=["conversation"])  # agent_start carries the prompt
+
+@ext.on("agent_start", deadline_ms=20000)
+def hold(event, ctx):
+    ctx.set_state("entered", True)
+    end = time.monotonic() + 15
+    while not os.path.exists("release") and time.monotonic() < end:
+        time.sleep(0.01)
+"""
+
+
+class HeldPump:
+    """The host's notify delivery thread held inside one batch (to :class:`BLOCKER`) until :meth:`release`.
+
+    While it is held, notify events for other extensions stay queued: nothing else delivers them, so what the
+    next request to an extension carries is decided by the host's composition rule alone, not by a race.
+    """
+
+    def __init__(self, host: ExtensionHost, make_ext: MakeExt) -> None:
+        self.host = host
+        self.directory = make_ext("blocker", BLOCKER, ["agent_start"])
+        host.load(self.directory)
+        host.emit("agent_start", {"prompt": "hold"})
+        end = time.monotonic() + 10
+        while host.state.get("blocker", "entered") is None:
+            assert time.monotonic() < end, host.extension("blocker").log.tail()
+            time.sleep(0.01)
+
+    def release(self) -> None:
+        (self.directory / "release").write_text("")
+        assert self.host.flush(15)
+
+
+def _sessions(n: int, first: int = 0) -> list[str]:
+    return [f"n{i}" for i in range(first, first + n)]
+
+
+def _emit_sessions(host: ExtensionHost, names: list[str]) -> None:
+    for name in names:
+        host.emit("session_start", {"session_id": name})
+
+
+def _raw_report(host: ExtensionHost) -> dict[str, Any]:
+    host.emit("tool_call", tool_call("report"))
+    report = host.state.get("raw", "report")
+    assert report is not None, host.extension("raw").log.tail()
+    return report  # type: ignore[no-any-return]
+
+
+def _notify_items(sessions: list[str]) -> list[dict[str, Any]]:
+    return [{"event": "session_start", "keys": ["data", "event"], "handler": None, "session": name}
+            for name in sessions]
+
+
+def test_queued_notify_events_ride_ahead_of_a_gate_and_as_their_own_batch_before_an_invoke(
+        make_ext: MakeExt, new_host: NewHost) -> None:
+    """§6.2: the gate is the last item of one batch (the only one with ``handler``) after the whole queue —
+    more than ``notify_batch`` items, which caps only the delivery thread; before an ``invoke`` the queue goes
+    as a batch of its own; the delivery thread sends at most ``notify_batch`` items per batch, oldest first."""
+    cap = 3
+    host = new_host(HostConfig(limits=dataclasses.replace(Limits(), notify_batch=cap)))
+    host.load(_raw_ext(make_ext, "raw", "good"))
+    held = HeldPump(host, make_ext)
+
+    ahead = _sessions(cap + 2)  # the whole queue rides with the gate, however long
+    _emit_sessions(host, ahead)
+    out = host.emit("tool_call", tool_call("gate"))
+    assert out.stopped and out.reason == "raw says no"  # the gate's result is the reply's last result
+    before_invoke = _sessions(2, first=len(ahead))
+    _emit_sessions(host, before_invoke)
+    assert host.invoke_tool("raw", "raw_echo", {}) == ("hi", False)
+    delivered = _sessions(2 * cap + 1, first=len(ahead) + len(before_invoke))
+    _emit_sessions(host, delivered)
+    held.release()
+    requests = _raw_report(host)["requests"][:-1]  # the last one is the report's own tool_call
+
+    gate = requests[0]
+    assert gate["k"] == "batch" and gate["dropped"] == 0, gate
+    assert gate["items"][:-1] == _notify_items(ahead)
+    assert gate["items"][-1] == {"event": "tool_call", "keys": ["data", "event", "handler"], "handler": 0,
+                                 "session": None}
+    assert [item["handler"] for item in gate["items"]].count(None) == len(ahead)
+
+    backlog, invoke = requests[1], requests[2]
+    assert backlog["k"] == "batch" and backlog["items"] == _notify_items(before_invoke) and backlog["dropped"] == 0
+    assert invoke["k"] == "invoke" and invoke["name"] == "raw_echo" and invoke["id"] > backlog["id"]
+
+    pumped = requests[3:]
+    assert [r["k"] for r in pumped] == ["batch"] * 3, pumped
+    assert [len(r["items"]) for r in pumped] == [cap, cap, 1]
+    assert [item for r in pumped for item in r["items"]] == _notify_items(delivered)
+    ids = [r["id"] for r in requests]
+    assert ids == sorted(ids)
+
+
+def test_dropped_counts_the_events_a_full_queue_refused(make_ext: MakeExt, new_host: NewHost) -> None:
+    """§6.2: with ``[limits] notify_queue`` events queued, later ones are dropped, and the next batch's
+    ``dropped`` says how many; the count starts again from zero after it was reported."""
+    queue = 2
+    host = new_host(HostConfig(limits=dataclasses.replace(Limits(), notify_queue=queue)))
+    host.load(_raw_ext(make_ext, "raw", "good"))
+    held = HeldPump(host, make_ext)
+
+    sent = _sessions(queue + 3)
+    _emit_sessions(host, sent)
+    host.emit("tool_call", tool_call("gate"))
+    later = _sessions(1, first=len(sent))
+    _emit_sessions(host, later)
+    held.release()
+    requests = _raw_report(host)["requests"][:-1]
+
+    gate, pumped = requests
+    assert gate["k"] == "batch" and gate["dropped"] == len(sent) - queue, gate
+    assert gate["items"][:-1] == _notify_items(sent[:queue])  # the oldest were kept
+    assert gate["items"][-1]["handler"] == 0
+    assert pumped["k"] == "batch" and pumped["dropped"] == 0 and pumped["items"] == _notify_items(later)
 
 
 @pytest.mark.parametrize(("mode", "reason"), [

@@ -4,14 +4,21 @@ Contract (each function runs on one :class:`~.session.Session`):
 
 * :func:`check_heartbeats` → ``heartbeat.idle`` (a ping with nothing in
   flight: pong, same id, ``busy=false``, within ``supervision.heartbeat_ms``),
-  ``heartbeat.in-flight`` (a ping sent right after an events request: answered
-  within the interval whether or not the handler has finished) and
+  ``heartbeat.in-flight`` (a ping sent while an events request is in flight
+  is answered, within the interval, *before* that request's reply) and
   ``heartbeat.busy`` (a pong that arrives while a handler observably runs
   says ``busy=true``, names the event in ``current`` and gives a
-  ``busy_ms`` no longer than the request has existed, plus 1 s). A handler
-  is observably running when the in-flight pong says busy, or — for a
-  subscription that makes host calls — while the kit holds back the answer
-  to its first call. Without either, ``heartbeat.busy`` is skipped.
+  ``busy_ms`` no longer than the request has existed, plus 1 s).
+  A handler is observably running while the kit holds back the answer to its
+  first host call: for a subscription that makes host calls the ping is sent
+  then, so its pong necessarily precedes the reply (an extension that serves
+  control on its event thread fails ``heartbeat.in-flight`` there). Without
+  such a subscription the ping follows the request at once: the pong passes
+  ``heartbeat.in-flight`` only if it arrives before the reply, and the check
+  is skipped (not observed) when the handler answered first; ``heartbeat.busy``
+  is judged only on a pong that says busy, and skipped otherwise. A probe
+  whose process exits or never answers makes both skipped, saying so (the
+  event checks report the cause).
 * :func:`check_bad_frame` → ``bad-frames.bad-mac`` / ``.replay`` /
   ``.garbage``: a probe request that was answered correctly before (a
   subscription whose event check passed, or an empty batch for an extension
@@ -132,6 +139,7 @@ def _judge_busy(busy: _Busy) -> CheckResult | None:
 
 
 def _in_flight_ping(session: Session, plan: Plan, hb_s: float) -> tuple[_Busy, RequestOutcome]:
+    """A ping sent right after a request (nothing held back)."""
     kind, fields, deadline, what, event = _probe_request(plan, prefer_calling=False)
     outcome = session.begin(kind, fields, deadline, what)
     busy = _Busy(sent_at=time.monotonic(), request_at=outcome.sent_at, event=event)
@@ -141,7 +149,8 @@ def _in_flight_ping(session: Session, plan: Plan, hb_s: float) -> tuple[_Busy, R
     return busy, outcome
 
 
-def _held_ping(session: Session, plan: Plan, hb_s: float) -> _Busy:
+def _held_ping(session: Session, plan: Plan, hb_s: float) -> tuple[_Busy, RequestOutcome]:
+    """A ping sent while the kit holds back the answer to the probe handler's first host call."""
     kind, fields, deadline, what, event = _probe_request(plan, prefer_calling=True)
     busy = _Busy(event=event)
 
@@ -154,7 +163,51 @@ def _held_ping(session: Session, plan: Plan, hb_s: float) -> _Busy:
     outcome = session.begin(kind, fields, deadline, what)
     busy.request_at = outcome.sent_at
     session.finish(outcome, plan.grace_s(deadline) + hb_s, before_answer=hold)
-    return busy
+    return busy, outcome
+
+
+def _reply_at(outcome: RequestOutcome) -> float | None:
+    """When the probe's reply (or rejected reply frame) was read, if it came."""
+    return None if outcome.elapsed_s is None else outcome.sent_at + outcome.elapsed_s
+
+
+def _what_became(outcome: RequestOutcome, session: Session) -> str:
+    """What became of a probe request, in words (for a skip reason)."""
+    if outcome.req_id is None:
+        return f"{outcome.what} could not be sent"
+    if outcome.exit_status is not None:
+        return f"the process {describe_exit(outcome.exit_status)} while handling {outcome.what}"
+    if outcome.timed_out:
+        return (f"{outcome.what} got no reply within {_ms(outcome.deadline_s)}"
+                + ("" if session.launched.alive() else
+                   f" and the process {describe_exit(session.launched.returncode)}"))
+    assert outcome.elapsed_s is not None
+    return f"the reply to {outcome.what} came in {_ms(outcome.elapsed_s)}"
+
+
+def _judge_in_flight(busy: _Busy, outcome: RequestOutcome, session: Session, hb_s: float) -> CheckResult:
+    """``heartbeat.in-flight`` from one probe: a held one (``busy.done``) or one sent right after the request."""
+    check = "heartbeat.in-flight"
+    if outcome.req_id is None:
+        return fail(check, f"could not send {outcome.what} to keep a request in flight")
+    where = (f"request {outcome.req_id} ({outcome.what}) was in flight"
+             + (f", its handler waiting for the answer to its {busy.held} call" if busy.done else ""))
+    if busy.pong is None and busy.ping_id is not None and (outcome.exit_status is not None
+                                                           or not session.launched.alive()):
+        return skipped(check, f"not observed: {_what_became(outcome, session)} (see its event check)")
+    problem = _answer_problem(busy.pong, busy.ping_id, "pong", hb_s, f"a ping sent while {where}")
+    if problem is not None:
+        if busy.pong is None and busy.ping_id is not None:
+            problem += ": answer control from a thread of its own, so a running handler never delays a pong"
+        return fail(check, problem)
+    assert busy.pong is not None
+    reply_at = _reply_at(outcome)
+    if not busy.done and reply_at is not None and reply_at <= busy.pong.at:
+        return skipped(check, f"not observed: the handler answered before the ping was read (the reply came in "
+                              f"{_ms(reply_at - outcome.sent_at)}, the pong {_ms(busy.pong.at - busy.sent_at)} "
+                              "after the ping; no handler made a host call the kit could hold back)")
+    return passed(check, f"pong in {_ms(busy.pong.at - busy.sent_at)} while {where}"
+                         + ("" if busy.done else ", before its reply"))
 
 
 def check_heartbeats(session: Session, plan: Plan) -> list[CheckResult]:
@@ -172,33 +225,36 @@ def check_heartbeats(session: Session, plan: Plan) -> list[CheckResult]:
     out.append(fail("heartbeat.idle", problem) if problem else
                passed("heartbeat.idle", f"pong in {_ms((pong.at if pong else sent) - sent)}"))
 
-    busy, outcome = _in_flight_ping(session, plan, hb_s)
-    problem = _answer_problem(busy.pong, busy.ping_id, "pong", hb_s, f"a ping sent while request {outcome.req_id} "
-                                                                      f"({outcome.what}) was in flight")
-    if outcome.req_id is None:
-        problem = f"could not send {outcome.what} to keep a request in flight"
-    if problem is not None and busy.pong is None and busy.ping_id is not None:
-        problem += ": answer control from a thread of its own, so a running handler never delays a pong"
+    # A handler held running is the deterministic probe; without one, a ping right after a request.
+    busy: _Busy | None = None
+    outcome: RequestOutcome | None = None
+    reason = "not observed: an earlier scenario left no running process to probe"
+    if plan.calling and not session.tainted:
+        busy, outcome = _held_ping(session, plan, hb_s)
+        if not busy.done:  # this time its handler made no host call
+            reason = f"not observed: {_what_became(outcome, session)} without making a host call"
+            busy, outcome = None, None
+    if busy is None and not session.tainted:
+        busy, outcome = _in_flight_ping(session, plan, hb_s)
+    if busy is None or outcome is None:
+        out += [skipped("heartbeat.in-flight", reason), skipped("heartbeat.busy", reason)]
+        return out
+    in_flight = _judge_in_flight(busy, outcome, session, hb_s)
+    out.append(in_flight)
     any_pong = any_pong or busy.pong is not None
-    out.append(fail("heartbeat.in-flight", problem) if problem else
-               passed("heartbeat.in-flight", f"pong in {_ms(busy.pong.at - busy.sent_at) if busy.pong else '?'} "
-                                             f"while request {outcome.req_id} ({outcome.what}) was in flight"))
 
     verdict = _judge_busy(busy)
-    if verdict is None and any_pong and plan.calling and not session.tainted:
-        held = _held_ping(session, plan, hb_s)
-        if held.done:
-            verdict = _judge_busy(held)
-            if verdict is None and held.pong is None:
-                verdict = fail("heartbeat.busy", f"no pong within {_ms(hb_s)} while the {held.event} handler ran "
-                                                 f"(waiting for the answer to its {held.held} call): answer control "
-                                                 "from a thread of its own")
     if verdict is None:
         if not any_pong:
             verdict = skipped("heartbeat.busy", "no pong arrived at all (see heartbeat.idle)")
+        elif busy.done and busy.pong is None:
+            verdict = skipped("heartbeat.busy", f"no pong arrived while the {busy.event} handler ran (see "
+                                                "heartbeat.in-flight)")
+        elif outcome.elapsed_s is None:
+            verdict = skipped("heartbeat.busy", f"not observed: {_what_became(outcome, session)}")
         else:
-            taken = f"{outcome.elapsed_s * 1000:.0f} ms" if outcome.elapsed_s is not None else "?"
-            verdict = skipped("heartbeat.busy", f"no handler takes long enough to observe (the reply came in {taken}"
+            verdict = skipped("heartbeat.busy", f"no handler takes long enough to observe "
+                                                f"({_what_became(outcome, session)}"
                                                 + (" and no handler made a host call the kit could hold back)"
                                                    if not plan.calling else ")"))
     out.append(verdict)
