@@ -285,13 +285,13 @@ def _ext_list(args: argparse.Namespace) -> int:
     if not found.manifests and not found.problems:
         print("no extensions found (search dirs: ~/.config/kithost/extensions, ./.kithost/extensions; add -e PATH)")
         return 0
+    from .exthost.sandbox.confine import exec_refused, exec_unguarded
     from .exthost.sandbox.probe import probe
     from .exthost.trust import TrustStore, decide, default_trust_file
 
     config = _config(args)
     here = probe(frozenset(str(layer) for layer in config.sandbox.disable))
-    print(f"sandbox here: {here.level}" + (f" ({'; '.join(here.reasons)})" if here.reasons else "")
-          + " — `kithost ext sandbox` for each layer")
+    print(f"sandbox here: {here.summary()} — `kithost ext sandbox` for each layer")
     store = TrustStore(config.sandbox.trust_file or default_trust_file())
     for m in found.manifests:
         where = "; ".join(running.get(str(m.path), [])) or "not running"
@@ -303,6 +303,9 @@ def _ext_list(args: argparse.Namespace) -> int:
         granted = (f"granted ({verdict.grant.source})" if verdict.grant
                    else f"not trusted: `kithost ext trust {m.name}`")
         print(f"    asks for: {'; '.join(verdict.request.lines())}   → {granted}")
+        if exec_refused(m, verdict.grant.access if verdict.grant else verdict.request.access, here):
+            weak = "starts as weak ([sandbox] allow_weak)" if config.sandbox.allow_weak else "does not start here"
+            print(f"    sandbox: {weak}: {exec_unguarded(m, here)}")
     for _path, error in found.problems:
         print(f"problem: {error}", file=sys.stderr)
     return 1 if found.problems else 0
@@ -336,6 +339,8 @@ def _ext_check(args: argparse.Namespace) -> int:
         print(f"  command /{command}")
     sandbox = info["sandbox"]
     print(f"  sandbox: {sandbox['level']} — {', '.join(sandbox['layers']) or 'no layer in force'}")
+    for reason in sandbox.get("reasons", []):  # why each missing layer is missing, what is left open
+        print(f"    why: {reason}")
     print(f"  stopped ({info['shutdown']})")
     return 0
 

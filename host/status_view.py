@@ -2,14 +2,18 @@
 
 The data comes from each running host's ops channel (:mod:`host.exthost.ops`);
 this module only selects and formats it. Columns of ``status``: state, pid,
-uptime, restarts and the last reason, RSS, CPU, handler calls answered
+uptime, restarts and the last reason, memory (RSS summed over its processes,
+or ``N MiB (cgroup)``: its cgroup's usage, every page once), CPU, handler calls answered
 (``handled``) and notify events delivered (``notified``) in columns of their
 own, p50/p99 handler latency and its p50 split (``host/transit/ext``: time in
 the host, in transit, in the extension; ``-`` for an SDK that does not report
 its own time), timeouts, fail-open/closed counts, rejected frames
 (``bad frames``: every reason, a frame over the size limit included as
 ``dropped``) and host calls answered with an error (``call errors``), and
-what it is busy with.
+what it is busy with. Below each host's table: the isolation level of its
+extensions and, for a level below strong or a layer missing, the exact reason
+each missing layer is missing (``sandbox reduced (a, b): bwrap: forced off by
+config``).
 """
 
 from __future__ import annotations
@@ -100,6 +104,13 @@ def _call_errors(ext: dict[str, Any]) -> str:
     return str(calls) if calls else "-"
 
 
+def _memory(res: dict[str, Any]) -> str:
+    """Its memory: the RSS summed over its processes, or ``(cgroup)`` its cgroup's usage, each page once."""
+    if not res:
+        return "-"
+    return f"{res['rss_bytes'] / 2**20:.0f} MiB" + (" (cgroup)" if res.get("memory_source") == "cgroup" else "")
+
+
 def _split(stats: dict[str, Any]) -> str:
     """p50 of the latency split, ``host/transit/ext`` (``-`` when the extension reports no handler time)."""
     split = stats.get("latency_split")
@@ -152,14 +163,34 @@ def show_status(name: str | None, as_json: bool, base: Path | None = None, pid: 
             table.add_row(
                 e["name"], f"[{state_style.get(e['state'], 'white')}]{e['state']}[/]", str(e["pid"] or "-"),
                 _uptime(e["uptime_s"]), str(e["restarts"]),
-                f"{res['rss_bytes'] / 2**20:.0f} MiB" if res else "-", f"{res['cpu_percent']:.0f}%" if res else "-",
+                _memory(res), f"{res['cpu_percent']:.0f}%" if res else "-",
                 str(stats["handled"]), str(stats["notified"]),
                 _us(stats["latency_p50_us"]), _us(stats["latency_p99_us"]), _split(stats),
                 str(stats["timeouts"]), f"{stats['fail_open']}/{stats['fail_closed']}", _bad_frames(e),
                 _call_errors(e), reason,
             )
         console.print(table)
+        for line in _sandbox_lines(exts):
+            console.print(line, markup=False, highlight=False)
     return 0
+
+
+def _sandbox_lines(exts: list[dict[str, Any]]) -> list[str]:
+    """Below a host's table: per isolation level, the extensions at it and why it is not stronger.
+
+    One line per distinct (level, reasons): the reasons are the host probe's (the same for every local
+    extension) plus what a launch leaves open (a Node extension without Landlock), so they rarely differ.
+    """
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for e in exts:
+        sandbox = e.get("sandbox")
+        if not sandbox or sandbox.get("where") == "worker":
+            continue
+        groups.setdefault((sandbox["level"], tuple(sandbox.get("reasons", ()))), []).append(e["name"])
+    lines = []
+    for (level, reasons), names in groups.items():
+        lines.append(f"sandbox {level} ({', '.join(names)})" + (": " + "; ".join(reasons) if reasons else ""))
+    return lines
 
 
 def show_logs(name: str, last: int, as_json: bool, base: Path | None = None, pid: int | None = None) -> int:

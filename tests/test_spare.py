@@ -80,8 +80,9 @@ def test_kill_9_restarts_from_the_spare_which_ran_no_extension_code(make_ext: Ma
     assert wait_for(lambda: ext.spare_pid is not None), ext.info()
     spare_pid = ext.spare_pid
     assert spare_pid is not None and ext.process is not None and spare_pid != ext.process.pid
-    assert ext.info().get("spare", spare_pid) == spare_pid  # TODO status.py
-    time.sleep(0.3)  # the spare is parked: had it imported the extension, its IMPORTED_AT would be before the kill
+    assert ext.info()["spare"]["pid"] == spare_pid
+    assert wait_for(ext.spare_parked)  # it waits at its secret: had it imported the extension, IMPORTED_AT
+    assert ext.info()["spare"] == {"pid": spare_pid, "waiting": True}  # would be before the kill
     killed_at = time.time()
     os.kill(ext.process.pid, signal.SIGKILL)
 
@@ -130,7 +131,7 @@ def test_with_spares_off_a_restart_starts_cold(make_ext: MakeExt, new_host: Call
     host = new_host(spare_config(spare=False))
     ext = host.load(make_ext("spared", GATE, ["session_start", "tool_call"]))
     time.sleep(0.5)  # five times spare_after: a spare would be there by now
-    assert ext.spare_pid is None and ext.info().get("spare") is None
+    assert ext.spare_pid is None and ext.info()["spare"] is None
     assert ext.process is not None
     os.kill(ext.process.pid, signal.SIGKILL)
     assert wait_for(lambda: ext.state is ExtState.READY and ext.restarts == 1), ext.transitions[-4:]

@@ -61,6 +61,27 @@ def table(name: str, capsys: pytest.CaptureFixture[str]) -> str:
     return " ".join(cells)
 
 
+def cgroup_memory(host: ExtensionHost) -> bool:
+    """Whether this host's launches get a cgroup memory limit (root, cgroup layer available)."""
+    return host.confiner.probe.cgroup is not None
+
+
+def test_memory_is_counted_once_where_a_cgroup_holds_the_limit(make_ext: MakeExt,
+                                                               new_host: Callable[..., ExtensionHost]) -> None:
+    """``resources.rss_bytes`` is the cgroup's usage (``memory_source: cgroup``) where the launch has one."""
+    host = new_host(HostConfig(supervision=FAST))
+    ext = host.load(make_ext("crasher", CRASHER, ["tool_call"]))
+    assert wait_for(lambda: ext.info()["resources"] is not None)
+    resources = ext.info()["resources"]
+    assert resources["rss_bytes"] > 0
+    if cgroup_memory(host):
+        assert ext.confined is not None and ext.confined.memory_limit_bytes == FAST.memory_mb * 2**20
+        assert resources["memory_source"] == "cgroup", resources
+    else:
+        assert ext.confined is None or ext.confined.memory_limit_bytes is None
+        assert resources["memory_source"] == "rss", resources
+
+
 def test_a_memory_kill_is_the_reason_shown_after_the_restart(make_ext: MakeExt,
                                                              new_host: Callable[..., ExtensionHost],
                                                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,6 +94,8 @@ def test_a_memory_kill_is_the_reason_shown_after_the_restart(make_ext: MakeExt,
     assert info["last_reason"].startswith("handshake done")  # the last transition: routine
     # The RSS watchdog ("(rss …)") or, where the cgroup layer is on, the kernel ("(cgroup out-of-memory kill)").
     assert info["restart_cause"].startswith("killed: memory limit 150 MiB ("), info
+    if cgroup_memory(host):  # memory counted once: the kernel holds the limit, the RSS sum never kills
+        assert info["restart_cause"] == "killed: memory limit 150 MiB (cgroup out-of-memory kill)", info
     assert "restarting in" not in info["restart_cause"]
     assert info["reason"] == f"restarted after: {info['restart_cause']}"
     shown = table("hog", capsys)

@@ -345,10 +345,6 @@ class RunningExtension:
         """What the last pong said: ``(busy, current event, busy ms)``."""
         return self.watchdog.last_pong_info
 
-    def confiner_level(self) -> str:
-        """The isolation level this host gives (before a launch says which layers it got)."""
-        return str(self._confiner.probe.level)
-
     def confiner_probe(self) -> Probe:
         """What the host's sandbox probe found: layers, level, and why each missing layer is missing."""
         return self._confiner.probe
@@ -841,7 +837,10 @@ class RunningExtension:
             channel.drain_monitors()
             # a remote process's resources are sampled (and limited) on its worker's machine, not here
             pid = process.pid if self.remote is None else None
-            reason = self.watchdog.check(pid, channel.poll_pong, channel.send_ping)
+            confined = self.confined
+            # memory counted once: where the launch's cgroup holds a memory limit, the kernel enforces it
+            memory = confined.cgroup_memory if confined is not None and confined.memory_limit_bytes else None
+            reason = self.watchdog.check(pid, channel.poll_pong, channel.send_ping, cgroup_memory=memory)
         if reason is not None:
             self.kill(reason)
         else:

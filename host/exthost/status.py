@@ -3,11 +3,20 @@
 :func:`extension_status` reads an extension handle's records and never
 changes them. Keys (stable; ``kithost ext status --json`` prints them):
 ``name, version, state, pid, uptime_s, last_exit, restarts, restart_policy,
-resources, busy, last_reason, restart_cause, reason, protocol, sdk, granted,
-grant_source, sandbox ({level, layers}), subscriptions, tools, commands,
+resources, busy, spare, last_reason, restart_cause, reason, protocol, sdk, granted,
+grant_source, sandbox ({level, layers, reasons}), subscriptions, tools, commands,
 queued, frame_errors, call_errors, stats, manifest, remote`` (``remote``: ``None``
 for a local extension, else ``{worker, extension, reachable, link_rtt_ms,
-sandbox}``; its ``sandbox`` has ``where: "worker"`` and no layers).
+sandbox}``; its ``sandbox`` has ``where: "worker"``, no layers and no reasons).
+
+``spare``: the warm spare a restart would start from (:mod:`.spare`):
+``{pid, waiting}`` (``waiting``: at its secret, imports done), or ``None``.
+
+``sandbox.reasons``: the host probe's reasons, one per missing layer that keeps
+the level from the next one up (``bwrap: forced off by config``), then its
+caveats (what is missing without lowering the level: no cgroup, no dedicated
+uid), and — for this launch — what its layers leave open (a non-Python
+runtime without Landlock may start programs: see :attr:`Confined.notes`).
 
 Reasons: ``last_reason`` is the reason of the last state change, which after a
 restart is routine ("handshake done"); ``restart_cause`` is why the process was
@@ -51,6 +60,7 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
         "restart_policy": ext.restart_policy.mode,
         "resources": ext.resources.as_dict() if ext.resources is not None else None,
         "busy": {"event": current, "ms": busy_ms} if busy else None,
+        "spare": {"pid": spare, "waiting": ext.spare_parked()} if (spare := ext.spare_pid) is not None else None,
         "last_reason": last_reason,
         "restart_cause": cause,
         "reason": _reason(ext.state, last_reason, cause),
@@ -75,11 +85,16 @@ def extension_status(ext: RunningExtension) -> dict[str, Any]:
 
 
 def _sandbox(ext: RunningExtension) -> dict[str, Any]:
-    """The isolation of its process: here (level and layers in force), or as its remote worker reports it."""
+    """The isolation of its process: here (level, layers in force, why not stronger), or as its worker reports it."""
     if ext.remote is not None:
-        return {"level": str(ext.remote.info().get("sandbox") or "unknown"), "layers": [], "where": "worker"}
-    return {"level": str(ext.confined.level) if ext.confined else str(ext.confiner_level()),
-            "layers": list(ext.confined.layers) if ext.confined else []}
+        return {"level": str(ext.remote.info().get("sandbox") or "unknown"), "layers": [], "reasons": [],
+                "where": "worker"}
+    found = ext.confiner_probe()
+    reasons = found.why
+    if ext.confined is None:
+        return {"level": str(found.level), "layers": [], "reasons": reasons}
+    return {"level": str(ext.confined.level), "layers": list(ext.confined.layers),
+            "reasons": [*reasons, *ext.confined.notes]}
 
 
 def _reason(state: ExtState, last_reason: str, cause: str) -> str:

@@ -24,7 +24,12 @@ calls its ``supervise`` step, which consults the extension's
   time out, and it is killed with reason ``stuck: <event> handler running for N s``;
 * **resources** — every ``watch_ms``, RSS, CPU time, threads, fds and children
   of the whole process tree (psutil); a limit crossed → killed with the reason
-  (``killed: memory limit 512 MiB (rss 530 MiB)``);
+  (``killed: memory limit 512 MiB (rss 530 MiB)``). Memory is counted once per
+  extension: where its launch has a cgroup with a memory limit (the caller
+  passes ``cgroup_memory``), the kernel is the hard limit (an out-of-memory
+  kill, reported by the cgroup) and the watchdog never kills on the summed
+  RSS (shared pages are counted once per process there); it reports the
+  cgroup's usage instead (``Resources.memory_source`` ``"cgroup"``);
 * **restart** — when a ``restarting`` extension's delay is due, it is
   respawned from the supervisor thread (the parent-death signal is tied to the
   spawning thread, so a long-lived thread must spawn) and its handshake is
@@ -68,7 +73,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import psutil
@@ -202,11 +207,14 @@ class Resources:
     threads: int
     fds: int
     children: int
+    #: What ``rss_bytes`` counts: ``"rss"`` (summed over the tree's processes) or ``"cgroup"`` (the
+    #: extension's cgroup usage: every page once, the kernel's hard limit applies to it).
+    memory_source: str = "rss"
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | str]:
         return {"rss_bytes": self.rss_bytes, "cpu_seconds": round(self.cpu_seconds, 3),
                 "cpu_percent": round(self.cpu_percent, 1), "threads": self.threads, "fds": self.fds,
-                "children": self.children}
+                "children": self.children, "memory_source": self.memory_source}
 
 
 def sample_tree(proc: psutil.Process, previous: tuple[float, float] | None) -> tuple[Resources, tuple[float, float]]:
@@ -231,10 +239,12 @@ def sample_tree(proc: psutil.Process, previous: tuple[float, float] | None) -> t
     return Resources(rss, cpu, percent, threads, fds, len(family) - 1), (now, cpu)
 
 
-def limit_exceeded(cfg: Supervision, res: Resources) -> str | None:
-    """The reason a sample breaks a limit, or ``None``."""
+def limit_exceeded(cfg: Supervision, res: Resources, memory_enforced: bool = False) -> str | None:
+    """The reason a sample breaks a limit, or ``None``.
+
+    ``memory_enforced``: the kernel holds the memory limit (a cgroup): memory is then never a reason here."""
     mib = 1024 * 1024
-    if cfg.memory_mb and res.rss_bytes > cfg.memory_mb * mib:
+    if cfg.memory_mb and not memory_enforced and res.rss_bytes > cfg.memory_mb * mib:
         return f"killed: memory limit {cfg.memory_mb} MiB (rss {res.rss_bytes / mib:.0f} MiB)"
     if cfg.cpu_seconds and res.cpu_seconds > cfg.cpu_seconds:
         return f"killed: CPU limit {cfg.cpu_seconds:g} s (used {res.cpu_seconds:.1f} s)"
@@ -285,11 +295,14 @@ class Watchdog:
         self.resources = None
 
     def check(self, pid: int | None, poll_pong: Callable[[], dict[str, object] | None],
-              send_ping: Callable[[], None]) -> str | None:
+              send_ping: Callable[[], None], cgroup_memory: Callable[[], int | None] | None = None) -> str | None:
         """One watch step; the reason to kill the process (hung, stuck, over a limit) or ``None``.
 
         ``pid``: the local process tree to sample for resource limits; ``None`` for a process on a remote
-        worker (its machine's cgroup limits apply there; heartbeat and stuck checks work the same)."""
+        worker (its machine's cgroup limits apply there; heartbeat and stuck checks work the same).
+        ``cgroup_memory``: given when the launch's cgroup has a memory limit — the kernel enforces it, so
+        the summed RSS is never a reason to kill; the callable returns the cgroup's usage (``None``: not
+        readable, the RSS sum is then shown), reported as the sample's memory."""
         cfg = self.config
         now = self._clock()
         # Only look for a pong while one is outstanding: every socket call releases the GIL, and under a
@@ -314,10 +327,15 @@ class Watchdog:
         if pid is not None and now >= self._next_watch:
             self._next_watch = now + cfg.watch_ms / 1000
             try:
-                self.resources, self._cpu_prev = sample_tree(psutil.Process(pid), self._cpu_prev)
+                sample, self._cpu_prev = sample_tree(psutil.Process(pid), self._cpu_prev)
             except psutil.Error:
                 return None
-            return limit_exceeded(cfg, self.resources)
+            if cgroup_memory is not None:
+                used = cgroup_memory()
+                if used is not None:
+                    sample = replace(sample, rss_bytes=used, memory_source="cgroup")
+            self.resources = sample
+            return limit_exceeded(cfg, sample, memory_enforced=cgroup_memory is not None)
         return None
 
     def note_slow(self, detail: str = "") -> bool:

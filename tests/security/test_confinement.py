@@ -49,6 +49,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 BOOT = [PY, "-I", "-m", "ext_sdk.sandbox.boot"]
 TIMEOUT = 30
+#: The launch secret the SDK reads before it imports the extension file (in the payloads' directory).
+LAUNCH_SECRET = "launch.secret"
 LD_SO = next((p for p in ("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1",
                           "/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1", "/lib64/ld-linux-x86-64.so.2")
               if os.path.exists(p)), "/lib64/ld-linux-x86-64.so.2")
@@ -114,6 +116,8 @@ class Arena:
             d.mkdir(parents=True, exist_ok=True)
         self.secret = base / "secret.txt"
         self.secret.write_text("s3cr3t-token")
+        # The SDK reads its launch secret before it imports the extension (the attack): one beside the payloads.
+        (self.ext / LAUNCH_SECRET).write_bytes(os.urandom(32))
         self.tcp = socket.create_server(("127.0.0.1", 0), backlog=16)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
@@ -165,6 +169,8 @@ class Arena:
 
 def start(plan: BootPlan, argv: list[str] | None = None) -> subprocess.Popen[str]:
     env = {"PATH": "/usr/bin:/bin", "KITHOST_EVENTS": "ipc:///nonexistent/events", **plan.env()}
+    if plan.run_path is not None:
+        env["KITHOST_SECRET_FILE"] = str(Path(plan.run_path).parent / LAUNCH_SECRET)
     return subprocess.Popen(argv or BOOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd="/")
 

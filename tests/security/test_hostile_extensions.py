@@ -28,8 +28,21 @@ watchdog). BLOCKED is asserted exactly when one of the attack's stoppers is
 in force; otherwise the attack must have SUCCEEDED (that is what weak
 means: recorded as "not stopped (weak)").
 
+Which layer stopped it is read from the evidence (:func:`attribute`): the
+first errno in the outcome (``ENOENT``/``EROFS``/``ESRCH``/``ECONNREFUSED``:
+bwrap's namespaces; ``EACCES``: Landlock, else the uid's file modes or dropped
+capabilities; ``EPERM``: seccomp, else Landlock's scopes, the uid, the
+capabilities; ``ENOSYS``: seccomp; ``EFBIG``: rlimits; ``EAGAIN`` on fork: the
+cgroup's pids limit or the uid's ``RLIMIT_NPROC``), else a telling phrase (a
+ZAP refusal: the peer gate; ``cgroup out-of-memory kill``: the cgroup; a
+watchdog kill reason; a refused host call or handshake). The attributed layer
+must be one of the attack's stoppers in force; the table prints it with its
+evidence.
+
 Levels: ``strong`` (defaults), ``reduced`` (no bwrap, no uid: Landlock +
-seccomp + cgroup), ``weak`` (no Landlock either, ``allow_weak``), and an
+seccomp + cgroup), ``weak`` (no Landlock either, ``allow_weak``),
+``no-landlock`` (no Landlock, no uid: bwrap + seccomp + cgroup, where a Node
+extension without ``processes`` must be refused), and an
 ``unconfined`` control with every switchable layer off whose outcomes are
 the table's "without it" column (so no attack passes because its code is
 broken). A level this machine cannot produce is skipped with the probe's
@@ -40,9 +53,10 @@ at every real level, so ``sleep`` children would test seccomp, not the pids
 limit) up to 200 children that sleep 5 s, counts them and kills them all;
 its extension has ``max_children=8, max_threads=32`` (cgroup ``pids.max``
 56). The memory hog touches 600 MiB under ``memory_mb=200`` and holds it
-3 s; the cgroup OOM-kills it, or the watchdog does (the kill reason comes
-from ``ext.transitions``). A watchdog kill that beats the cgroup to it is
-recorded as such. The control run gives the fork bomb no limit at all, so
+3 s; the cgroup OOM-kills it where its launch has one (the watchdog then
+leaves memory to the kernel: counted once, not summed over processes), the
+watchdog's RSS limit does elsewhere (the kill reason comes from
+``ext.transitions``). The control run gives the fork bomb no limit at all, so
 its "without it" cell shows what an unlimited extension gets.
 
 One run per level is shared by that level's test cases (the first case of a
@@ -52,8 +66,10 @@ the leftover-process check holds); results live in :data:`_RUNS`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import selectors
 import shutil
 import socket
@@ -116,6 +132,7 @@ LAYER_WORDS = {
     "handshake": "handshake grant check (every level)",
     "watchdog-memory": "watchdog RSS limit (every level)",
     "watchdog-procs": "watchdog child/thread limits",
+    "exec-check": "launch refused: a Node extension without `processes` where Landlock is off (no allow_weak)",
 }
 
 #: Attack → the layers any one of which stops it (in the order they act, outermost first).
@@ -148,8 +165,18 @@ STOPPERS: dict[str, tuple[str, ...]] = {
     "subscribe-without-the-conversation-grant": ("handshake",),
     "fork-bomb": ("cgroup", "uid", "watchdog-procs"),
     "memory-hog": ("cgroup", "watchdog-memory"),
+    # A Node extension without `processes`: seccomp must allow execve (the boot execs node), so only Landlock's
+    # execute rule stops it, or the host refusing its launch where Landlock is off (tests/security/hostile_ext.mjs).
+    "node-spawns-a-shell": ("landlock", "exec-check"),
 }
 ATTACKS = tuple(STOPPERS)
+#: Attacks made by a Node extension (hostile_ext.mjs), not by hostile_ext.py.
+NODE_ATTACKS = ("node-spawns-a-shell",)
+HOSTILE_JS_SOURCE = (Path(__file__).resolve().parent / "hostile_ext.mjs").read_text()
+JS_SDK = (Path(__file__).resolve().parents[2] / "ext_sdk" / "js").resolve()  # the sandbox binds its real path
+#: Why the Node attacks cannot run here, or ``None``.
+NO_NODE = (None if shutil.which("node") and (JS_SDK / "node_modules").is_dir()
+           else "no node on PATH or the JS SDK's dependencies are not installed (make)")
 #: Emitted last: they kill or flood their own process.
 LAST = ("fork-bomb", "memory-hog")
 #: Limits of this suite's hosts.
@@ -180,6 +207,9 @@ LEVELS = {
     "strong": Level("strong", (), False, IsolationLevel.STRONG),
     "reduced": Level("reduced", (SandboxLayer.BWRAP, SandboxLayer.UID), False, IsolationLevel.REDUCED),
     "weak": Level("weak", (SandboxLayer.BWRAP, SandboxLayer.UID, SandboxLayer.LANDLOCK), True, IsolationLevel.WEAK),
+    # Namespaces + seccomp without Landlock or a dedicated uid (a kernel without Landlock, non-root): the
+    # mount namespace alone hides the host's files; Node extensions without `processes` do not start.
+    "no-landlock": Level("no-landlock", (SandboxLayer.LANDLOCK, SandboxLayer.UID), False, IsolationLevel.REDUCED),
 }
 CONTROL = Level("unconfined", tuple(SandboxLayer), True, IsolationLevel.WEAK, control=True)
 
@@ -192,9 +222,11 @@ def unavailable(level: Level) -> str | None:
     return f"{level.name} isolation is not possible here (probe says {found.level}: {'; '.join(found.reasons)})"
 
 
-def tokens_in_force(layers: tuple[str, ...], fork_limits: Supervision) -> frozenset[str]:
+def tokens_in_force(layers: tuple[str, ...], fork_limits: Supervision, allow_weak: bool) -> frozenset[str]:
     """The stopper tokens in force for a launch that reported ``layers`` (``Confined.layers``)."""
     out = {"caps", "rlimits", "peer-gate", "host-calls", "handshake", "watchdog-memory"}
+    if not allow_weak:  # a launch that could start any program is refused (confine's exec check)
+        out.add("exec-check")
     if fork_limits.max_children or fork_limits.max_threads:
         out.add("watchdog-procs")
     for text in layers:
@@ -346,13 +378,14 @@ class LevelRun:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def write_extension(root: Path, name: str, files: dict[str, str], main: str, env: dict[str, str]) -> Path:
+def write_extension(root: Path, name: str, files: dict[str, str], main: str, env: dict[str, str],
+                    runtime: str = "python") -> Path:
     """An extension directory with its own manifest (``[env]`` table)."""
     directory = root / name
     directory.mkdir(parents=True)
     for file_name, text in files.items():
         (directory / file_name).write_text(text)
-    lines = [f'name = "{name}"', 'version = "0.1.0"', 'runtime = "python"', f'main = "{main}"',
+    lines = [f'name = "{name}"', 'version = "0.1.0"', f'runtime = "{runtime}"', f'main = "{main}"',
              'events = ["tool_call"]', 'permissions = ["conversation"]', "", "[env]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in env.items()]
     (directory / "extension.toml").write_text("\n".join(lines) + "\n")
@@ -389,7 +422,12 @@ def run_level(level: Level, base: Path, new_host: Callable[..., ExtensionHost]) 
         good_dir = write_extension(exts, "good", {"main.py": GOOD}, "main.py", {})
         targets = arena.targets(os.getpid())
         dirs = [write_extension(exts, ext_name(a), {"hostile_ext.py": HOSTILE_SOURCE}, "hostile_ext.py",
-                                {"ATTACK": a, "HOSTILE_TARGETS": json.dumps(targets)}) for a in ATTACKS]
+                                {"ATTACK": a, "HOSTILE_TARGETS": json.dumps(targets)})
+                for a in ATTACKS if a not in NODE_ATTACKS]
+        if NO_NODE is None:
+            js = HOSTILE_JS_SOURCE.replace('"../../ext_sdk/js/index.mjs"', json.dumps(str(JS_SDK / "index.mjs")))
+            dirs += [write_extension(exts, ext_name(a), {"hostile_ext.mjs": js}, "hostile_ext.mjs", {}, "node")
+                     for a in NODE_ATTACKS]
         # The control measures the fork bomb with no limit at all (the watchdog's included).
         fork_limits = NO_LIMITS if level.control else FORK_LIMITS
         config = HostConfig(
@@ -407,17 +445,25 @@ def run_level(level: Level, base: Path, new_host: Callable[..., ExtensionHost]) 
         good = host.extension("good")
         if "good" in failed:
             raise AssertionError(f"the well-behaved extension did not start: {failed['good']}")
-        refused = ext_name("subscribe-without-the-conversation-grant")
-        if refused in failed:
-            exc = failed.pop(refused)
-            reason = exc.reason if isinstance(exc, ExtensionStartError) else str(exc)
-            result.outcomes["subscribe-without-the-conversation-grant"] = f"BLOCKED load failed: {reason}"
+        for attack in ("subscribe-without-the-conversation-grant", *NODE_ATTACKS):  # stopped at the load
+            if ext_name(attack) in failed:
+                exc = failed.pop(ext_name(attack))
+                reason = exc.reason if isinstance(exc, ExtensionStartError) else str(exc)
+                result.outcomes[attack] = f"BLOCKED load failed: {reason}"
+        for attack in NODE_ATTACKS:
+            if attack not in result.outcomes and NO_NODE is None:
+                node = host.extension(ext_name(attack))
+                assert node.confined is not None
+                result.notes[attack] = {"layers": node.confined.layers, "level": str(node.confined.level),
+                                        "notes": node.confined.notes,
+                                        "status": node.info()["sandbox"]}
         if failed:
             raise AssertionError(f"hostile extensions did not start: {failed}")
         sample = host.extension(ext_name("read-home-secret"))
         assert sample.confined is not None
         result.layers = sample.confined.layers
-        result.tokens = tokens_in_force(result.layers, config.supervision_for(ext_name("fork-bomb")))
+        result.tokens = tokens_in_force(result.layers, config.supervision_for(ext_name("fork-bomb")),
+                                        level.allow_weak)
         # The launches carry every layer the probe offers at this level (the expectations rest on that).
         found = host.confiner.probe
         result.notes["level"] = str(sample.confined.level)
@@ -432,7 +478,8 @@ def run_level(level: Level, base: Path, new_host: Callable[..., ExtensionHost]) 
             fh.write("the good extension's private notes")
         dynamic = {"other_pid": good_pid, "other_file": str(other_file),
                    "other_events": good.channel.endpoints.events, "other_calls": good.channel.endpoints.calls}
-        order = [a for a in ATTACKS if a not in LAST and a not in result.outcomes] + list(LAST)
+        order = [a for a in ATTACKS if a not in LAST and a not in result.outcomes
+                 and not (a in NODE_ATTACKS and NO_NODE)] + list(LAST)
         for attack in order:
             host.state.set(ext_name(attack), "targets", dynamic)
         emitted = 0
@@ -528,6 +575,74 @@ def stopped(outcome: str) -> bool:
     return outcome.startswith(("BLOCKED", "KILLED"))
 
 
+# ---------------------------------------------------------------------------------------------- which layer
+
+#: What an errno says about the layer that refused, the layers that answer so first, in the order they act
+#: (seccomp refuses at syscall entry, before any check of the kernel's own).
+ERRNO_LAYERS: dict[str, tuple[str, ...]] = {
+    "ENOENT": ("bwrap",),  # the path does not exist in its mount namespace
+    "EROFS": ("bwrap",),  # bound read-only
+    "ESRCH": ("bwrap",),  # the process is not in its pid namespace
+    "ECONNREFUSED": ("bwrap",),  # the listener (an abstract socket) lives in another network namespace
+    "EACCES": ("landlock", "landlock-tcp", "uid", "caps"),  # Landlock's refusal; file modes against its uid
+    "EPERM": ("seccomp", "landlock-scope", "uid", "caps"),  # SECCOMP_RET_ERRNO(EPERM); scopes; other uid
+    "ENOSYS": ("seccomp",),  # io_uring and friends: "not implemented" to the extension
+    "EFBIG": ("rlimits",),  # RLIMIT_FSIZE
+    "EAGAIN": ("cgroup", "uid"),  # pids.max; RLIMIT_NPROC of the dedicated uid
+}
+#: Evidence without an errno: a phrase of the outcome → the layers it points at.
+PHRASE_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("could start other programs", ("exec-check",)),
+    ("(cgroup out-of-memory kill)", ("cgroup",)),
+    ("killed: memory limit", ("watchdog-memory",)),
+    ("killed: thread limit", ("watchdog-procs",)),
+    ("killed: child process limit", ("watchdog-procs",)),
+    ("handshake refused", ("handshake",)),
+    ("HostCallError", ("host-calls",)),
+    ("private /tmp", ("bwrap",)),
+    ("a network namespace of its own", ("bwrap",)),
+    ("none of another extension", ("bwrap", "landlock")),  # its own pid namespace, or /proc/<pid> unreadable
+    ("peer check (ZAP)", ("peer-gate",)),
+    ("status request got: no answer", ("peer-gate",)),
+    ("status request got: refused", ("peer-gate",)),
+)
+_ERRNO_NAME = re.compile(r"\b(E[A-Z]{2,})\b")
+_ERRNO_NUMBER = re.compile(r"\[Errno (\d+)\]")
+
+
+def evidence(outcome: str) -> tuple[str, tuple[str, ...]]:
+    """The first evidence of what stopped an attack (an errno, else a telling phrase) and the layers it names.
+
+    The first errno in the text is the first refusal (``ops.key: PermissionError: [Errno 13] …; a forged
+    request got: …`` was stopped at the key); ``("", ())`` when the outcome says nothing about a layer."""
+    if outcome.startswith("BLOCKED load failed"):  # the host's refusal, in words (they may quote a probe errno)
+        return next(((phrase, layers) for phrase, layers in PHRASE_LAYERS if phrase in outcome), ("", ()))
+    number = _ERRNO_NUMBER.search(outcome)
+    names = [n for n in _ERRNO_NAME.findall(outcome) if n in ERRNO_LAYERS]
+    first = None
+    if number is not None and int(number.group(1)) in errno.errorcode:
+        first = (number.start(), errno.errorcode[int(number.group(1))])
+    if names:
+        at = outcome.index(names[0])
+        if first is None or at < first[0]:
+            first = (at, names[0])
+    if first is not None and first[1] in ERRNO_LAYERS:
+        return first[1], ERRNO_LAYERS[first[1]]
+    for phrase, layers in PHRASE_LAYERS:
+        if phrase in outcome:
+            return phrase, layers
+    return "", ()
+
+
+def attribute(attack: str, outcome: str, in_force: frozenset[str]) -> tuple[str, str]:
+    """``(layer, evidence)``: the layer that stopped ``attack``, read from ``outcome`` (``""``: none fits).
+
+    The layer is the first of those the evidence names that is one of the attack's stoppers and in force."""
+    found, candidates = evidence(outcome)
+    fits = [layer for layer in candidates if layer in STOPPERS[attack] and layer in in_force]
+    return (fits[0] if fits else ""), found
+
+
 # ---------------------------------------------------------------------------------------------- the tests
 
 #: Attacks that are NOT stopped at strong isolation (a sandbox gap): xfail(strict) so the gap stays visible.
@@ -549,6 +664,8 @@ def cases() -> list[Any]:
 def test_hostile_extension(level_name: str, attack: str, tmp_path: Path, new_host: Callable[..., ExtensionHost],
                            outcome_table: Record) -> None:
     level = LEVELS[level_name]
+    if attack in NODE_ATTACKS and NO_NODE is not None:
+        pytest.skip(NO_NODE)
     why = unavailable(level)
     if why is not None:
         if attack == ATTACKS[0]:  # one row per level that could not be tested
@@ -563,7 +680,9 @@ def test_hostile_extension(level_name: str, attack: str, tmp_path: Path, new_hos
     if still_on:
         unconfined = f"[{' + '.join(still_on)} still on] {unconfined}"
     in_force = [t for t in STOPPERS[attack] if t in run.tokens]
-    layer = f"{level_name}: {' + '.join(in_force) if in_force else 'none in force'}"
+    by, found = attribute(attack, outcome, run.tokens) if in_force else ("", "")
+    layer = (f"{level_name}: {by} ({found}; in force: {' + '.join(in_force)})" if by
+             else f"{level_name}: {'?' if in_force else 'none in force'}")
     shown = outcome if in_force else f"not stopped ({level_name}): {outcome}"
     outcome_table(attack, layer, short(shown), short(unconfined))
 
@@ -571,6 +690,8 @@ def test_hostile_extension(level_name: str, attack: str, tmp_path: Path, new_hos
     if in_force:
         assert stopped(outcome), (f"{attack} was NOT stopped at {level_name} although "
                                   f"{', '.join(LAYER_WORDS[t] for t in in_force)} is in force: {outcome}")
+        assert by, (f"{attack} was stopped at {level_name}, but the evidence ({found or 'none'}) names none of "
+                    f"the layers in force that stop it ({', '.join(in_force)}): {outcome}")
     else:
         assert outcome.startswith("DONE"), f"{attack} should succeed at {level_name} (none of {STOPPERS[attack]} " \
                                            f"in force) but: {outcome}"
@@ -582,7 +703,29 @@ def test_hostile_extension(level_name: str, attack: str, tmp_path: Path, new_hos
         assert "exposes conversation content" in outcome and "'conversation' was not granted" in outcome, outcome
     if attack == "memory-hog":
         assert "memory limit" in outcome, outcome
+    if attack in NODE_ATTACKS:
+        node_launch(level, run, outcome)
     assert run.problems == [], f"the host did not carry on at {level_name}: {run.problems}"
+
+
+def node_launch(level: Level, run: LevelRun, outcome: str) -> None:
+    """What the Node extension's launch claims: no more than is in force (issue 8)."""
+    if outcome.startswith("BLOCKED load failed"):  # refused: Landlock is off and weak isolation not allowed
+        assert not level.allow_weak and "landlock" not in run.tokens, outcome
+        assert "allow_weak" in outcome and "processes" in outcome, outcome
+        return
+    launch = run.notes["node-spawns-a-shell"]
+    [seccomp] = [layer for layer in launch["layers"] if layer.startswith("seccomp")]
+    if "landlock" in run.tokens:  # exec is allowed for node only; Landlock keeps it to node
+        assert seccomp == "seccomp (no inet, exec allowed: node)" and launch["notes"] == (), launch
+        assert launch["level"] == run.notes["level"], launch
+    else:  # started only because weak isolation is allowed: shown as weak, with why
+        assert level.allow_weak and launch["level"] == "weak", launch
+        if "seccomp" in run.tokens:
+            assert seccomp == "seccomp (no inet, exec allowed: node, any program)", launch
+        [note] = launch["notes"]
+        assert "could start other programs" in note and "landlock: forced off by config" in note, launch
+        assert note in launch["status"]["reasons"], launch
 
 
 def test_the_control_run_shows_every_attack_works_without_the_switchable_layers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -169,3 +170,60 @@ def test_broken_setup_and_restart_never_keep_their_own_reasons_inside_a_handler(
     assert "broken setup" in p.after_exit(1.0, 3, "exited with status 3", in_handler=True).reason
     never, _ = policy("never")
     assert never.after_exit(1.0, 1, "crash", in_handler=True).reason.endswith("restart policy 'never'")
+
+
+# ---- memory counted once (issue 8): where a cgroup holds the memory limit, the RSS sum is never a kill reason
+
+MIB = 1024 * 1024
+
+
+def memory_dog(limit_mb: int) -> tuple[Watchdog, FakeClock]:
+    clock = FakeClock()
+    cfg = replace(Supervision(), memory_mb=limit_mb, heartbeat_ms=10**6, hang_ms=10**9, watch_ms=100,
+                  cpu_seconds=0, max_threads=0, max_fds=0, max_children=0)
+    dog = Watchdog("x", cfg, clock)
+    dog.reset()
+    return dog, clock
+
+
+def test_without_a_cgroup_the_summed_rss_over_the_limit_kills() -> None:
+    dog, _ = memory_dog(1)  # this test process itself is far over 1 MiB of RSS
+    reason = dog.check(os.getpid(), lambda: None, lambda: None)
+    assert reason is not None and reason.startswith("killed: memory limit 1 MiB (rss "), reason
+    assert dog.resources is not None and dog.resources.memory_source == "rss"
+
+
+def test_with_a_cgroup_memory_limit_the_watchdog_reports_its_usage_and_never_kills_on_memory() -> None:
+    dog, clock = memory_dog(1)
+    reads: list[int] = []
+
+    def usage() -> int:
+        reads.append(1)
+        return 300 * MIB  # over the limit: the kernel's business (an OOM kill the cgroup reports), not ours
+
+    assert dog.check(os.getpid(), lambda: None, lambda: None, cgroup_memory=usage) is None
+    assert dog.resources is not None
+    assert (dog.resources.rss_bytes, dog.resources.memory_source) == (300 * MIB, "cgroup")
+    assert dog.resources.as_dict()["memory_source"] == "cgroup"
+    clock.now += 0.05  # before the next watch: no new sample, the cgroup is not read again
+    assert dog.check(os.getpid(), lambda: None, lambda: None, cgroup_memory=usage) is None
+    assert len(reads) == 1
+    clock.now += 0.1
+    assert dog.check(os.getpid(), lambda: None, lambda: None, cgroup_memory=usage) is None
+    assert len(reads) == 2
+
+
+def test_an_unreadable_cgroup_shows_the_rss_sum_but_still_leaves_memory_to_the_kernel() -> None:
+    dog, _ = memory_dog(1)
+    assert dog.check(os.getpid(), lambda: None, lambda: None, cgroup_memory=lambda: None) is None
+    assert dog.resources is not None and dog.resources.memory_source == "rss" and dog.resources.rss_bytes > MIB
+
+
+def test_other_limits_still_apply_under_a_cgroup() -> None:
+    clock = FakeClock()
+    cfg = replace(Supervision(), memory_mb=1, heartbeat_ms=10**6, hang_ms=10**9, watch_ms=100, max_threads=0,
+                  max_fds=1, max_children=0, cpu_seconds=0)
+    dog = Watchdog("x", cfg, clock)
+    dog.reset()
+    reason = dog.check(os.getpid(), lambda: None, lambda: None, cgroup_memory=lambda: 500 * MIB)
+    assert reason is not None and reason.startswith("killed: file descriptor limit 1 ("), reason

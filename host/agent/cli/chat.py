@@ -332,8 +332,7 @@ def chat_command(args: ChatArgs, *, stdin: TextIO | None = None, stdout: TextIO 
         holder.append(session)
         if args.watch:
             session.host.watch()
-        sandbox = session.host.confiner.probe
-        line = f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "") + "\n"
+        line = f"sandbox: {session.host.confiner.probe.summary()}\n"
         if ui is not None:
             ui.write(line, "dim")
         else:

@@ -109,9 +109,7 @@ def _run(args: RunArgs, out: Output, err: TextIO) -> int:
                                 on_notice=json_notice_sink(out) if args.json else None, discover=args.discover,
                                 record=args.record)
     if not args.json:  # the isolation in force, once, where a person reads it
-        sandbox = session.host.confiner.probe
-        err.write(f"sandbox: {sandbox.level}" + (f" ({'; '.join(sandbox.reasons)})" if sandbox.reasons else "")
-                  + "\n")
+        err.write(f"sandbox: {session.host.confiner.probe.summary()}\n")
     with session:
         out.on_gone = session.cancel  # nobody reads the answer any more: stop working on it
 

@@ -244,10 +244,11 @@ def detect(mountinfo: str | None = None, self_cgroup: str | None = None) -> tupl
 # ---- names
 
 
-def cgroup_name(host_pid: int, slot: int, extension: str) -> str:
-    """``kithost-<host pid>-x<slot>-<extension>`` (the name made safe for a directory)."""
+def cgroup_name(host_pid: int, slot: int, extension: str, host: int = 0) -> str:
+    """``kithost-<host pid>-x<slot>-<extension>`` (the name made safe for a directory); the ``host``-th host of
+    that process (after the first) adds ``h<host>-`` before the slot, so two hosts in one process never meet."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", extension)[:64].strip(".") or "_"
-    return f"{PREFIX}{host_pid}-x{slot}-{safe}"
+    return f"{PREFIX}{host_pid}-{f'h{host}-' if host else ''}x{slot}-{safe}"
 
 
 def host_pid_of(name: str) -> int | None:

@@ -7,7 +7,13 @@ granted (:class:`~host.exthost.trust.Grant`) into a :class:`Confined` launch:
 
 1. **level check** — at ``weak`` isolation nothing starts unless the operator
    said ``[sandbox] allow_weak = true`` (:class:`SandboxRefused` names the
-   missing layers and why each is missing);
+   missing layers and why each is missing). **Exec check**: a Node or
+   command extension must be allowed ``execve`` by seccomp (the boot execs
+   its runtime), so "no other programs" (``processes = false``) rests on
+   Landlock's execute rule alone. Without Landlock in force such a launch
+   could start any program: it is refused unless ``processes`` is granted or
+   ``allow_weak`` is set, and with ``allow_weak`` it is shown as ``weak``,
+   with a note saying why (:attr:`Confined.notes`);
 2. **dedicated uid** (root host, uid layer on) — a uid/gid leased for the
    extension's slot; its private directory is shared with that gid (sockets
    0660, secret 0640, work dir owned by the uid);
@@ -36,6 +42,7 @@ less than the operator was shown.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -51,7 +58,7 @@ from . import cgroups, uids
 from .bwrap import BwrapMode, BwrapPlan, bwrap_argv, detect_layout, runtime_paths
 from .probe import IsolationLevel, Probe, probe
 
-__all__ = ["Confined", "Confiner", "SandboxRefused"]
+__all__ = ["Confined", "Confiner", "SandboxRefused", "exec_refused", "exec_unguarded"]
 
 log = logging.getLogger("kithost.sandbox")
 
@@ -61,6 +68,10 @@ _LOADERS = ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/usr/l
 #: Read-only system paths every runtime needs (inside bubblewrap these are all there is).
 _SYSTEM_READ = ("/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives",
                 "/etc/localtime", "/dev/urandom", "/dev/random")
+
+
+#: Confiners (hosts) made in this process so far.
+_HOSTS = itertools.count()
 
 
 class SandboxRefused(Exception):
@@ -77,7 +88,20 @@ class Confined:
     level: IsolationLevel
     cgroup: cgroups.ExtensionCgroup | None = None
     lease: uids.IdLease | None = None
+    #: What this launch's layers leave open beyond the probe's reasons, in words (for ``ext status``/``check``).
+    notes: tuple[str, ...] = ()
+    #: The cgroup's hard memory limit (bytes), when the kernel bounds this launch's memory.
+    memory_limit_bytes: int | None = None
     _released: bool = field(default=False, repr=False)
+
+    def cgroup_memory(self) -> int | None:
+        """The cgroup's current memory use (the whole tree, counted once), or ``None`` if it cannot be read."""
+        if self.cgroup is None:
+            return None
+        try:
+            return self.cgroup.stats().memory_bytes
+        except OSError:
+            return None
 
     def exit_reason(self) -> str | None:
         """Why the cgroup ended the process (memory or pids limit), if it did."""
@@ -109,6 +133,8 @@ class Confiner:
     def __init__(self, config: HostConfig) -> None:
         self._config = config
         self._probe: Probe | None = None
+        #: Which host of this process it serves (0 = the first): part of its cgroup names.
+        self._host = next(_HOSTS)
 
     @property
     def probe(self) -> Probe:
@@ -138,6 +164,15 @@ class Confiner:
                 "the operator allows it ([sandbox] allow_weak = true)")
         layers: list[str] = []
         on = {layer: found.on(str(layer)) for layer in SandboxLayer}
+        notes: list[str] = []
+        if exec_refused(manifest, access, found):
+            open_exec = exec_unguarded(manifest, found)
+            if not self._config.sandbox.allow_weak:
+                raise SandboxRefused(open_exec + f"; it does not start unless it is granted processes "
+                                     f"([access.\"{manifest.name}\"] processes = true) or the operator allows "
+                                     "weak isolation ([sandbox] allow_weak = true)")
+            notes.append(open_exec)
+            level = IsolationLevel.WEAK
         use_bwrap = on[SandboxLayer.BWRAP] and found.bwrap_mode is not None
         lease = None
         if on[SandboxLayer.UID] and ((use_bwrap and found.bwrap_mode is BwrapMode.ROOT) or not found.uid_needs_bwrap):
@@ -150,12 +185,13 @@ class Confiner:
             uids.share_private_dir(launch.endpoints.directory, lease.uid, lease.gid, launch.endpoints.work_dir)
             layers.append(f"uid {lease.uid}")
         group = None
+        memory = None
         try:
             if on[SandboxLayer.CGROUP] and found.cgroup is not None:
                 pids = supervision.max_threads + supervision.max_children + 16 if supervision.max_threads else None
                 memory = supervision.memory_mb * 1024 * 1024 if supervision.memory_mb else None
                 group = cgroups.ExtensionCgroup.create(found.cgroup, cgroups.cgroup_name(os.getpid(), slot,
-                                                                                         manifest.name),
+                                                                                         manifest.name, self._host),
                                                        memory, pids)
                 layers.append(f"cgroup {found.cgroup.version} (memory {supervision.memory_mb} MiB, pids {pids})")
             plan = self._boot_plan(launch, manifest, access, supervision, lease is not None, on)
@@ -183,7 +219,14 @@ class Confiner:
                 layers.append(f"landlock abi {found.landlock_abi}")
             if plan.seccomp is not None:
                 inet = "inet" if plan.seccomp.allow_inet else "no inet"
-                layers.append(f"seccomp ({inet}, {'exec' if plan.seccomp.allow_exec else 'no exec'})")
+                if not plan.seccomp.allow_exec:
+                    exe = "no exec"
+                elif access.processes:
+                    exe = "exec allowed: processes granted"
+                else:  # the boot must exec the runtime; only Landlock's execute rule keeps it to that
+                    runtime = os.path.basename(launch.spec.argv[0]) if launch.spec.argv else manifest.runtime
+                    exe = f"exec allowed: {runtime}" + ("" if plan.landlock is not None else ", any program")
+                layers.append(f"seccomp ({inet}, {exe})")
             layers.append("rlimits")
         except BaseException:
             if group is not None:
@@ -193,7 +236,7 @@ class Confiner:
             raise
         wrappers = frozenset({"bwrap"}) if use_bwrap else frozenset()
         return Confined(replace(launch.spec, argv=argv, env=env, wrappers=wrappers), tuple(layers), level, group,
-                        lease)
+                        lease, tuple(notes), memory if group is not None else None)
 
     def _boot_plan(self, launch: Launch, manifest: Manifest, access: Access, supervision: Supervision,
                    dedicated_uid: bool, on: dict[SandboxLayer, bool]) -> BootPlan:
@@ -239,6 +282,19 @@ class Confiner:
             seccomp = SeccompPolicy(allow_inet=bool(access.network),
                                     allow_exec=access.processes or not python_runtime, required=True)
         return BootPlan(rlimits=rlimits, landlock=landlock, seccomp=seccomp, exec_argv=exec_argv, run_path=run_path)
+
+
+def exec_unguarded(manifest: Manifest, found: Probe) -> str:
+    """Why a non-Python extension without ``processes`` could start any program under ``found`` (no Landlock)."""
+    detail = found.layer(str(SandboxLayer.LANDLOCK)).detail
+    why = detail if detail.startswith("landlock") else f"landlock: {detail}"
+    return (f"{manifest.runtime} extension {manifest.name} could start other programs: seccomp must allow exec "
+            f"to start its runtime and Landlock, whose execute rule would stop the rest, is not in force ({why})")
+
+
+def exec_refused(manifest: Manifest, access: Access, found: Probe) -> bool:
+    """Whether the exec check applies: a non-Python runtime, ``processes`` not granted, Landlock off."""
+    return manifest.runtime != "python" and not access.processes and not found.on(str(SandboxLayer.LANDLOCK))
 
 
 def plan_of(spec: LaunchSpec) -> BootPlan | None:

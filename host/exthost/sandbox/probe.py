@@ -166,6 +166,16 @@ class Probe:
     def reasons(self) -> list[str]:
         return assess(self.layers)[1]
 
+    @property
+    def why(self) -> list[str]:
+        """Why each missing layer is missing (:attr:`reasons`), then what is missing without lowering the level."""
+        return [*self.reasons, *caveats(self.layers)]
+
+    def summary(self) -> str:
+        """One line for people: the level, then :attr:`why`."""
+        why = self.why
+        return f"{self.level}" + (f" ({'; '.join(why)})" if why else "")
+
     def as_dict(self) -> dict[str, object]:
         """Plain data (for ``--json``)."""
         level, reasons = assess(self.layers)
