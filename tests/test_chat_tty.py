@@ -12,7 +12,9 @@ keys and reads what the terminal would show. One session checks:
 * history — Up recalls ``hello`` (the second turn's script expects it again), and the history is kept in the
   data directory.
 
-And with ``NO_COLOR`` set, no colour escape at all. Every wait is bounded; the process is always reaped.
+And with ``NO_COLOR`` set, no colour escape at all; and an extension nobody trusted yet is asked about on the
+terminal (what it asks for, ``[y/N]``), and a ``y`` loads it and records the trust. Every wait is bounded; the
+process is always reaped.
 """
 
 from __future__ import annotations
@@ -199,3 +201,30 @@ def test_chat_on_a_terminal_with_no_color_writes_no_colour(tmp_path: Path) -> No
         term.send(b"\x04")
         assert term.wait() == 0
     assert b"\xe2\x86\x92 bash true" in term.output and not COLOUR.search(term.output), term.output[-2000:]
+
+
+def test_chat_on_a_terminal_asks_to_trust_a_new_extension_and_loads_it_on_yes(
+        tmp_path: Path, make_ext: MakeExt) -> None:
+    """The first-load trust prompt (``ask_trust`` in ``host/agent/cli/chat.py``), answered on the terminal."""
+    greeter = make_ext("greeter", NOTIFIER, ["agent_end"], permissions=["conversation"])
+    env = _env(tmp_path)
+    script = tmp_path / "none.json"
+    script.write_text(json.dumps({"turns": []}))  # no turn is taken: the extension's command answers
+    command = _kithost("chat", "--script", str(script), "-e", str(greeter), "--no-discover", "--ephemeral")
+    with terminal(command, tmp_path, env) as term:
+        term.expect(b"extension greeter 0.1.0")
+        term.expect(b"is not trusted yet.")
+        term.expect(b"asks for: host calls: conversation")
+        term.expect(b"asks for: conversation content through: agent_end")
+        term.expect(b"trust greeter with this? [y/N] ")
+        assert b"you> " not in term.output, term.output[-2000:]  # nothing runs before the operator answers
+        term.send(b"y\r")
+        term.expect(b"you> ")
+        term.send(b"/greet bob\r")  # the extension's own command: it was loaded
+        term.expect(b"hello bob")
+        term.expect(b"you> ")
+        term.send(b"\x04")
+        assert term.wait() == 0, term.output[-2000:]
+    listed = subprocess.run(_kithost("ext", "trust", "--list"), env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0 and "greeter" in listed.stdout, listed.stdout + listed.stderr

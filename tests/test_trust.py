@@ -78,6 +78,29 @@ def test_trusted_content_starts_and_a_change_asks_again(
     assert "changed file extension.toml" in message and "now asks for host calls: agent" in message
 
 
+def test_a_changed_extension_that_subscribes_to_a_new_content_event_lists_it(
+        make_ext: MakeExt, new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
+    path = make_ext("asker", ASKER.format(name="asker", perms=["conversation"]), ["tool_call"])
+    manifest = load_manifest(path)
+    from host.exthost.trust import Request
+
+    TrustStore(tmp_path / "trust.json").record(manifest, Request.of(manifest))
+    first = new_host(asking(tmp_path))
+    assert first.load(path).grant.source == "trusted"
+    first.unload("asker")
+    # Same permissions, one more handler: on tool_result, which carries the tools' output (conversation content).
+    (path / "main.py").write_text(ASKER.format(name="asker", perms=["conversation"])
+                                  + "@ext.on('tool_result')\ndef seen(event, ctx):\n    pass\n")
+    text = (path / "extension.toml").read_text().replace('events = ["tool_call"]',
+                                                          'events = ["tool_call", "tool_result"]')
+    (path / "extension.toml").write_text(text)
+    with pytest.raises(ExtensionStartError) as info:
+        new_host(asking(tmp_path)).load(path)
+    message = str(info.value)
+    assert "changed since you trusted it" in message and "now receives tool_result" in message, message
+    assert "now receives tool_call" not in message and "now asks for host calls" not in message, message
+
+
 def test_the_operators_config_grants_exactly_what_it_says(
         make_ext: MakeExt, new_host: Callable[..., ExtensionHost], tmp_path: Path) -> None:
     path = make_ext("asker", ASKER.format(name="asker", perms=["conversation", "agent"]), ["tool_call"],

@@ -1,8 +1,12 @@
 """The host end of one extension's three channels (see :mod:`ext_sdk.wire`).
 
 Sockets, all bound by the host inside the extension's private 0700 directory,
-each in the launch's ZAP domain: only the launched process tree may connect
-(:mod:`.peers`, which counts every refusal):
+each in a ZAP domain of its own within the launch's (:func:`.peers.socket_domain`):
+only the launched process tree may connect, and only one process at a time
+per socket (:mod:`.peers`, which counts every refusal). Each socket's monitor
+tells the gate when the admitted connection has closed
+(:meth:`.peers.PeerGate.released`): only then may another process connect
+(the holder's own reconnect is admitted at once).
 
 * ``events``  — REQ with ``REQ_RELAXED`` + ``REQ_CORRELATE``: after a deadline
   the next request can be sent at once and libzmq drops the late reply;
@@ -24,6 +28,10 @@ each in the launch's ZAP domain: only the launched process tree may connect
   connection that breaks the ZMTP handshake is counted as
   ``frame_errors["unauthenticated"]``, like the ZAP refusals; the extension's
   ``calls`` connection cut for a frame over the limit counts as ``dropped``.
+  The events monitor is read during a request (a cut reported there fails the
+  request only if no newer connection of the extension is reported after it:
+  a cut while idle, e.g. after a late reply, is not that request's), and while
+  a send waits for the extension to connect; the others at each supervisor tick.
 
 Failure contract: :meth:`Channel.request` returns the verified reply envelope
 or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
@@ -64,7 +72,7 @@ from ext_sdk.combine import FailureKind
 from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
 
 from .launch import Launch
-from .peers import UNAUTHENTICATED, secure_server_socket
+from .peers import UNAUTHENTICATED, PeerGate, secure_server_socket, socket_domain
 
 __all__ = ["CALL_KINDS", "CONTROL_FRAME", "CONTROL_KINDS", "EVENT_KINDS", "CallHandler", "Channel", "ChannelFailure",
            "RemoteEndpoints", "bind_host_socket", "connect_remote_socket"]
@@ -77,9 +85,10 @@ EVENT_KINDS = frozenset({"reply"})
 CONTROL_FRAME = 64 * 1024
 #: Monitor events of a connection that broke the ZMTP handshake (a ZAP refusal is counted by :mod:`.peers`).
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-_EVENTS_MONITOR = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | _REFUSED
 #: A connection opened: by the extension (ipc, accepted) or to the worker's relay (tcp, connected).
 _OPENED = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED
+#: What every socket's monitor reports: connections opening, closing, and their handshake's outcome.
+_MONITORED = _OPENED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | _REFUSED
 CALL_KINDS = frozenset({"hello", "call"})
 CONTROL_KINDS = frozenset({"pong", "bye"})
 
@@ -98,6 +107,43 @@ def bind_host_socket(zctx: zmq.Context[zmq.Socket[bytes]], domain: str, kind: in
     sock.bind(endpoint)
     os.chmod(endpoint.removeprefix("ipc://"), 0o600)
     return sock
+
+
+class _Peers:
+    """The open connections of one host socket as its monitor reports them (read by one thread at a time).
+
+    ``gate``/``domain``: the socket's slot at the gate; it is released when the last open connection closes
+    and the handshakes seen to succeed are every one the gate admitted (so a refused stranger's connection
+    closing, or one admitted but not yet reported, never frees it early). ``None``: no slot (remote).
+    """
+
+    __slots__ = ("_domain", "_gate", "_open", "_succeeded")
+
+    def __init__(self, gate: PeerGate | None, domain: str) -> None:
+        self._gate = gate
+        self._domain = domain
+        self._open: set[int] = set()
+        self._succeeded = 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (as far as the events read so far tell)."""
+        return bool(self._open)
+
+    def note(self, kind: int, value: int) -> bool:
+        """Record one monitor event (``value``: its file descriptor or code); whether it closed the last open
+        connection."""
+        if kind & _OPENED:
+            self._open.add(value)
+        elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._succeeded += 1
+        elif kind == zmq.EVENT_DISCONNECTED and value in self._open:
+            self._open.discard(value)
+            if not self._open:
+                if self._gate is not None:
+                    self._gate.released(self._domain, self._succeeded)
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,22 +200,24 @@ class Channel:
         #: Host calls answered successfully.
         self.calls_answered = 0
         limit = max_frame + MAC_SIZE
+        gate = PeerGate.of(zctx) if remote is None else None
 
         def open_socket(kind: int, name: str, size: int, relaxed: bool = False) -> zmq.Socket[bytes]:
             if remote is None:
-                return bind_host_socket(zctx, launch.domain, kind, getattr(endpoints, name), size, relaxed)
+                return bind_host_socket(zctx, socket_domain(launch.domain, name), kind, getattr(endpoints, name),
+                                        size, relaxed)
             return connect_remote_socket(zctx, remote, kind, getattr(remote, name), size, relaxed)
 
         self.events = open_socket(zmq.REQ, "events", limit, relaxed=True)
         self.calls = open_socket(zmq.REP, "calls", limit)
         self.control = open_socket(zmq.REQ, "control", CONTROL_FRAME + MAC_SIZE, relaxed=True)
-        self.monitor = self.events.get_monitor_socket(_EVENTS_MONITOR)
-        self._side_monitors = [self.calls.get_monitor_socket(_REFUSED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED),
-                               self.control.get_monitor_socket(_REFUSED)]
-        #: File descriptors of the open connections on ``calls`` (as on ``events``).
-        self._open_call_fds: set[int] = set()
-        #: File descriptors of the open connections on ``events`` (the extension's, and strangers' being refused).
-        self._open_fds: set[int] = set()
+        self.monitor = self.events.get_monitor_socket(_MONITORED)
+        self._side_monitors = [self.calls.get_monitor_socket(_MONITORED), self.control.get_monitor_socket(_MONITORED)]
+        #: The open connections of each socket (the extension's, and strangers' being refused), by socket.
+        self._events_peers, calls_peers, control_peers = (_Peers(gate, socket_domain(launch.domain, name))
+                                                          for name in ("events", "calls", "control"))
+        #: With each side monitor: its socket's connections, and whether the extension's closing counts as dropped.
+        self._side_peers = [(calls_peers, True), (control_peers, False)]
         self._events_out = Sealer(secret)
         self._events_in = Opener(secret, EVENT_KINDS, max_frame)
         self._calls_out = Sealer(secret)
@@ -213,20 +261,17 @@ class Channel:
 
     def drain_monitors(self) -> None:
         """Count connections refused on ``calls`` and ``control``, and the extension's ``calls`` connection
-        cut by libzmq (a host call over the frame limit) as ``dropped``. Non-blocking; the supervisor
-        calls it only while the process is alive, so a connection closed by an exit is not counted."""
-        for monitor in self._side_monitors:
+        cut by libzmq (a host call over the frame limit) as ``dropped``; free each socket's slot at the gate
+        once its connection closed. Non-blocking; the supervisor calls it only while the process is alive,
+        so a connection closed by an exit is not counted."""
+        for monitor, (peers, counts_drop) in zip(self._side_monitors, self._side_peers, strict=True):
             while not monitor.closed and monitor.poll(0):
                 event = parse_monitor_message(monitor.recv_multipart())
-                kind, fd = event["event"], event["value"]
+                kind = event["event"]
                 if kind & _REFUSED:
                     self.frame_errors[UNAUTHENTICATED] += 1
-                elif kind == zmq.EVENT_ACCEPTED:
-                    self._open_call_fds.add(fd)
-                elif kind == zmq.EVENT_DISCONNECTED and fd in self._open_call_fds:
-                    self._open_call_fds.discard(fd)
-                    if not self._open_call_fds:  # the extension's own connection (a stranger's leaves it open)
-                        self.frame_errors["dropped"] += 1
+                elif peers.note(kind, event["value"]) and counts_drop:
+                    self.frame_errors["dropped"] += 1  # the extension's own (a stranger's leaves it open)
 
     # ------------------------------------------------------------------ handshake
 
@@ -268,13 +313,38 @@ class Channel:
         try:
             self.events.send(frame, zmq.NOBLOCK)
         except zmq.Again:
-            # No pipe yet (the extension is still connecting): wait for one, bounded.
-            if not self.events.poll(max(1, int(timeout_s * 1000)), zmq.POLLOUT):
+            # No pipe yet (the extension is still connecting, or reconnecting): wait for one, bounded.
+            if not self._wait_for_peer(timeout_s):
                 raise ChannelFailure(FailureKind.DISCONNECTED, "extension is not connected") from None
             self.events.send(frame, zmq.NOBLOCK)
         self.sent_ns = perf_counter_ns()
         self.in_flight = req_id
         return req_id
+
+    def _wait_for_peer(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` until ``events`` can send (the extension connected, or reconnected after
+        a cut), reading its monitor meanwhile: the cut it reports frees the socket's slot at the gate."""
+        end = time.monotonic() + timeout_s
+        poller = zmq.Poller()
+        poller.register(self.events, zmq.POLLOUT)
+        poller.register(self.monitor, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(max(1, int((end - time.monotonic()) * 1000))))
+            if ready.get(self.events, 0) & zmq.POLLOUT:
+                return True
+            while self.monitor.poll(0):
+                self._events_monitor_event()
+            if time.monotonic() >= end:
+                return False
+
+    def _events_monitor_event(self) -> bool:
+        """Read one events-monitor event; whether it closed the extension's connection (the last open one)."""
+        event = parse_monitor_message(self.monitor.recv_multipart())
+        kind = event["event"]
+        if kind & _REFUSED:
+            self.frame_errors[UNAUTHENTICATED] += 1
+            return False
+        return self._events_peers.note(kind, event["value"])
 
     def service(self, sock: zmq.Socket[bytes], on_call: CallHandler) -> dict[str, Any] | None:
         """Handle one readable socket of this channel.
@@ -287,17 +357,12 @@ class Channel:
             self._serve_call(on_call)
             return None
         if sock is self.monitor:
-            event = parse_monitor_message(self.monitor.recv_multipart())
-            kind, fd = event["event"], event["value"]
-            if kind & _OPENED:
-                self._open_fds.add(fd)
-                return None
-            if kind & _REFUSED:
-                self.frame_errors[UNAUTHENTICATED] += 1
-                return None
-            self._open_fds.discard(fd)
-            if self._open_fds:
-                return None  # a refused stranger's connection went away; the extension's is still open
+            if not self._events_monitor_event():
+                return None  # e.g. a refused stranger's connection went away; the extension's is still open
+            while self.monitor.poll(0):  # rare path: read what the monitor reported after that
+                self._events_monitor_event()
+            if self._events_peers.connected:
+                return None  # it had reconnected already: that cut was of an earlier connection (a late reply)
             if self.in_flight is not None:
                 self.in_flight = None
                 self.frame_errors["dropped"] += 1

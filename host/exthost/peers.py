@@ -13,6 +13,28 @@ the same user — can connect to an extension's endpoints, receive its events or
 send frames as it. Every refused connection is counted on that extension
 (``frame_errors["unauthenticated"]``) and logged.
 
+One peer per socket: each socket of a host :class:`~.channel.Channel` is in a
+domain of its own, :func:`socket_domain` (the launch's domain plus the
+socket's name), and the handler admits *one* connection on it at a time. Any
+further one is refused — a child of the extension that attaches a second REP
+to its events endpoint gets no event, and one holding the key cannot send a
+frame with a huge sequence number that would make every later frame of the
+real extension a replay. Another process gets the slot only once the socket's
+monitor has reported that the admitted connection closed
+(:meth:`PeerGate.released`, called by the channel, which finds its context's
+gate with :meth:`PeerGate.of`: a context has at most one ZAP handler, its
+``inproc://zeromq.zap.01`` can be bound once). The process that holds the slot
+may connect again at any time: that is the extension's own reconnect (libzmq
+retries 100 ms after a frame over the size limit cut its connection, which can
+be before the host has read the monitor), and it must not be refused — a
+client refused at the handshake gets a ZMTP ``ERROR`` and libzmq then ends that
+connect for good, which would cut the extension off. It grants nothing: that
+process is the peer, with the key and every event already. A refused second
+connection is counted like a stranger's. A socket bound in the launch's whole
+domain (the conformance kit's, a remote worker's relay) gets the process-tree
+rule alone. Nothing assumes a connection right after a bind: a warm spare's
+launch is admitted when it starts and connects when it is used.
+
 The host's operator socket (``kithost ext status|logs|restart``) is in a
 domain with the opposite rule (:meth:`PeerGate.guard_operators`): any process
 of the user may connect *except* an extension's process tree — so an
@@ -39,6 +61,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -46,7 +69,7 @@ import psutil
 import zmq
 from zmq.utils import z85
 
-__all__ = ["UNAUTHENTICATED", "PeerGate", "peer_pid", "secure_server_socket"]
+__all__ = ["UNAUTHENTICATED", "PeerGate", "peer_pid", "secure_server_socket", "socket_domain"]
 
 log = logging.getLogger("kithost.peers")
 
@@ -56,12 +79,21 @@ UNAUTHENTICATED = "unauthenticated"
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 #: How long a ZAP request for a launch whose process is not started yet may wait for its pid.
 PID_WAIT_S = 2.0
+#: Between a launch's domain and a socket's name in that socket's own domain (:func:`socket_domain`).
+SOCKET_SEP = "#"
+#: The ZAP handler of each context (libzmq allows one per context).
+_GATES: weakref.WeakKeyDictionary[zmq.Context[zmq.Socket[bytes]], PeerGate] = weakref.WeakKeyDictionary()
 
 
 def secure_server_socket(sock: zmq.Socket[bytes], domain: str) -> None:
     """Put ``sock`` (not yet bound) in ``domain``; without a ZAP handler every connection is refused."""
     sock.zap_domain = domain.encode()
     sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+
+
+def socket_domain(domain: str, socket: str) -> str:
+    """The ZAP domain of the socket named ``socket`` of the launch in ``domain``: one peer at a time."""
+    return f"{domain}{SOCKET_SEP}{socket}"
 
 
 def peer_pid(address: str) -> int | None:
@@ -73,11 +105,24 @@ def peer_pid(address: str) -> int | None:
 
 
 @dataclass
+class _Slot:
+    """One socket of a launch: whether a connection admitted on it may still be open."""
+
+    held: bool = False
+    #: Connections admitted so far (compared with what the socket's monitor has seen succeed).
+    admitted: int = 0
+    #: Pid of the process whose connection holds the slot.
+    holder: int | None = None
+
+
+@dataclass
 class _Launch:
     name: str
     refusals: Counter[str]
     pid: int | None = None
     started: threading.Event = field(default_factory=threading.Event)
+    #: By socket name (:func:`socket_domain`), created at the first connection.
+    slots: dict[str, _Slot] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,7 +147,13 @@ class PeerGate(threading.Thread):
         self._operator_domain: str | None = None
         #: Connections to the operator socket refused because they came from an extension.
         self.operator_refusals = 0
+        _GATES[zctx] = self
         self.start()
+
+    @staticmethod
+    def of(zctx: zmq.Context[zmq.Socket[bytes]]) -> PeerGate | None:
+        """The ZAP handler running for ``zctx``, if one is."""
+        return _GATES.get(zctx)
 
     def guard_operators(self, domain: str) -> None:
         """``domain`` admits every process except the extensions' (the host's operator socket)."""
@@ -142,18 +193,52 @@ class PeerGate(threading.Thread):
         pid = peer_pid(address)
         if domain == self._operator_domain:
             return self._operator_may_connect(pid, address)
+        socket = ""
         with self._lock:
             launch = self._launches.get(domain)
+            if launch is None and SOCKET_SEP in domain:
+                launch_domain, _, socket = domain.rpartition(SOCKET_SEP)
+                launch = self._launches.get(launch_domain)
         if launch is None:
             log.warning("refused a connection to a closed launch (%s from %s)", domain, address)
             return False
         launch.started.wait(PID_WAIT_S)
-        if pid is not None and launch.pid is not None and _descends_from(pid, launch.pid):
+        if pid is None or launch.pid is None or not _descends_from(pid, launch.pid):
+            launch.refusals[UNAUTHENTICATED] += 1
+            log.warning("extension %s: refused a connection from %s (not its process)", launch.name,
+                        f"pid {pid}" if pid is not None else repr(address))
+            return False
+        if not socket:
+            return True
+        with self._lock:
+            slot = launch.slots.setdefault(socket, _Slot())
+            held, holder = slot.held, slot.holder
+            if not held or pid == holder:
+                slot.held, slot.holder = True, pid
+                slot.admitted += 1
+        if not held:
+            return True
+        if pid == holder:
+            log.info("extension %s: pid %d connected to its %s socket again before its earlier connection was seen "
+                     "closed (a reconnect); admitted", launch.name, pid, socket)
             return True
         launch.refusals[UNAUTHENTICATED] += 1
-        log.warning("extension %s: refused a connection from %s (not its process)", launch.name,
-                    f"pid {pid}" if pid is not None else repr(address))
+        log.warning("extension %s: refused a second connection to its %s socket from pid %d (pid %s holds it; "
+                    "one peer per socket)", launch.name, socket, pid, holder)
         return False
+
+    def released(self, domain: str, seen: int) -> bool:
+        """The socket in ``domain`` (a :func:`socket_domain`) has no open connection, and its monitor has seen
+        ``seen`` handshakes succeed there: when that is every connection admitted, the next one may be
+        admitted (whether it was freed). Thread-safe; a forgotten launch is ignored."""
+        launch_domain, _, socket = domain.rpartition(SOCKET_SEP)
+        with self._lock:
+            launch = self._launches.get(launch_domain)
+            slot = launch.slots.get(socket) if launch is not None else None
+            if slot is None or not slot.held or slot.admitted != seen:
+                return False
+            slot.held, slot.holder = False, None
+            return True
 
     @staticmethod
     def _key_may_connect(keyed: _KeyDomain, address: str, mechanism: bytes,
@@ -205,6 +290,9 @@ class PeerGate(threading.Thread):
         self._stopping.set()
         self.join(timeout=2)
         self._sock.close(linger=0)
+        for zctx, gate in list(_GATES.items()):
+            if gate is self:
+                del _GATES[zctx]
 
 
 def _descends_from(pid: int, root: int) -> bool:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from ..exthost.peers import socket_domain
 from .keys import KeyPair
 
 __all__ = ["Endpoints", "Relay"]
@@ -86,10 +87,10 @@ class Relay:
             self._sockets.append(sock)
             return sock
 
-        def local_socket(kind: int, endpoint: str) -> zmq.Socket[bytes]:
+        def local_socket(kind: int, endpoint: str, name: str) -> zmq.Socket[bytes]:
             sock = socket(kind)
             if local_domain is not None:
-                sock.zap_domain = local_domain.encode()
+                sock.zap_domain = socket_domain(local_domain, name).encode()  # one process per socket
                 sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
             sock.bind(endpoint)
             return sock
@@ -109,9 +110,9 @@ class Relay:
             events, events_at = remote_socket(zmq.ROUTER)
             control, control_at = remote_socket(zmq.ROUTER)
             calls, calls_at = remote_socket(zmq.DEALER)
-            pairs = [("events", events, local_socket(zmq.DEALER, local.events)),
-                     ("control", control, local_socket(zmq.DEALER, local.control)),
-                     ("calls", local_socket(zmq.ROUTER, local.calls), calls)]
+            pairs = [("events", events, local_socket(zmq.DEALER, local.events, "events")),
+                     ("control", control, local_socket(zmq.DEALER, local.control, "control")),
+                     ("calls", local_socket(zmq.ROUTER, local.calls, "calls"), calls)]
         except zmq.ZMQError:
             self.close()
             raise
