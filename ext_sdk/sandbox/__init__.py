@@ -6,6 +6,7 @@ Runs inside the sandboxed child, so it lives on the SDK side and never imports
 ``python -I -m ext_sdk.sandbox.boot``, which applies, in order:
 
 * :mod:`~ext_sdk.sandbox.rlimits` — lower resource limits;
+* :mod:`~ext_sdk.sandbox.identity` — a root child becomes the extension's dedicated uid;
 * :mod:`~ext_sdk.sandbox.capabilities` — a root child gives up every capability;
 * :mod:`~ext_sdk.sandbox.landlock` — filesystem allow-list, TCP ports,
   abstract-unix-socket and signal scoping (raw syscalls);
@@ -21,8 +22,9 @@ ldconfig, and a filter this size needs no compiler — and no PyPI ``landlock``,
 which has no TCP rules or scopes and fails with EINVAL when given directory
 rights for a file. Importing this package loads only :mod:`.plan`.
 
-Bubblewrap namespaces, cgroups and a dedicated uid are set up by the host
-*around* this process; they are not in this package.
+Bubblewrap namespaces and cgroups are set up by the host *around* this
+process; they are not in this package. The dedicated uid is leased by the host
+and entered here (the plan's ``user``).
 """
 
 from .plan import (

@@ -7,13 +7,14 @@ The host starts ``python -I -m ext_sdk.sandbox.boot`` with a JSON
 1. remove ``KITHOST_SANDBOX`` from the environment (extension code never sees
    the plan) and parse it;
 2. **rlimits** (first, so everything after runs under them; only lowered);
-3. **capabilities** dropped (plus NO_NEW_PRIVS), when the plan says so;
-4. **Landlock** (before seccomp, so the filter never has to allow the
+3. **user**: the dedicated uid/gid, when the plan names one (:mod:`.identity`);
+4. **capabilities** dropped (plus NO_NEW_PRIVS), when the plan says so;
+5. **Landlock** (before seccomp, so the filter never has to allow the
    Landlock set-up calls; before any thread starts, since it binds the calling
    thread only);
-5. **seccomp** last (TSYNC, all threads);
-6. ``KITHOST_SANDBOX_ACTIVE`` = what is in force, ``"; "``-joined;
-7. ``os.execv(exec_argv)`` (Node / command extensions), or stay in this
+6. **seccomp** last (TSYNC, all threads);
+7. ``KITHOST_SANDBOX_ACTIVE`` = what is in force, ``"; "``-joined;
+8. ``os.execv(exec_argv)`` (Node / command extensions), or stay in this
    interpreter and run the Python SDK: ``ext_sdk.__main__.main(["run", run_path])``.
 
 A *required* layer (rlimits and capabilities always are) that cannot be put in
@@ -40,7 +41,7 @@ import sys
 
 # Every module a layer needs is imported here, before any layer is in force: once Landlock applies,
 # the package's own files may be unreadable (an exec_argv plan need not grant them).
-from . import capabilities, landlock, rlimits, seccomp
+from . import capabilities, identity, landlock, rlimits, seccomp
 from ._sys import MACHINE, PR_SET_PDEATHSIG, prctl
 from .plan import ENV_ACTIVE, ENV_PLAN, EXIT_SANDBOX, BootPlan, PlanError, SandboxError
 
@@ -65,6 +66,11 @@ def confine(plan: BootPlan) -> list[str]:
         in_force.append(rlimits.apply(plan.rlimits))
     except (OSError, ValueError) as exc:
         raise SandboxError("rlimits", str(exc)) from None
+    if plan.user is not None:
+        try:
+            in_force.append(identity.become(*plan.user))
+        except OSError as exc:
+            raise SandboxError("user", str(exc)) from None
     if plan.drop_capabilities:
         try:
             in_force.append(capabilities.drop_all())

@@ -24,7 +24,7 @@ import ctypes
 
 from ._sys import MACHINE, no_new_privs, prctl, syscall
 
-__all__ = ["drop_all", "held"]
+__all__ = ["drop_all", "drop_bounding", "held"]
 
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
@@ -64,6 +64,12 @@ def _last_cap() -> int:
         return 63
 
 
+def drop_bounding() -> None:
+    """Empty the bounding set (needs CAP_SETPCAP; raises ``OSError`` ``EPERM`` without it)."""
+    for cap in range(_last_cap() + 1):
+        prctl(PR_CAPBSET_DROP, cap)
+
+
 def drop_all() -> str:
     """Drop every capability for good; returns what was done. Raises ``OSError`` / ``ValueError``."""
     if MACHINE not in SYS_CAPSET:
@@ -78,8 +84,7 @@ def drop_all() -> str:
         return "capabilities: none held"
     bounding = "bounding set emptied"
     try:
-        for cap in range(_last_cap() + 1):
-            prctl(PR_CAPBSET_DROP, cap)
+        drop_bounding()
     except OSError:  # EPERM without CAP_SETPCAP: NO_NEW_PRIVS + an empty permitted set still hold
         bounding = "bounding set kept (no CAP_SETPCAP)"
     header = _Header(LINUX_CAPABILITY_VERSION_3, 0)

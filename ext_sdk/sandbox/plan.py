@@ -240,7 +240,7 @@ def _rlimits(values: Mapping[str, tuple[int, int]] | Mapping[str, list[int]]) ->
 
 
 class BootPlan(_Frozen):
-    """Everything the child applies to itself, in order: rlimits → capabilities → Landlock → seccomp.
+    """Everything the child applies to itself, in order: rlimits → user → capabilities → Landlock → seccomp.
 
     Then it either ``os.execv``\\ s ``exec_argv`` (Node / command extensions;
     ``exec_argv[0]`` must be an absolute path, no PATH search) or, when
@@ -253,6 +253,10 @@ class BootPlan(_Frozen):
       ``NPROC`` counts every process of the real uid and is ignored for uid 0;
       Node needs ``AS`` ≥ 1 GiB (V8 reserves its code range up front);
       ``NOFILE`` below ~64 breaks zmq.
+    * ``user``: ``(uid, gid)`` to become — no supplementary groups, real,
+      effective and saved ids all set — or ``None`` (keep the ids). Needs
+      ``CAP_SETUID``/``CAP_SETGID`` (and ``CAP_SETPCAP``: the bounding set is
+      emptied first, while it can be); every capability is gone afterwards.
     * ``drop_capabilities``: empty the bounding, ambient, inheritable,
       permitted and effective capability sets (matters when the child runs as
       root: no CAP_NET_ADMIN over the netlink sockets it may open, no
@@ -260,19 +264,27 @@ class BootPlan(_Frozen):
     * ``landlock`` / ``seccomp``: ``None`` = layer off.
     """
 
-    FIELDS = ("rlimits", "drop_capabilities", "landlock", "seccomp", "exec_argv", "run_path")
+    FIELDS = ("rlimits", "user", "drop_capabilities", "landlock", "seccomp", "exec_argv", "run_path")
     __slots__ = tuple(sorted(FIELDS))
     rlimits: Mapping[str, tuple[int, int]]
+    user: tuple[int, int] | None
     drop_capabilities: bool
     landlock: LandlockRules | None
     seccomp: SeccompPolicy | None
     exec_argv: tuple[str, ...] | None
     run_path: str | None
 
-    def __init__(self, *, rlimits: Mapping[str, tuple[int, int]] | None = None, drop_capabilities: bool = True,
+    def __init__(self, *, rlimits: Mapping[str, tuple[int, int]] | None = None,
+                 user: tuple[int, int] | list[int] | None = None, drop_capabilities: bool = True,
                  landlock: LandlockRules | None = None, seccomp: SeccompPolicy | None = None,
                  exec_argv: Iterable[str] | None = None, run_path: str | None = None) -> None:
         _set(self, "rlimits", _rlimits(rlimits or {}))
+        if user is not None:
+            if (not isinstance(user, (tuple, list)) or len(user) != 2
+                    or not all(type(i) is int and 0 < i < 2**32 - 1 for i in user)):
+                raise PlanError(f"user: expected [uid, gid] (positive ids, not root), got {user!r}")
+            user = (user[0], user[1])
+        _set(self, "user", user)
         _set(self, "drop_capabilities", _bool("drop_capabilities", drop_capabilities))
         if landlock is not None and not isinstance(landlock, LandlockRules):
             raise PlanError(f"landlock: expected LandlockRules or None, got {landlock!r}")
@@ -303,6 +315,7 @@ class BootPlan(_Frozen):
         """Plain-data form of the plan."""
         return {
             "rlimits": {name: list(pair) for name, pair in self.rlimits.items()},
+            "user": None if self.user is None else list(self.user),
             "drop_capabilities": self.drop_capabilities,
             "landlock": None if self.landlock is None else self.landlock.to_dict(),
             "seccomp": None if self.seccomp is None else self.seccomp.to_dict(),
@@ -336,6 +349,7 @@ class BootPlan(_Frozen):
             seccomp = top.get("seccomp")
             return cls(
                 rlimits=top.get("rlimits"),  # type: ignore[arg-type]
+                user=top.get("user"),  # type: ignore[arg-type]
                 drop_capabilities=top.get("drop_capabilities", True),  # type: ignore[arg-type]
                 landlock=None if landlock is None else LandlockRules(**_obj(  # type: ignore[arg-type]
                     "landlock", landlock, LandlockRules.FIELDS)),

@@ -323,7 +323,7 @@ class RunningExtension:
         self._next_slot = next_slot
         #: The warm spare: a parked launch a restart starts from (:mod:`.spare`).
         self.spare: Spare[_Incarnation] = Spare(
-            manifest.name, lambda manifest, grant, slot: self._start_process(manifest, grant, slot, parked=True),
+            manifest.name, lambda manifest, grant, slot: self._start_process(manifest, grant, slot, spare=True),
             self._discard_incarnation, next_slot or (lambda: -1), {NOTICE_RECORD: True})
         #: When the extension last became ``ready`` (``time.monotonic()``).
         self._ready_since = 0.0
@@ -375,10 +375,13 @@ class RunningExtension:
 
     # ------------------------------------------------------------------ start
 
-    def _start_process(self, manifest: Manifest, grant: Grant, slot: int, parked: bool = False) -> _Incarnation:
+    def _start_process(self, manifest: Manifest, grant: Grant, slot: int, spare: bool = False) -> _Incarnation:
         """Prepare a launch in slot ``slot``, bind its channel, confine and start the process (no waiting).
 
-        ``parked``: a warm spare (:func:`.launch.prepare_launch`), local extensions only.
+        A Python extension's launch is *parked* (:func:`.launch.prepare_launch`: its SDK waits at the secret
+        pipe before the extension's code): a ``spare`` waits there until a restart needs it; any other
+        joins its cgroup meanwhile (:meth:`.sandbox.confine.Confined.adopt`, in :meth:`_handshake`) instead
+        of before its interpreter starts.
 
         Touches none of the current process's records. Raises ``OSError``, ``zmq.ZMQError``,
         :class:`SandboxRefused`, :class:`PlanError` or (remote) :class:`HostError` after releasing what it had
@@ -389,11 +392,12 @@ class RunningExtension:
                                                              self.config.limits.max_frame,
                                                              self.config.deadlines.start_ms / 1000)
             return _Incarnation(launch, channel, None, remote_proc)
+        parked = spare or manifest.runtime == "python"
         inc = _Incarnation(prepare_launch(manifest, self._runtime_dir, slot, parked))
         try:
             channel = inc.channel = Channel(self._zctx, inc.launch, self.config.limits.max_frame)
             confined = inc.confined = self._confiner.confine(inc.launch, manifest, grant.access, slot,
-                                                             self.supervision)
+                                                             self.supervision, defer_join=not spare)
             self._gate.admit(inc.launch.domain, self.name, channel.frame_errors)
             proc = inc.process = _SPAWNER.run(lambda: ExtensionProcess(confined.spec, self.log))
             self._gate.started(inc.launch.domain, proc.pid)
@@ -479,12 +483,16 @@ class RunningExtension:
         channel, proc = inc.channel, inc.process
         assert channel is not None and proc is not None
         if inc.launch.parked:
+            confined = inc.confined
+            join = (lambda: confined.adopt(proc.pid)) if confined is not None and confined.join_deferred else None
             try:
-                inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000)
+                inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000, join)
             except ProcessLookupError:
-                raise _StartFailed(f"{describe_exit(proc.returncode)} (a spare, before it was started)") from None
+                if not proc.wait(2):
+                    proc.kill()
+                raise _StartFailed(f"{describe_exit(proc.returncode)} before the handshake") from None
             except OSError as exc:
-                raise _StartFailed(f"could not start the spare: {exc}") from None
+                raise _StartFailed(f"could not hand over the secret: {exc}") from None
         try:
             hello = channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
         except ChannelFailure as exc:

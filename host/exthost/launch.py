@@ -38,6 +38,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -159,13 +160,16 @@ class Launch:
     #: :meth:`unpark` writes the secret (see :func:`prepare_launch`).
     parked: bool = False
 
-    def unpark(self, alive: Callable[[], bool], timeout_s: float) -> None:
+    def unpark(self, alive: Callable[[], bool], timeout_s: float,
+               before: Callable[[], None] | None = None) -> None:
         """Hand a parked process its secret, which lets it go on to load the extension and say ``hello``.
 
         The pipe is opened for writing only once the process has opened it for reading (the open would fail
-        with ``ENXIO`` before), so the secret is never written into a pipe nobody reads. Raises
-        ``TimeoutError`` when the process has not opened it within ``timeout_s``, ``ProcessLookupError``
-        when it exited first, ``OSError`` otherwise.
+        with ``ENXIO`` before), so the secret is never written into a pipe nobody reads. ``before()`` runs
+        then — the process is waiting, none of the extension's code has run — and the secret is written
+        after it returns; if it raises, the pipe is closed empty (the process exits) and the error goes on.
+        Raises ``TimeoutError`` when the process has not opened the pipe within ``timeout_s``,
+        ``ProcessLookupError`` when it exited first, ``OSError`` otherwise.
         """
         deadline = time.monotonic() + timeout_s
         path = self.endpoints.secret_file
@@ -182,9 +186,24 @@ class Launch:
                 raise TimeoutError(f"the spare did not read its secret within {timeout_s:g} s")
             time.sleep(0.0005)
         try:
+            if before is not None:
+                before()
             os.write(fd, self.secret)  # 32 bytes < PIPE_BUF: one atomic write into an empty pipe
         finally:
             os.close(fd)  # the reader sees end of file after the secret
+        # From now on the path is an ordinary secret file again (same owner, group and mode), as for any launch
+        # until the handshake: the extension's own code may read it, where a second read of the pipe would block.
+        st = os.stat(path)
+        temporary = path.with_name(path.name + ".new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, self.secret)
+            if st.st_gid != os.getegid():  # the dedicated uid's group (uids.share_private_dir)
+                os.fchown(fd, -1, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
 
     def forget_secret_file(self) -> None:
         """Delete the secret file (the extension has read it, or never will)."""
@@ -192,7 +211,7 @@ class Launch:
 
     def cleanup(self) -> None:
         """Remove the socket files and the secret file (idempotent)."""
-        for name in ("e", "c", "k", "secret"):
+        for name in ("e", "c", "k", "secret", "secret.new"):
             (self.endpoints.directory / name).unlink(missing_ok=True)
 
 

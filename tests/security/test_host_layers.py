@@ -108,11 +108,12 @@ class Box:
 
     def prefix(self, mode: BwrapMode, env: dict[str, str], network: bool = False,
                read_only: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """bwrap's argv, and in root mode the dedicated-uid step the boot takes (:func:`become`)."""
         uid = self.uid() if mode is BwrapMode.ROOT else None
         plan = BwrapPlan(mode=mode, socket_dir=str(self.socket_dir), work_dir=str(self.work_dir), env=env,
                          runtime=runtime_paths(), extension_dir=str(self.ext_dir), network=network, uid=uid,
                          gid=uid, layout=detect_layout(), read_only=read_only, disable_userns=self.disable_userns)
-        return bwrap_argv(plan)
+        return (*bwrap_argv(plan), *(become(uid, uid) if uid is not None else ()))
 
 
 @pytest.fixture
@@ -126,6 +127,14 @@ def box(found: Probe, tmp_path: Path) -> Iterator[Box]:
 def run(argv: list[str] | tuple[str, ...], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT,
                           stdin=subprocess.DEVNULL)
+
+
+def become(uid: int, gid: int) -> list[str]:
+    """An argv prefix that takes the boot's own dedicated-uid and capability steps (the same functions), then
+    execs the rest of the argv (an absolute path)."""
+    code = ("import os, sys; from ext_sdk.sandbox import capabilities, identity; "
+            f"identity.become({uid}, {gid}); capabilities.drop_all(); os.execv(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-I", "-c", code]
 
 
 def python(code: str) -> list[str]:
@@ -451,7 +460,7 @@ def test_memory_hog_is_oom_killed_and_reported(box: Box, cgroup_of: Callable[...
 
 def test_memory_limit_holds_under_the_full_chain(found: Probe, box: Box,
                                                  cgroup_of: Callable[..., cgroups.ExtensionCgroup]) -> None:
-    """cgroup join → bwrap (root mode) → setpriv to the dedicated uid → python: the limit still applies."""
+    """cgroup join → bwrap (root mode) → the dedicated uid entered inside → python: the limit still applies."""
     require_mode(found, BwrapMode.ROOT)
     group = cgroup_of("chain", memory_bytes=64 << 20, pids_max=32)
     env = box.env()
@@ -581,7 +590,7 @@ def test_dedicated_uid_cannot_read_root_files_or_signal_the_host(
     secret, control = readable_secret
     lease = uids.lease_id(2, box.lock_dir)
     try:
-        drop = uids.setpriv_argv(lease.uid, lease.gid)
+        drop = become(lease.uid, lease.gid)
         env = box.env()
         for what, argv, expected_error in (
                 ("read a root 0600 file", ["/bin/cat", str(secret)], "Permission denied"),
@@ -678,7 +687,7 @@ def test_probe_falls_back_to_root_mode_when_user_namespaces_are_blocked(
     result = probe(fresh=True)
     assert result.bwrap_modes == {BwrapMode.ROOT} and result.bwrap_mode is BwrapMode.ROOT
     assert result.layer("bwrap").detail.endswith(f"no user namespaces ({USERNS_BLOCKED}); root mode (no user "
-                                                 "namespace, setpriv inside)")
+                                                 "namespace, the dedicated uid entered inside)")
     assert result.on("uid") and str(result.level) == "strong"
 
 

@@ -16,7 +16,6 @@ from host.exthost.sandbox.uids import (
     dedicated_id,
     lease_id,
     runtime_blockers,
-    setpriv_argv,
     share_private_dir,
 )
 
@@ -61,13 +60,6 @@ def test_a_loose_lock_dir_is_refused(tmp_path: Path) -> None:
     locks.chmod(0o755)
     with pytest.raises(PermissionError, match="mode 0700"):
         lease_id(0, locks)
-
-
-def test_setpriv_argv_drops_everything() -> None:
-    assert setpriv_argv(1_900_000_001, 1_900_000_002) == (
-        "/usr/bin/setpriv", "--reuid=1900000001", "--regid=1900000002", "--clear-groups", "--inh-caps=-all",
-        "--bounding-set=-all", "--nnp", "--pdeathsig", "KILL", "--")
-    assert "--pdeathsig" not in setpriv_argv(1, 1, die_with_parent=False)
 
 
 @root_only

@@ -23,6 +23,7 @@ from ext_sdk.sandbox.plan import (
 def full_plan() -> BootPlan:
     return BootPlan(
         rlimits={"AS": (1 << 31, 1 << 31), "CORE": (0, 0), "NOFILE": (256, 256), "CPU": (60, -1)},
+        user=(1_900_000_004, 1_900_000_004),
         landlock=LandlockRules(read=["/usr", "/etc/ld.so.cache"], write=["/w"], execute=["/usr/bin/node"],
                                tcp_connect=[443], tcp_bind=None, scope_signal=False, required=True),
         seccomp=SeccompPolicy(allow_inet=True, allow_exec=True, required=False),
@@ -44,6 +45,7 @@ def test_round_trip_through_json() -> None:
     assert hash(again) == hash(plan)
     assert again.landlock is not None and again.landlock.tcp_bind is None and again.landlock.tcp_connect == (443,)
     assert BootPlan.from_env(plan.env()) == plan
+    assert again.user == (1_900_000_004, 1_900_000_004) and json.loads(text)["user"] == [1_900_000_004] * 2
     assert "BootPlan(rlimits={'AS'" in repr(plan)
 
 
@@ -53,6 +55,7 @@ def test_defaults_are_the_strict_ones() -> None:
     assert plan.landlock == LandlockRules(tcp_connect=[], tcp_bind=[], scope_abstract_unix=True, scope_signal=True)
     assert plan.seccomp == SeccompPolicy(allow_inet=False, allow_exec=False, required=True)
     assert BootPlan.from_json('{"run_path": "/x.py"}') == BootPlan(run_path="/x.py")
+    assert plan.user is None  # the ids stay as they are unless a dedicated uid is named
 
 
 def test_immutable() -> None:
@@ -87,6 +90,10 @@ def test_immutable() -> None:
     ('{"exec_argv": []}', "non-empty"),
     ('{"exec_argv": ["node"]}', "absolute"),
     ('{"exec_argv": ["/usr/bin/node"], "seccomp": {}}', "allow_exec"),
+    ('{"run_path": "/x", "user": [0, 0]}', "not root"),
+    ('{"run_path": "/x", "user": [1000]}', "uid, gid"),
+    ('{"run_path": "/x", "user": ["1000", 1000]}', "uid, gid"),
+    ('{"run_path": "/x", "user": [true, 1000]}', "uid, gid"),
 ])
 def test_bad_plans_are_refused(text: str, match: str) -> None:
     with pytest.raises(PlanError, match=match):

@@ -10,7 +10,7 @@ module          concern
 ``cgroups``     one cgroup per extension: memory and pids limits for the whole tree,
                 joining before exec, kill, stats (OOM kills), sweeping dead hosts' cgroups
 ``uids``        dedicated uid/gid per extension slot (leased), private-dir permissions,
-                reachability of the interpreter by another uid, the setpriv step
+                reachability of the interpreter by another uid
 ``confine``     wrapping one launch in every layer the machine allows, in order (level
                 check, dedicated uid, cgroup, bwrap, boot plan): the only place they combine
 ==============  =========================================================================
@@ -18,8 +18,8 @@ module          concern
 The in-child part (rlimits, Landlock, seccomp applied by the child itself) is
 :mod:`ext_sdk.sandbox`. The order of one launch, outermost first::
 
-    [cgroup join: sh -c 'echo $$ > …/cgroup.procs …; exec "$@"']     (root, before any uid drop)
-      bwrap … --seccomp FD … --                                       (namespaces, allow-list)
-        [setpriv --reuid U … --]                                      (root mode: the dedicated uid)
-          python -I -m ext_sdk.sandbox.boot …                         (rlimits → Landlock → seccomp)
+    [cgroup join: sh -c 'echo $$ > …/cgroup.procs …; exec "$@"']     (root; a Python launch: joined by
+      bwrap … --                                                      the host while it starts instead)
+        python -I -m ext_sdk.sandbox.boot …                           (rlimits → uid → capabilities →
+                                                                       Landlock → seccomp)
 """

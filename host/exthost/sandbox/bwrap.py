@@ -1,7 +1,6 @@
 """The bubblewrap command line of one sandboxed extension: a pure function of a :class:`BwrapPlan`.
 
-:func:`bwrap_argv` returns the argv *prefix* (ending in ``--``, or in the
-``setpriv … --`` step of root mode); the payload (``python -I -m
+:func:`bwrap_argv` returns the argv *prefix* (ending in ``--``); the payload (``python -I -m
 ext_sdk.sandbox.boot …`` or ``node …``) is appended by the caller. It reads no
 file and starts nothing: the impure facts it needs (the layout of ``/``, where
 the interpreter lives) are looked up once by :func:`detect_layout` and
@@ -48,13 +47,14 @@ Modes (:class:`BwrapMode`, chosen from what the probe found):
   child cannot make nested user namespaces.
 * ``root`` — real root without a user namespace (``--unshare-net --unshare-pid
   --unshare-ipc --unshare-uts --unshare-cgroup-try``): binds are made with
-  root's rights (so a ``/root/.pyenv`` interpreter is reachable), then
-  ``setpriv --reuid U --regid G --clear-groups --inh-caps=-all
-  --bounding-set=-all --nnp`` drops to the dedicated uid *inside*. bwrap keeps
-  only :data:`SETPRIV_CAPS` for that step (``CAP_SETUID``, ``CAP_SETGID``,
+  root's rights (so a ``/root/.pyenv`` interpreter is reachable), then the
+  payload — the sandbox boot, whose plan names the uid — drops to the
+  dedicated uid *inside* (:mod:`ext_sdk.sandbox.identity`). bwrap keeps only
+  :data:`USER_SWITCH_CAPS` for that step (``CAP_SETUID``, ``CAP_SETGID``,
   ``CAP_SETPCAP``, and ``CAP_DAC_READ_SEARCH`` for the ``--chdir`` into the
-  uid's 0700 work dir); ``setpriv`` ends with no capability at all (effective,
-  permitted, bounding, inheritable, ambient).
+  uid's 0700 work dir); the boot ends with no capability at all (effective,
+  permitted, bounding, inheritable, ambient). ``uid``/``gid`` of the plan only
+  decide that here: the payload must do the switch.
 
 Always: ``--die-with-parent`` and the pid namespace (so SIGKILL of the bwrap pid
 kills the whole tree), ``--new-session``, ``--cap-drop ALL``, no network unless
@@ -85,8 +85,7 @@ __all__ = [
     "ETC_BASE",
     "ETC_NETWORK",
     "MERGED_USR",
-    "SETPRIV",
-    "SETPRIV_CAPS",
+    "USER_SWITCH_CAPS",
     "BwrapMode",
     "BwrapPlan",
     "RuntimePaths",
@@ -99,12 +98,10 @@ __all__ = [
 
 #: Where Debian (and most distributions) install bubblewrap.
 BWRAP = "/usr/bin/bwrap"
-#: util-linux ``setpriv``: the uid drop inside root-mode bwrap (and before a payload without bwrap).
-SETPRIV = "/usr/bin/setpriv"
-#: What root-mode bwrap keeps for ``setpriv`` (which then drops them, and every other capability).
-#: ``CAP_DAC_READ_SEARCH`` lets bwrap, still uid 0, ``--chdir`` into the work dir (mode 0700, owned by
-#: the dedicated uid): without it, ``bwrap: Can't chdir to …/w: Permission denied``.
-SETPRIV_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
+#: What root-mode bwrap keeps for the payload's switch to the dedicated uid (the boot then drops them, and
+#: every other capability). ``CAP_DAC_READ_SEARCH`` lets bwrap, still uid 0, ``--chdir`` into the work dir
+#: (mode 0700, owned by the dedicated uid): without it, ``bwrap: Can't chdir to …/w: Permission denied``.
+USER_SWITCH_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
 
 #: ``/etc`` entries every runtime needs (bound with ``--ro-bind-try``: absent ones are skipped).
 ETC_BASE = ("/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/localtime")
@@ -121,7 +118,7 @@ class BwrapMode(enum.StrEnum):
 
     #: ``--unshare-all --unshare-user``: an unprivileged user namespace (works for any uid).
     USERNS = "userns"
-    #: Real root, no user namespace; the dedicated uid is entered with ``setpriv`` inside.
+    #: Real root, no user namespace; the payload enters the dedicated uid inside.
     ROOT = "root"
 
 
@@ -212,7 +209,8 @@ class BwrapPlan:
     seccomp_fd: int | None = None
     #: An fd for ``--json-status-fd`` (bwrap reports the payload's host pid there), or ``None``.
     status_fd: int | None = None
-    #: The dedicated uid/gid (root mode: entered with setpriv; userns mode: the id inside the namespace).
+    #: The dedicated uid/gid (root mode: entered by the payload, bwrap keeps it the capabilities for that;
+    #: userns mode: the id inside the namespace).
     uid: int | None = None
     gid: int | None = None
     #: The layout of ``/`` (from :func:`detect_layout`).
@@ -225,7 +223,6 @@ class BwrapPlan:
     #: with "Unknown option"): pass ``Probe.bwrap_disable_userns``.
     disable_userns: bool = False
     bwrap: str = BWRAP
-    setpriv: str = SETPRIV
     #: Extra ``/etc`` entries (on top of :data:`ETC_BASE`, and :data:`ETC_NETWORK` with ``network``).
     etc: tuple[str, ...] = ()
 
@@ -309,7 +306,7 @@ def bwrap_argv(plan: BwrapPlan) -> tuple[str, ...]:
     argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     drop_uid = plan.mode is BwrapMode.ROOT and plan.uid is not None
     if drop_uid:
-        for cap in SETPRIV_CAPS:
+        for cap in USER_SWITCH_CAPS:
             argv += ["--cap-add", cap]
 
     mounts = mount_points(plan)
@@ -340,9 +337,4 @@ def bwrap_argv(plan: BwrapPlan) -> tuple[str, ...]:
     if plan.status_fd is not None:
         argv += ["--json-status-fd", str(plan.status_fd)]
     argv.append("--")
-    if drop_uid:
-        uid = plan.uid
-        gid = plan.gid if plan.gid is not None else plan.uid
-        argv += [plan.setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
-                 "--bounding-set=-all", "--nnp", "--"]
     return tuple(argv)

@@ -18,16 +18,18 @@ granted (:class:`~host.exthost.trust.Grant`) into a :class:`Confined` launch:
    extension's slot; its private directory is shared with that gid (sockets
    0660, secret 0640, work dir owned by the uid);
 3. **cgroup** (cgroup layer on) — memory (``memory_mb``) and pids limits over
-   the whole tree; the argv starts with the join step;
+   the whole tree; the argv starts with the join step, or — ``defer_join``, a
+   parked Python launch — the host moves the tree in while the interpreter
+   starts (:meth:`Confined.adopt`, before it hands over the secret);
 4. **bubblewrap** (bwrap layer on) — allow-list filesystem (interpreter,
    venv, the SDK, the extension's directory read-only, granted paths), the
    socket directory, the work directory read-write, private ``/tmp``, no
    network unless granted, own pid namespace, dies with the host; in root mode
-   it drops to the dedicated uid with ``setpriv``;
+   the boot enters the dedicated uid (its plan's ``user``);
 5. **the boot** — ``python -I -m ext_sdk.sandbox.boot`` with a
    :class:`~ext_sdk.sandbox.plan.BootPlan` in ``KITHOST_SANDBOX``: rlimits
-   (file size, core, CPU time, process count with a dedicated uid),
-   capabilities dropped, Landlock (filesystem allow-list, TCP ports of the
+   (file size, core, CPU time, process count with a dedicated uid), the
+   dedicated uid entered, capabilities dropped, Landlock (filesystem allow-list, TCP ports of the
    granted network targets, abstract-socket and signal scopes), seccomp (no
    network sockets unless granted, no exec unless granted or needed to start
    the runtime, no ptrace/io_uring/namespaces/mount/keyrings); then it runs the
@@ -49,11 +51,14 @@ import shutil
 import sys
 from dataclasses import dataclass, field, replace
 
+import psutil
+
 from ext_sdk.sandbox.plan import ENV_PLAN, BootPlan, LandlockRules, SeccompPolicy
 
 from ...config import Access, HostConfig, SandboxLayer, Supervision
 from ..launch import Launch, LaunchSpec
 from ..manifest import Manifest
+from ..process import descendants
 from . import cgroups, uids
 from .bwrap import BwrapMode, BwrapPlan, bwrap_argv, detect_layout, runtime_paths
 from .probe import IsolationLevel, Probe, probe
@@ -92,7 +97,24 @@ class Confined:
     notes: tuple[str, ...] = ()
     #: The cgroup's hard memory limit (bytes), when the kernel bounds this launch's memory.
     memory_limit_bytes: int | None = None
+    #: The process does not join its cgroup by itself: the host moves its tree in (:meth:`adopt`) before it
+    #: hands over the secret, which the child waits for before any extension code runs.
+    join_deferred: bool = False
     _released: bool = field(default=False, repr=False)
+
+    def adopt(self, root: int) -> None:
+        """A deferred join: move the launch's whole process tree (``root`` and its descendants) into its
+        cgroup and check that each is in. Nothing to do without a deferred join. Raises ``OSError``."""
+        if self.cgroup is None or not self.join_deferred:
+            return
+        try:
+            tree = [root, *(p.pid for p in descendants(psutil.Process(root)))]
+        except psutil.NoSuchProcess:
+            raise ProcessLookupError(f"process {root} exited before it joined its cgroup") from None
+        self.cgroup.adopt(tree)
+        left_out = [pid for pid in tree if psutil.pid_exists(pid) and not self.cgroup.holds(pid)]
+        if left_out:
+            raise cgroups.CgroupError(0, f"processes {left_out} are not in cgroup {self.cgroup.name}")
 
     def cgroup_memory(self) -> int | None:
         """The cgroup's current memory use (the whole tree, counted once), or ``None`` if it cannot be read."""
@@ -154,8 +176,13 @@ class Confiner:
             log.info("sandbox: removed the cgroup %s of a host that is gone", name)
 
     def confine(self, launch: Launch, manifest: Manifest, access: Access, slot: int,
-                supervision: Supervision) -> Confined:
-        """Wrap ``launch`` (rules in the module doc); raises :class:`SandboxRefused`."""
+                supervision: Supervision, defer_join: bool = False) -> Confined:
+        """Wrap ``launch`` (rules in the module doc); raises :class:`SandboxRefused`.
+
+        ``defer_join``: for a parked launch of a Python extension (its SDK reads the secret pipe before the
+        extension's code), the cgroup is joined by the host while the interpreter starts
+        (:meth:`Confined.adopt`), not by an argv prefix before it: a migration costs a grace period.
+        """
         found = self.probe
         level = found.level
         if level is IsolationLevel.WEAK and not self._config.sandbox.allow_weak:
@@ -175,7 +202,9 @@ class Confiner:
             level = IsolationLevel.WEAK
         use_bwrap = on[SandboxLayer.BWRAP] and found.bwrap_mode is not None
         lease = None
-        if on[SandboxLayer.UID] and ((use_bwrap and found.bwrap_mode is BwrapMode.ROOT) or not found.uid_needs_bwrap):
+        # The boot enters the uid: as root in bwrap's root mode, or as root without bwrap where another uid can
+        # reach the interpreter. (In userns mode the process would stay root on the host: no dedicated uid.)
+        if on[SandboxLayer.UID] and (found.bwrap_mode is BwrapMode.ROOT if use_bwrap else not found.uid_needs_bwrap):
             folder = str(manifest.directory)
             blocked = uids.blockers(folder, bound=[folder] if use_bwrap else [], need=0o5)
             if blocked:  # else the process dies with a bare "Permission denied"
@@ -194,7 +223,7 @@ class Confiner:
                                                                                          manifest.name, self._host),
                                                        memory, pids)
                 layers.append(f"cgroup {found.cgroup.version} (memory {supervision.memory_mb} MiB, pids {pids})")
-            plan = self._boot_plan(launch, manifest, access, supervision, lease is not None, on)
+            plan = self._boot_plan(launch, manifest, access, supervision, lease, on)
             payload = (sys.executable, "-I", "-m", "ext_sdk.sandbox.boot")
             env = {**launch.spec.env, **plan.env()}
             argv: tuple[str, ...] = payload
@@ -213,7 +242,8 @@ class Confiner:
                                   bwrap=found.bwrap or "/usr/bin/bwrap")
                 argv = (*bwrap_argv(bplan), *payload)
                 layers.insert(0, f"bwrap ({found.bwrap_mode} mode{', network' if access.network else ', no network'})")
-            if group is not None:
+            deferred = defer_join and group is not None and launch.parked and manifest.runtime == "python"
+            if group is not None and not deferred:
                 argv = (*group.join_prefix(), *argv)
             if plan.landlock is not None:
                 layers.append(f"landlock abi {found.landlock_abi}")
@@ -236,10 +266,10 @@ class Confiner:
             raise
         wrappers = frozenset({"bwrap"}) if use_bwrap else frozenset()
         return Confined(replace(launch.spec, argv=argv, env=env, wrappers=wrappers), tuple(layers), level, group,
-                        lease, tuple(notes), memory if group is not None else None)
+                        lease, tuple(notes), memory if group is not None else None, deferred)
 
     def _boot_plan(self, launch: Launch, manifest: Manifest, access: Access, supervision: Supervision,
-                   dedicated_uid: bool, on: dict[SandboxLayer, bool]) -> BootPlan:
+                   lease: uids.IdLease | None, on: dict[SandboxLayer, bool]) -> BootPlan:
         spec = launch.spec
         python_runtime = manifest.runtime == "python"
         exec_argv = None if python_runtime else list(spec.argv)
@@ -253,7 +283,7 @@ class Confiner:
             rlimits["CPU"] = (seconds, seconds + 2)  # SIGXCPU first, then SIGKILL
         if supervision.max_fds:
             rlimits["NOFILE"] = (supervision.max_fds, supervision.max_fds)
-        if dedicated_uid and supervision.max_threads:  # NPROC counts every task of the uid (root is exempt)
+        if lease is not None and supervision.max_threads:  # NPROC counts every task of the uid (root is exempt)
             tasks = supervision.max_threads + supervision.max_children + 16
             rlimits["NPROC"] = (tasks, tasks)
         landlock = None
@@ -281,7 +311,8 @@ class Confiner:
         if on[SandboxLayer.SECCOMP]:
             seccomp = SeccompPolicy(allow_inet=bool(access.network),
                                     allow_exec=access.processes or not python_runtime, required=True)
-        return BootPlan(rlimits=rlimits, landlock=landlock, seccomp=seccomp, exec_argv=exec_argv, run_path=run_path)
+        return BootPlan(rlimits=rlimits, user=(lease.uid, lease.gid) if lease is not None else None,
+                        landlock=landlock, seccomp=seccomp, exec_argv=exec_argv, run_path=run_path)
 
 
 def exec_unguarded(manifest: Manifest, found: Probe) -> str:

@@ -18,8 +18,8 @@ bwrap       found on ``PATH`` (absolute entries only) or ``/usr/bin``; ``bwrap
             ``--chdir``; an old bwrap fails here with its own "Unknown option"):
             ``--unshare-all --unshare-user`` (user namespaces; plus
             ``--disable-userns`` from 0.8), and as root the no-userns mode
-            (``--unshare-net --unshare-pid --unshare-ipc --unshare-uts``) with the
-            ``setpriv`` drop to a dedicated uid inside
+            (``--unshare-net --unshare-pid --unshare-ipc --unshare-uts``) keeping
+            only the capabilities the boot needs to enter a dedicated uid inside
 landlock    ``landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)``
             (syscall 444) → the ABI; the errno otherwise (ENOSYS: not built in;
             EOPNOTSUPP: not enabled at boot; EPERM: blocked by a seccomp profile)
@@ -28,7 +28,7 @@ seccomp     the ``Seccomp:`` line of ``/proc/self/status`` (absent: no
             ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, NULL)`` → ``EFAULT``
             means filters are supported (``EINVAL``: no ``CONFIG_SECCOMP_FILTER``)
 cgroup      :func:`.cgroups.detect` (file reads only)
-uid         root (and ``CAP_SETUID``/``CAP_SETGID``), ``setpriv`` present, the
+uid         root (and ``CAP_SETUID``/``CAP_SETGID``), the
             id range free (:func:`.uids.collisions`), and whether another uid
             can run the interpreter and read the venv and SDK — directly, or only
             through bubblewrap's root-mode binds (a pyenv under a 0700 ``/root``)
@@ -59,7 +59,6 @@ import ctypes
 import enum
 import errno
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -70,7 +69,7 @@ from typing import Final
 
 from ...config import SandboxLayer
 from . import cgroups, uids
-from .bwrap import BWRAP, SETPRIV, SETPRIV_CAPS, BwrapMode, detect_layout, runtime_paths
+from .bwrap import BWRAP, USER_SWITCH_CAPS, BwrapMode, detect_layout, runtime_paths
 
 __all__ = [
     "LAYERS",
@@ -353,7 +352,7 @@ def _version(path: str, found: _BwrapFindings) -> None:
     found.version = tuple(int(n) for n in numbers if n.isdigit())
 
 
-def _run_smoke(path: str, want_root: bool, setpriv: str | None) -> _BwrapFindings:
+def _run_smoke(path: str, want_root: bool) -> _BwrapFindings:
     found = _BwrapFindings(path)
     _version(path, found)
     userns = [path, "--unshare-all", "--unshare-user"]
@@ -364,9 +363,7 @@ def _run_smoke(path: str, want_root: bool, setpriv: str | None) -> _BwrapFinding
                            "--", _true()],
     }
     if want_root:
-        drop = ([*(a for cap in SETPRIV_CAPS for a in ("--cap-add", cap)), *_smoke_mounts(), "--", setpriv,
-                 f"--reuid={uids.ID_BASE}", f"--regid={uids.ID_BASE}", "--clear-groups", "--inh-caps=-all",
-                 "--bounding-set=-all", "--nnp", "--"] if setpriv else [*_smoke_mounts(), "--"])
+        drop = [*(a for cap in USER_SWITCH_CAPS for a in ("--cap-add", cap)), *_smoke_mounts(), "--"]
         tests[BwrapMode.ROOT] = [path, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                  "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                                  *drop, _true()]
@@ -414,20 +411,18 @@ def _bwrap_layer(found: _BwrapFindings, want_root: bool) -> Layer:
     else:
         parts.append(f"no user namespaces ({found.errors.get(BwrapMode.USERNS, '?')})")
     if BwrapMode.ROOT in found.modes:
-        parts.append("root mode (no user namespace, setpriv inside)")
+        parts.append("root mode (no user namespace, the dedicated uid entered inside)")
     elif want_root:
         parts.append(f"root mode failed ({found.errors.get(BwrapMode.ROOT, '?')})")
     return Layer("bwrap", True, f"{name} ({found.path}): {'; '.join(parts)}")
 
 
-def _uid_layer(found: _BwrapFindings, setpriv: str | None, bwrap_off: bool) -> tuple[Layer, bool]:
+def _uid_layer(found: _BwrapFindings, bwrap_off: bool) -> tuple[Layer, bool]:
     if os.geteuid() != 0:
         return Layer("uid", False, "not root: no dedicated uid"), False
     caps = _capabilities()
     if not caps & (1 << _CAP_SETUID) or not caps & (1 << _CAP_SETGID):
         return Layer("uid", False, "root without CAP_SETUID/CAP_SETGID: no dedicated uid"), False
-    if setpriv is None:
-        return Layer("uid", False, f"{SETPRIV} not found (util-linux): no dedicated uid"), False
     taken = uids.collisions()
     if taken:
         return Layer("uid", False, f"id range {uids.ID_BASE}+ is in use: {', '.join(taken[:3])}"), False
@@ -481,18 +476,17 @@ def _probe(force_off: frozenset[str]) -> Probe:
 
     t0 = time.perf_counter()
     root = os.geteuid() == 0
-    setpriv = SETPRIV if os.access(SETPRIV, os.X_OK) else shutil.which("setpriv")
     found = _BwrapFindings()
     if "bwrap" not in force_off:
         path = _find_bwrap()
-        found = _run_smoke(path, root, setpriv) if path else _BwrapFindings()
+        found = _run_smoke(path, root) if path else _BwrapFindings()
         layers["bwrap"] = _bwrap_layer(found, root)
     timed("bwrap", t0)
 
     t0 = time.perf_counter()
     uid_needs_bwrap = False
     if "uid" not in force_off:
-        layers["uid"], uid_needs_bwrap = _uid_layer(found, setpriv, "bwrap" in force_off)
+        layers["uid"], uid_needs_bwrap = _uid_layer(found, "bwrap" in force_off)
     timed("uid", t0)
 
     for name in force_off:

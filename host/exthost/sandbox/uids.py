@@ -44,10 +44,9 @@ interpreter and read the venv and the SDK. Under a mode-0700 home (pyenv in
 recreated ``0755``). The probe uses this to say whether the uid layer needs
 bwrap's root mode.
 
-:func:`setpriv_argv` is the uid drop as an argv prefix (no ``preexec_fn``):
-``setpriv --reuid U --regid G --clear-groups --inh-caps=-all
---bounding-set=-all --nnp --pdeathsig KILL --``. Inside root-mode bwrap,
-:mod:`.bwrap` emits the same step itself.
+The uid is entered by the child itself, in the sandbox boot
+(:mod:`ext_sdk.sandbox.identity`, the plan's ``user``), before any extension
+code runs: no extra program in front of the interpreter.
 """
 
 from __future__ import annotations
@@ -60,8 +59,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from .bwrap import SETPRIV
-
 __all__ = [
     "ID_BASE",
     "ID_COUNT",
@@ -73,7 +70,6 @@ __all__ = [
     "grant_socket",
     "lease_id",
     "runtime_blockers",
-    "setpriv_argv",
     "share_private_dir",
 ]
 
@@ -169,15 +165,6 @@ def lease_id(slot: int, lock_dir: Path = LOCK_DIR) -> IdLease:
             continue
         return IdLease(candidate, fd)
     raise OSError(f"no free id in {ID_BASE}..{ID_BASE + ID_COUNT - 1}")
-
-
-def setpriv_argv(uid: int, gid: int, setpriv: str = SETPRIV, die_with_parent: bool = True) -> tuple[str, ...]:
-    """An argv prefix that drops to ``uid``/``gid`` with no groups and no capabilities, then execs the rest."""
-    argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
-            "--bounding-set=-all", "--nnp"]
-    if die_with_parent:
-        argv += ["--pdeathsig", "KILL"]
-    return (*argv, "--")
 
 
 def grant_socket(path: Path, gid: int) -> None:
