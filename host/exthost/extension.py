@@ -181,6 +181,8 @@ class _Incarnation:
     channel: Channel | None = None
     confined: Confined | None = None
     process: ProcessHandle | None = None
+    #: Finishes a deferred cgroup join before the secret is handed over (:meth:`.sandbox.confine.Confined.adopting`).
+    joined: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,8 @@ class RunningExtension:
         self.process: ProcessHandle | None = None
         self.channel: Channel | None = None
         self._launch: Launch | None = None
+        #: The current launch (its parts are also :attr:`process`, :attr:`channel`, :attr:`confined`).
+        self._incarnation: _Incarnation | None = None
         #: Exit description of the last process that ended, e.g. "killed by SIGKILL".
         self.last_exit = ""
         #: Rung of the shutdown ladder used by the last stop.
@@ -400,6 +404,7 @@ class RunningExtension:
                                                              self.supervision, defer_join=not spare)
             self._gate.admit(inc.launch.domain, self.name, channel.frame_errors)
             proc = inc.process = _SPAWNER.run(lambda: ExtensionProcess(confined.spec, self.log))
+            inc.joined = confined.adopting(proc.pid)  # a deferred cgroup join runs beside the start
             self._gate.started(inc.launch.domain, proc.pid)
         except BaseException:
             if inc.process is not None:
@@ -417,12 +422,11 @@ class RunningExtension:
         return inc
 
     def _current(self) -> _Incarnation | None:
-        if self._launch is None:
-            return None
-        return _Incarnation(self._launch, self.channel, self.confined, self.process)
+        return self._incarnation
 
     def _install(self, inc: _Incarnation) -> None:
         """Make ``inc`` the current process (caller holds ``_swap_lock``)."""
+        self._incarnation = inc
         self._launch, self.channel, self.confined, self.process = inc.launch, inc.channel, inc.confined, inc.process
 
     def spawn(self, spare: _Incarnation | None = None) -> None:
@@ -483,10 +487,8 @@ class RunningExtension:
         channel, proc = inc.channel, inc.process
         assert channel is not None and proc is not None
         if inc.launch.parked:
-            confined = inc.confined
-            join = (lambda: confined.adopt(proc.pid)) if confined is not None and confined.join_deferred else None
             try:
-                inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000, join)
+                inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000, inc.joined)
             except ProcessLookupError:
                 if not proc.wait(2):
                     proc.kill()

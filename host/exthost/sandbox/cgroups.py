@@ -409,18 +409,24 @@ class ExtensionCgroup:
             _write(pids / "pids.max", str(pids_max))
 
     def adopt(self, pids: Iterable[int]) -> None:
-        """Move each of ``pids`` (whole thread groups) into this cgroup, every hierarchy.
+        """Move each of ``pids`` (whole thread groups) into this cgroup, in every hierarchy where it is not yet
+        (each write takes the kernel's migration lock, even for a process already there).
 
         A pid that is already gone is skipped. Raises :class:`CgroupError` when a move fails otherwise.
         """
-        for pid in pids:
-            for path in self.paths:
+        wanted = list(pids)
+        if not wanted:
+            return
+        for path in self.paths:
+            inside = _procs(path)
+            for pid in wanted:
+                if pid in inside:
+                    continue
                 try:
                     _write(path / "cgroup.procs", str(pid))
                 except CgroupError as exc:
-                    if exc.errno == errno.ESRCH:
-                        break  # exited meanwhile: nothing left to move
-                    raise
+                    if exc.errno != errno.ESRCH:  # ESRCH: exited meanwhile, nothing left to move
+                        raise
 
     def holds(self, pid: int) -> bool:
         """Whether process ``pid`` is in this cgroup (every hierarchy)."""

@@ -49,6 +49,9 @@ import logging
 import os
 import shutil
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import psutil
@@ -102,19 +105,62 @@ class Confined:
     join_deferred: bool = False
     _released: bool = field(default=False, repr=False)
 
-    def adopt(self, root: int) -> None:
-        """A deferred join: move the launch's whole process tree (``root`` and its descendants) into its
-        cgroup and check that each is in. Nothing to do without a deferred join. Raises ``OSError``."""
+    def adopt(self, root: int) -> list[int]:
+        """A deferred join: move every process of the launch's tree (``root`` and its descendants) that is not
+        in its cgroup yet, and check that each is; returns the tree. Nothing to do without a deferred join.
+        Raises ``OSError``.
+
+        Call it once the child waits at its secret (the final pass); :meth:`adopting` does the same while the
+        child starts, so that this pass usually has nothing left to move.
+        """
         if self.cgroup is None or not self.join_deferred:
-            return
+            return []
+        group = self.cgroup
         try:
             tree = [root, *(p.pid for p in descendants(psutil.Process(root)))]
         except psutil.NoSuchProcess:
             raise ProcessLookupError(f"process {root} exited before it joined its cgroup") from None
-        self.cgroup.adopt(tree)
-        left_out = [pid for pid in tree if psutil.pid_exists(pid) and not self.cgroup.holds(pid)]
+        group.adopt(tree)
+        left_out = [pid for pid in tree if psutil.pid_exists(pid) and not group.holds(pid)]
         if left_out:
-            raise cgroups.CgroupError(0, f"processes {left_out} are not in cgroup {self.cgroup.name}")
+            raise cgroups.CgroupError(0, f"processes {left_out} are not in cgroup {group.name}")
+        return tree
+
+    def adopting(self, root: int) -> Callable[[], None]:
+        """Start moving ``root``'s tree into the cgroup beside the child's start (a thread); returns the call
+        that stops it and does the final :meth:`adopt` pass.
+
+        The first move waits for an RCU grace period while the child goes on starting; processes it forks
+        meanwhile are moved right after (then the kernel's migration path is still fast).
+        """
+        if self.cgroup is None or not self.join_deferred:
+            return lambda: None
+        stop = threading.Event()
+
+        def early() -> None:
+            deadline = time.monotonic() + 5.0
+            last: frozenset[int] = frozenset()
+            stable = 0
+            while not stop.is_set() and time.monotonic() < deadline and stable < 3:
+                try:
+                    tree = frozenset(self.adopt(root))
+                except OSError:
+                    return  # the final pass reports it
+                # bwrap forks its init and the payload right away, then nothing until extension code runs:
+                # a tree unchanged for three looks (and two processes or more) is complete
+                stable = stable + 1 if tree == last and len(tree) > 1 else 0
+                last = tree
+                stop.wait(0.002)
+
+        mover = threading.Thread(target=early, name=f"kithost-cgroup-{root}", daemon=True)
+        mover.start()
+
+        def finish() -> None:
+            stop.set()
+            mover.join(10)
+            self.adopt(root)
+
+        return finish
 
     def cgroup_memory(self) -> int | None:
         """The cgroup's current memory use (the whole tree, counted once), or ``None`` if it cannot be read."""
