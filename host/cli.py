@@ -240,7 +240,7 @@ def _build_parser() -> argparse.ArgumentParser:
                              help="check ids (one a line, # comments) known to fail: they do not fail the run; "
                                   "one that passes again is reported")
 
-    new = sub.add_parser("new", parents=[common], help="scaffold a new extension (manifest, code, a test)",
+    new = sub.add_parser("new", help="scaffold a new extension (manifest, code, a test)",
                          description="Write a new extension NAME in DIR/NAME: its manifest, a tool_call gate with a "
                                      "command, and a test with the SDK's FakeHost. It passes `kithost conformance` "
                                      "as generated.")
