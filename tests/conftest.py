@@ -120,6 +120,16 @@ def new_host(tmp_path: Path) -> Iterator[Callable[..., ExtensionHost]]:
         host.close()
 
 
+def wait_for(check: Callable[[], bool], timeout_s: float = 15.0) -> bool:
+    """Poll ``check`` every 20 ms until it holds or ``timeout_s`` passed; whether it held (bounded wait)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
 def tool_call(command: str, call_id: str = "c1", tool: str = "bash") -> dict[str, Any]:
     """A tool_call payload for a bash command."""
     import json

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXTENSIONS, ROOT, tool_call, tool_result
+from conftest import EXTENSIONS, ROOT, tool_call, tool_result, wait_for
 
 from ext_sdk import (
     Block,
@@ -93,13 +93,6 @@ def js_ext(tmp_path: Path, name: str, body: str, events: list[str], permissions:
     return directory
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # --------------------------------------------------------------------------- the SDK on its own

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 
-from conftest import MakeExt, tool_call
+from conftest import MakeExt, tool_call, wait_for
 
 from host import ExtensionHost
 
@@ -36,13 +35,6 @@ def gate(event, ctx):
 """
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_session_start_is_sent_again_after_kill_9_and_after_reload(make_ext: MakeExt,

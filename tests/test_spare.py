@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import psutil
-from conftest import MakeExt, tool_call
+from conftest import MakeExt, tool_call, wait_for
 
 from host import ExtensionHost, HostConfig
 from host.exthost.extension import RunningExtension
@@ -40,13 +40,6 @@ def gate(event, ctx):
 """
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def spare_config(**supervision: object) -> HostConfig:

@@ -7,11 +7,10 @@ Through a real host: ``info()`` (what ``--json`` prints) and the human table of 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import pytest
-from conftest import MakeExt, tool_call
+from conftest import MakeExt, tool_call, wait_for
 
 from host import ExtensionHost, HostConfig
 from host.config import Supervision
@@ -44,13 +43,6 @@ def gate(event, ctx):
 """
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def table(name: str, capsys: pytest.CaptureFixture[str]) -> str:

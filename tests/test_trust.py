@@ -67,15 +67,21 @@ def test_trusted_content_starts_and_a_change_asks_again(
     assert "permission denied" in host.state.get("asker", "agent_call")  # 'agent' was never asked for
     host.unload("asker")
     # The author changes the code and asks for more: it must not start until trusted again.
-    (path / "main.py").write_text(ASKER.format(name="asker", perms=["conversation", "agent"]))
-    text = (path / "extension.toml").read_text().replace('permissions = ["conversation"]',
-                                                          'permissions = ["conversation", "agent"]')
-    (path / "extension.toml").write_text(text)
-    with pytest.raises(ExtensionStartError) as info:
-        new_host(asking(tmp_path)).load(path)
-    message = str(info.value)
+    message = refused_after_change(new_host(asking(tmp_path)), path,
+                                   ASKER.format(name="asker", perms=["conversation", "agent"]),
+                                   'permissions = ["conversation"]', 'permissions = ["conversation", "agent"]')
     assert "changed since you trusted it" in message and "changed file main.py" in message
     assert "changed file extension.toml" in message and "now asks for host calls: agent" in message
+
+
+def refused_after_change(host: ExtensionHost, path: Path, code: str, old: str, new: str) -> str:
+    """Rewrite the extension's code and one manifest line (``old`` → ``new``); the refusal ``host`` gives it."""
+    (path / "main.py").write_text(code)
+    manifest = path / "extension.toml"
+    manifest.write_text(manifest.read_text().replace(old, new))
+    with pytest.raises(ExtensionStartError) as info:
+        host.load(path)
+    return str(info.value)
 
 
 def test_a_changed_extension_that_subscribes_to_a_new_content_event_lists_it(
@@ -89,14 +95,10 @@ def test_a_changed_extension_that_subscribes_to_a_new_content_event_lists_it(
     assert first.load(path).grant.source == "trusted"
     first.unload("asker")
     # Same permissions, one more handler: on tool_result, which carries the tools' output (conversation content).
-    (path / "main.py").write_text(ASKER.format(name="asker", perms=["conversation"])
-                                  + "@ext.on('tool_result')\ndef seen(event, ctx):\n    pass\n")
-    text = (path / "extension.toml").read_text().replace('events = ["tool_call"]',
-                                                          'events = ["tool_call", "tool_result"]')
-    (path / "extension.toml").write_text(text)
-    with pytest.raises(ExtensionStartError) as info:
-        new_host(asking(tmp_path)).load(path)
-    message = str(info.value)
+    message = refused_after_change(new_host(asking(tmp_path)), path,
+                                   ASKER.format(name="asker", perms=["conversation"])
+                                   + "@ext.on('tool_result')\ndef seen(event, ctx):\n    pass\n",
+                                   'events = ["tool_call"]', 'events = ["tool_call", "tool_result"]')
     assert "changed since you trusted it" in message and "now receives tool_result" in message, message
     assert "now receives tool_call" not in message and "now asks for host calls" not in message, message
 

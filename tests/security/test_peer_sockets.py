@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import IO
 
 from conftest import MakeExt, tool_call
 
@@ -67,6 +68,21 @@ ATTACKER = textwrap.dedent("""
 """)
 
 
+def emit_while(host: ExtensionHost, other: subprocess.Popen[str], stream: IO[str] | None, ready: str,
+               count: int) -> tuple[str, str]:
+    """Once ``other`` says ``ready`` on ``stream``, emit ``count`` gate events (each must succeed); then
+    ``other``'s output (stdout, stderr). ``other`` never outlives this."""
+    try:
+        assert stream is not None and stream.readline().strip() == ready
+        for i in range(count):
+            out = host.emit("tool_call", tool_call("ls", call_id=f"c{i}"))
+            assert out.failures == (), out.failures
+        return other.communicate(timeout=30)
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_strangers_are_refused_counted_and_harmless(make_ext: MakeExt, new_host: Callable[..., ExtensionHost],
                                                     tmp_path: Path) -> None:
     host = new_host()
@@ -77,15 +93,8 @@ def test_strangers_are_refused_counted_and_harmless(make_ext: MakeExt, new_host:
     script.write_text(ATTACKER)
     attacker = subprocess.Popen([sys.executable, str(script), endpoints.events, endpoints.calls],
                                 stdout=subprocess.PIPE, text=True)
-    try:
-        assert attacker.stdout is not None and attacker.stdout.readline().strip() == "ready"
-        for i in range(30):  # events keep flowing to the real extension while the strangers listen
-            out = host.emit("tool_call", tool_call("ls", call_id=f"c{i}"))
-            assert out.failures == (), out.failures
-        received, _ = attacker.communicate(timeout=30)
-    finally:
-        attacker.kill()
-        attacker.wait()
+    # events keep flowing to the real extension while the strangers listen
+    received, _ = emit_while(host, attacker, attacker.stdout, "ready", 30)
     assert received.strip() == "0", "a stranger received something"
     assert host.state.get("victim", "n") == 30
     ext.supervise()  # drains the calls/control monitors (the supervisor thread does this every tick)
@@ -184,15 +193,7 @@ def test_a_stranger_with_the_key_and_the_largest_seq_is_refused(make_ext: MakeEx
     endpoints = ext.channel.endpoints
     stranger = subprocess.Popen([sys.executable, str(script), endpoints.events, endpoints.calls,
                                  _secret(ext).hex(), "2"], stderr=subprocess.PIPE, text=True)
-    try:
-        assert stranger.stderr is not None and stranger.stderr.readline().strip() == "intruder ready"
-        for i in range(20):
-            out = host.emit("tool_call", tool_call("ls", call_id=f"c{i}"))
-            assert out.failures == (), out.failures
-        _, report = stranger.communicate(timeout=30)
-    finally:
-        stranger.kill()
-        stranger.wait()
+    _, report = emit_while(host, stranger, stranger.stderr, "intruder ready", 20)
     assert "intruder done: received 0 answered 0" in report, report
     _assert_unharmed(host, ext, 21)
     ext.supervise()
