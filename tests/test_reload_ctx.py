@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from conftest import MakeExt
+from conftest import MakeExt, wait_for
 
 from host import ExtensionHost
 
@@ -25,14 +24,6 @@ def version(args, ctx):
 """
 
 
-def _wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
 
 def test_an_extension_reloads_itself_from_its_files(make_ext: MakeExt, new_host: Callable[..., ExtensionHost]) -> None:
     directory = make_ext("selfish", SELF_RELOADING.format(version=1), [], permissions=["agent"])
@@ -42,7 +33,7 @@ def test_an_extension_reloads_itself_from_its_files(make_ext: MakeExt, new_host:
     assert host.run_command("selfish", "version", "") == ("1", False)
     (directory / "main.py").write_text(SELF_RELOADING.format(version=2))
     assert host.run_command("selfish", "again", "") == ("asked", False)  # returns at once: the reload runs after
-    assert _wait_for(lambda: ext.reloads == 1), ext.transitions[-3:]
+    assert wait_for(lambda: ext.reloads == 1), ext.transitions[-3:]
     assert host.run_command("selfish", "version", "") == ("2", False)
     assert ext.restarts == 0 and ext.process is not None and ext.process.pid != first_pid
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import tool_call
+from conftest import tool_call, wait_for
 
 from host import ExtensionHost, ExtensionStartError, HostConfig
 from host.config import Supervision
@@ -47,14 +47,6 @@ def faulty(tmp_path: Path, fault: str) -> Path:
     """))
     return directory
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def start(new_host: Callable[..., ExtensionHost], tmp_path: Path, fault: str,
