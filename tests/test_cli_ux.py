@@ -225,7 +225,13 @@ def test_run_json_reports_prints_failures_states_and_restarts_as_json_events(tmp
     trusted = kithost(tmp_path, "ext", "trust", "flaky", "-e", str(flaky), "--yes")
     assert trusted.returncode == 0, trusted.stderr
     script = _script(tmp_path / "flaky.json", [FLAKY_TURN])
-    out = kithost(tmp_path, "run", "--script", str(script), "-e", str(flaky), "--no-discover", "--json", "go")
+    # A restart from a warm spare takes ~10 ms: the call after the crash could reach the new process. Without
+    # spares the restart is cold (~100 ms+), so that call meets a restarting extension, which is what this
+    # test reports on.
+    cold = tmp_path / "cold-restarts.toml"
+    cold.write_text("[supervision]\nspare = false\n")
+    out = kithost(tmp_path, "run", "--config", str(cold), "--script", str(script), "-e", str(flaky),
+                  "--no-discover", "--json", "go")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert lines[-1]["type"] == "result" and lines[-1]["response"] == "done"
@@ -261,7 +267,8 @@ def test_run_json_reports_prints_failures_states_and_restarts_as_json_events(tmp
     assert "flaky" not in out.stderr and "handler failed" not in out.stderr and "→" not in out.stderr, out.stderr
 
     # human mode keeps its text on stderr
-    human = kithost(tmp_path, "run", "--script", str(script), "-e", str(flaky), "--no-discover", "go")
+    human = kithost(tmp_path, "run", "--config", str(cold), "--script", str(script), "-e", str(flaky),
+                    "--no-discover", "go")
     assert human.returncode == 0, human.stderr
     assert "[flaky info] flaky saw echo one" in human.stderr
     assert "extension flaky: tool_call handler failed (timeout" in human.stderr

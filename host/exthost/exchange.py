@@ -204,8 +204,9 @@ class Exchange:
         """
         start_ns = perf_counter_ns()
         start = time.monotonic()
-        if not self.lock.acquire(timeout=timeout_s):
-            raise HandlerFailure(FailureKind.BUSY, f"{self.name} stayed busy for {timeout_s * 1000:.0f} ms")
+        # max(): the deadline may be spent already (a wait before this call); then only an uncontended lock
+        if not self.lock.acquire(timeout=max(timeout_s, 0.0)):
+            raise HandlerFailure(FailureKind.BUSY, f"{self.name} stayed busy for {max(timeout_s, 0) * 1000:.0f} ms")
         try:
             channel = self._check_ready()
             request = self._compose({"event": event, "handler": index, "data": payload})
@@ -240,7 +241,7 @@ class Exchange:
                cancel: threading.Event | None = None) -> tuple[str, bool]:
         """Run a tool (``args``: map) or command (``args``: string): ``(content, is_error)``, never raises."""
         start = time.monotonic()
-        if not self.lock.acquire(timeout=timeout_s):
+        if not self.lock.acquire(timeout=max(timeout_s, 0.0)):
             return f"Error: extension {self.name!r} stayed busy for {timeout_s:.0f} s", True
         try:
             try:
