@@ -130,9 +130,9 @@ class Probe:
     bwrap_disable_userns: bool = False
     #: The bwrap modes whose smoke test passed.
     bwrap_modes: frozenset[BwrapMode] = frozenset()
-    #: The mode to launch with: root mode when the uid layer is on (the uid is entered inside, after root's
-    #: binds), else userns. (userns + uid would need ``setpriv`` *before* bwrap, and the interpreter
-    #: reachable without binds: possible when ``uid_needs_bwrap`` is false.)
+    #: The mode to launch with: root mode when the uid layer is on (the boot enters the uid inside, after
+    #: root's binds), else userns (then no launch gets a dedicated uid: in a user namespace a root host's
+    #: process stays root on the host).
     bwrap_mode: BwrapMode | None = None
     #: Landlock ABI version (0: none).
     landlock_abi: int = 0
