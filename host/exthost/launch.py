@@ -189,10 +189,16 @@ class Launch:
             if before is not None:
                 before()
             os.write(fd, self.secret)  # 32 bytes < PIPE_BUF: one atomic write into an empty pipe
+            # Before the reader sees end of file (our close), the path becomes an ordinary secret file again
+            # (same owner, group and mode), as for any launch until the handshake: the extension's own code
+            # runs only after that end of file, and may read the path, where a second read of the pipe would
+            # block for ever.
+            self._secret_as_file(path)
         finally:
             os.close(fd)  # the reader sees end of file after the secret
-        # From now on the path is an ordinary secret file again (same owner, group and mode), as for any launch
-        # until the handshake: the extension's own code may read it, where a second read of the pipe would block.
+
+    def _secret_as_file(self, path: Path) -> None:
+        """Put an ordinary file with the secret at ``path`` (a pipe now), with the pipe's owner, group and mode."""
         st = os.stat(path)
         temporary = path.with_name(path.name + ".new")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
