@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import HostConfig, default_config_path, load_config
+from .cli_options import add_extension_paths, config_of
+from .config import HostConfig, default_config_path
 from .errors import HostError
 from .forensics.commands import add_ext_parsers, add_record_option, add_replay_parser
 from .hooks import command as hooks_command
@@ -81,8 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
                             "default: the resumed session's model, or scripted/<script name> with --script")
         p.add_argument("--script", type=Path, metavar="FILE",
                        help="script file for the offline 'scripted' provider (see docs/scripted-provider.md)")
-        p.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
-                       help="load this extension too (directory, manifest, or directory of extensions; repeatable)")
+        add_extension_paths(p, "load this extension too (directory, manifest, or directory of extensions; "
+                               "repeatable)")
         which = p.add_mutually_exclusive_group()
         which.add_argument("--session", type=Path, metavar="FILE",
                            help="session file (JSONL) to create or resume; default: a new session kept in "
@@ -127,8 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                         "(~/.config/kithost/extensions, ./.kithost/extensions) and -e paths, "
                                         "in load order, without starting them.")
     ls.set_defaults(func=_ext_list)
-    ls.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
-                    help="extension directory, manifest, or directory of extensions (repeatable)")
+    add_extension_paths(ls)
     ls.add_argument("--json", action="store_true", help="one JSON document for machines")
     check = ext_sub.add_parser("check", parents=[common], help="start one extension, print its handshake, stop it",
                                description="Start the extension at PATH in its own confined process, granted "
@@ -148,8 +148,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "confirmation on a terminal; --yes confirms without asking.")
     trust.set_defaults(func=_ext_trust)
     trust.add_argument("name", nargs="?", help="extension name (found in the search dirs and -e paths)")
-    trust.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
-                       help="extension directory, manifest, or directory of extensions (repeatable)")
+    add_extension_paths(trust)
     trust.add_argument("--yes", action="store_true", help="trust without asking")
     trust.add_argument("--revoke", action="store_true", help="forget the trust instead")
     trust.add_argument("--list", action="store_true", help="list what is trusted")
@@ -263,15 +262,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> HostConfig:
-    return load_config(getattr(args, "config", None))
-
-
 def _ext_list(args: argparse.Namespace) -> int:
     from .exthost.discovery import discover
     from .status_view import running_states
 
-    found = discover(_config(args).search_dirs, args.extension)
+    found = discover(config_of(args).search_dirs, args.extension)
     running = running_states()
     if args.json:
         print(json.dumps({
@@ -289,7 +284,7 @@ def _ext_list(args: argparse.Namespace) -> int:
     from .exthost.sandbox.probe import probe
     from .exthost.trust import TrustStore, decide, default_trust_file
 
-    config = _config(args)
+    config = config_of(args)
     here = probe(frozenset(str(layer) for layer in config.sandbox.disable))
     print(f"sandbox here: {here.summary()} — `kithost ext sandbox` for each layer")
     store = TrustStore(config.sandbox.trust_file or default_trust_file())
@@ -317,7 +312,7 @@ def _ext_check(args: argparse.Namespace) -> int:
     from .config import TrustMode
     from .exthost.host import ExtensionHost
 
-    config = _config(args)  # the check grants what the manifest asks; it never sees the operator's data
+    config = config_of(args)  # the check grants what the manifest asks; it never sees the operator's data
     config = replace(config, sandbox=replace(config.sandbox, trust=TrustMode.ALL))
     with ExtensionHost(config) as ext_host:
         ext = ext_host.load(args.path)
@@ -349,7 +344,7 @@ def _ext_trust(args: argparse.Namespace) -> int:
     from .exthost.discovery import discover
     from .exthost.trust import TrustStore, decide, default_trust_file
 
-    config = _config(args)
+    config = config_of(args)
     store = TrustStore(config.sandbox.trust_file or default_trust_file())
     if args.list:
         entries = store.entries()
@@ -400,7 +395,7 @@ def replace_trust_mode_ask(config: HostConfig) -> HostConfig:
 def _ext_sandbox(args: argparse.Namespace) -> int:
     from .exthost.sandbox.probe import probe
 
-    config = _config(args)
+    config = config_of(args)
     found = probe(frozenset(str(layer) for layer in config.sandbox.disable))
     if args.json:
         print(json.dumps({**found.as_dict(), "allow_weak": config.sandbox.allow_weak}, indent=2))
@@ -464,7 +459,7 @@ def _agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     # No --model: AgentSession.open takes the session's model, or scripted/<script name> for a new session.
     from .agent.cli.sessions import SessionOptions, choose_session
 
-    config = _config(args)
+    config = config_of(args)
     if args.disable:
         from dataclasses import replace
 
@@ -498,7 +493,7 @@ def _session(args: argparse.Namespace) -> int:
 def _conformance(args: argparse.Namespace) -> int:
     from .conformance import conformance_command
 
-    return conformance_command(args.target, _config(args), args.json, args.known_failures)
+    return conformance_command(args.target, config_of(args), args.json, args.known_failures)
 
 
 def _new(args: argparse.Namespace) -> int:

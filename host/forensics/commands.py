@@ -13,13 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import HostConfig, load_config
+from ..cli_options import add_extension_paths, config_of
+from ..config import HostConfig
 from ..errors import HostError
 
 __all__ = ["add_ext_parsers", "add_record_option", "add_replay_parser"]
-
-_EXT_HELP = "extension directory, manifest, or directory of extensions (repeatable)"
-
 
 def add_record_option(p: argparse.ArgumentParser) -> None:
     """``--record FILE`` for ``run`` and ``chat``."""
@@ -38,7 +36,7 @@ def add_replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                                    "every event whose outcome or handler answers differ from the recording. Exit "
                                    "status 0 when nothing differs, 1 otherwise.")
     p.add_argument("file", type=Path, help="recording (JSON lines) made with run/chat --record")
-    p.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH", help=_EXT_HELP)
+    add_extension_paths(p)
     p.add_argument("--json", action="store_true", help="one JSON document for machines")
     p.set_defaults(func=_replay)
 
@@ -58,8 +56,7 @@ def add_ext_parsers(ext_sub: argparse._SubParsersAction[argparse.ArgumentParser]
     b.add_argument("file", type=Path, help="recording (JSON lines) made with run/chat --record")
     b.add_argument("--bad", required=True, metavar="CONDITION",
                    help="the symptom: KIND[:EVENT][~TEXT], e.g. 'blocked:tool_call~rm' or 'failed'")
-    b.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH",
-                   help="search among these extensions instead of the recorded ones (repeatable)")
+    add_extension_paths(b, "search among these extensions instead of the recorded ones (repeatable)")
     b.add_argument("--json", action="store_true", help="one JSON document for machines")
     b.set_defaults(func=_bisect)
     c = ext_sub.add_parser("call", parents=[common], help="send one event to an extension; print result and timing",
@@ -74,13 +71,9 @@ def add_ext_parsers(ext_sub: argparse._SubParsersAction[argparse.ArgumentParser]
     c.add_argument("event", help="event name (kithost schema lists them), e.g. tool_call")
     c.add_argument("payload", nargs="?", default="{}",
                    help="payload: a JSON file, '-' for stdin, or inline JSON (default: {})")
-    c.add_argument("-e", "--extension", action="append", default=[], type=Path, metavar="PATH", help=_EXT_HELP)
+    add_extension_paths(c)
     c.add_argument("--json", action="store_true", help="one JSON document for machines")
     c.set_defaults(func=_call)
-
-
-def _config(args: argparse.Namespace) -> HostConfig:
-    return load_config(getattr(args, "config", None))
 
 
 def _dirs(args: argparse.Namespace, recorded: Sequence[str]) -> dict[str, Path]:
@@ -117,7 +110,7 @@ def _replay(args: argparse.Namespace) -> int:
     for line in recording.skipped:
         print(f"kithost: note: {args.file}: {line}", file=sys.stderr)
     dirs = _dirs(args, [e.path for e in recording.extensions])
-    report = replay(recording, list(dirs.values()), _config(args), _progress("replaying"))  # type: ignore[arg-type]
+    report = replay(recording, list(dirs.values()), config_of(args), _progress("replaying"))  # type: ignore[arg-type]
     if args.json:
         print(json.dumps({"extensions": list(report.extensions), "events": len(report.events),
                           "differences": [{"seq": d.seq, "event": d.event, "what": d.what}
@@ -144,7 +137,7 @@ def _bisect(args: argparse.Namespace) -> int:
         raise HostError(f"the recording does not show {symptom} in its {len(recording.events)} events: nothing "
                         "to bisect")
     dirs = _dirs(args, [e.path for e in recording.extensions])
-    config = _config(args)
+    config = config_of(args)
     chatty = not args.json
     if chatty:
         print(f"{symptom} shows at event(s) {', '.join(f'#{s}' for s in shown[:8])}"
@@ -212,7 +205,7 @@ def _target(args: argparse.Namespace, config: HostConfig) -> Path:
 def _call(args: argparse.Namespace) -> int:
     from .call import call_extension
 
-    config = _config(args)
+    config = config_of(args)
     payload = _payload(args.payload)
     report = call_extension(_target(args, config), args.event, payload, config)
     if args.json:

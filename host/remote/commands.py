@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from ..cli_options import add_extension_paths, config_of
+
 __all__ = ["add_parsers"]
 
 
@@ -47,8 +49,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
     worker.add_argument("--allow", required=True, action="append", metavar="KEYS",
                         help="host public keys allowed: a .key file, a folder of them, or 40 Z85 characters "
                              "(repeatable)")
-    worker.add_argument("-e", "--extension", required=True, action="append", type=Path, metavar="PATH",
-                        help="an extension to offer (directory, manifest, or directory of extensions; repeatable)")
+    add_extension_paths(worker, "an extension to offer (directory, manifest, or directory of extensions; "
+                                "repeatable)", required=True)
     worker.set_defaults(func=_worker)
 
 
@@ -70,7 +72,6 @@ def _keys_show(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from ..config import load_config
     from ..errors import HostError
     from ..exthost.discovery import discover
     from ..exthost.host import private_runtime_dir, runtime_base
@@ -78,7 +79,7 @@ def _worker(args: argparse.Namespace) -> int:
     from .keys import allow_list, load_keypair
     from .worker import Worker
 
-    config = load_config(getattr(args, "config", None))
+    config = config_of(args)
     keys = load_keypair(args.key)
     allowed = allow_list(args.allow)
     found = discover((), args.extension)
