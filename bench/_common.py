@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import psutil
 
@@ -464,6 +464,13 @@ def leftover_check() -> list[str]:
             continue
     return found
 
+
+
+def warn_leftovers(stream: TextIO = sys.stderr) -> None:
+    """:func:`leftover_check`, with one warning line on ``stream`` when something was left running."""
+    left = leftover_check()
+    if left:
+        print(f"WARNING: leftover processes killed: {left}", file=stream, flush=True)
 
 def install_signal_handlers() -> None:
     """Turn SIGTERM into ``SystemExit`` so ``finally`` blocks stop children and close hosts."""

@@ -121,9 +121,7 @@ def main() -> dict[str, Any]:
             spawn = _spawn(N_HOOK)
             late = _timeouts(_hook_folder(tmp, "bench-hook-slow", "sleep 10", "200ms", "open"), N_TIMEOUT, tmp)
     finally:
-        left = c.leftover_check()
-        if left:
-            print(f"WARNING: leftover processes killed: {left}", file=sys.stderr)
+        c.warn_leftovers()
     p50 = {key: c.pct(sorted(v), 50) for key, v in
            (("native", native), ("noop", noop), ("guard", guard), ("spawn", spawn))}
     figures = {

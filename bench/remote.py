@@ -96,9 +96,7 @@ def main() -> int:
     finally:
         if worker is not None:
             c.stop(worker, timeout=10)
-        left = c.leftover_check()
-        if left:
-            print(f"WARNING: leftover processes killed: {left}", file=sys.stderr)
+        c.warn_leftovers()
     return 0
 
 

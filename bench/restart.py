@@ -156,9 +156,7 @@ def main() -> int:
         })
         print(f"_machine load after: {c.load_note()}_")
     finally:
-        left = c.leftover_check()
-        if left:
-            print(f"WARNING: leftover processes killed: {left}", file=sys.stderr)
+        c.warn_leftovers()
     return 0
 
 

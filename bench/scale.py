@@ -210,9 +210,7 @@ def main() -> int:
     finally:
         c.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-        left = c.leftover_check()
-        if left:
-            print(f"WARNING: leftover processes killed: {left}", flush=True)
+        c.warn_leftovers(sys.stdout)
         print(f"_machine load after: {c.load_note()}_")
         faulthandler.cancel_dump_traceback_later()
     return status
