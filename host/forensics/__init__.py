@@ -9,5 +9,7 @@ One concern per file:
 * :mod:`.replay` — replay a recording against any set of extensions and report where results differ;
 * :mod:`.bisect` — the search for the extension (or smallest set) that causes a symptom, over any
   ``reproduces(subset)`` test;
-* :mod:`.call` — send one event to one freshly started extension: result, timing and its host calls.
+* :mod:`.call` — send one event to one freshly started extension: result, timing and its host calls;
+* :mod:`.private` — the private host a replay or a call runs in (the operator's config, a scratch state
+  file).
 """

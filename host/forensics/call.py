@@ -9,9 +9,8 @@ handling it (``ctx.get_state``, ``ctx.notify`` ...) is listed with whether it wa
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from ext_sdk.events import Mode, spec_for
 
 from ..config import HostConfig
 from ..errors import HostError
-from ..exthost.host import ExtensionHost
+from .private import private_host
 from .record import Collector, EventRecord, HostCall
 
 __all__ = ["CallError", "CallReport", "call_extension", "read_payload"]
@@ -72,30 +71,25 @@ def call_extension(path: Path, event: str, payload: dict[str, Any], config: Host
         spec.payload.check(payload, "payload")
     except Exception as exc:  # noqa: BLE001 - SchemaError and friends: said in words
         raise CallError(f"bad payload for {event!r}: {exc}") from None
-    base = config or HostConfig()
-    with tempfile.TemporaryDirectory(prefix="kithost-call-") as scratch:
-        host = ExtensionHost(replace(base, state_path=Path(scratch) / "state.json"))
-        watch = Collector()
+    watch = Collector()
+    with private_host(config, "call") as host:
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
-            try:
-                ext = host.load(path)
-            except HostError as exc:
-                raise CallError(str(exc)) from None
-            start_ms = (time.perf_counter() - started) * 1000
-            events = sorted({h.event for h in ext.declared.handlers})
-            if event not in events:
-                raise CallError(f"{ext.name} does not subscribe to {event!r} (it subscribes to "
-                                f"{', '.join(events) or 'nothing'})")
-            host.observe(watch)
-            began = time.perf_counter()
-            host.emit(event, payload)
-            if spec.mode is Mode.NOTIFY:
-                host.flush(wait_s)
-            ms = (time.perf_counter() - began) * 1000
-            name = ext.name
-        finally:
-            host.close()
+            ext = host.load(path)
+        except HostError as exc:
+            raise CallError(str(exc)) from None
+        start_ms = (time.perf_counter() - started) * 1000
+        events = sorted({h.event for h in ext.declared.handlers})
+        if event not in events:
+            raise CallError(f"{ext.name} does not subscribe to {event!r} (it subscribes to "
+                            f"{', '.join(events) or 'nothing'})")
+        host.observe(watch)
+        began = time.perf_counter()
+        host.emit(event, payload)
+        if spec.mode is Mode.NOTIFY:
+            host.flush(wait_s)
+        ms = (time.perf_counter() - began) * 1000
+        name = ext.name
     with watch.lock:
         record = watch.records[0]
         calls = tuple(watch.calls)

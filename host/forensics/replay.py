@@ -12,15 +12,14 @@ compared (it differs on every run).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import HostConfig
 from ..errors import HostError
-from ..exthost.host import ExtensionHost
+from .private import private_host
 from .record import Collector, EventRecord, Recording
 
 __all__ = ["Difference", "ReplayError", "ReplayReport", "diff_events", "replay"]
@@ -99,28 +98,22 @@ def replay(recording: Recording, extension_dirs: Sequence[Path], config: HostCon
            progress: Callable[[int, int], None] | None = None) -> ReplayReport:
     """Replay ``recording`` against the extensions in ``extension_dirs``; raises :class:`ReplayError`.
 
-    ``config``: the operator's config (grants, sandbox); its state file and runtime dir are replaced by
-    private ones. ``progress(done, total)`` is called as events are replayed.
+    ``config``: the operator's config (grants, sandbox), in a private host (:func:`.private.private_host`).
+    ``progress(done, total)`` is called as events are replayed.
     """
-    base = config or HostConfig()
-    with tempfile.TemporaryDirectory(prefix="kithost-replay-") as scratch:
-        cfg = replace(base, state_path=Path(scratch) / "state.json")
-        host = ExtensionHost(cfg)
-        collector = Collector()
-        try:
-            report = host.load_many(extension_dirs)
-            if report.failed:
-                why = "; ".join(f"{name}: {getattr(exc, 'reason', exc)}" for name, exc in report.failed)
-                raise ReplayError(f"could not start for the replay: {why}")
-            host.observe(collector)
-            total = len(recording.events)
-            for done, record in enumerate(recording.events, start=1):
-                host.emit(record.event, record.payload)
-                if progress is not None:
-                    progress(done, total)
-            host.flush(10.0)
-            names = tuple(ext.name for ext in host.extensions())
-        finally:
-            host.close()
+    collector = Collector()
+    with private_host(config, "replay") as host:
+        report = host.load_many(extension_dirs)
+        if report.failed:
+            why = "; ".join(f"{name}: {getattr(exc, 'reason', exc)}" for name, exc in report.failed)
+            raise ReplayError(f"could not start for the replay: {why}")
+        host.observe(collector)
+        total = len(recording.events)
+        for done, record in enumerate(recording.events, start=1):
+            host.emit(record.event, record.payload)
+            if progress is not None:
+                progress(done, total)
+        host.flush(10.0)
+        names = tuple(ext.name for ext in host.extensions())
     replayed = tuple(collector.records)
     return ReplayReport(names, replayed, tuple(diff_events(recording.events, replayed)))
