@@ -428,9 +428,17 @@ class ExtensionCgroup:
                     if exc.errno != errno.ESRCH:  # ESRCH: exited meanwhile, nothing left to move
                         raise
 
+    def members(self) -> set[int]:
+        """The processes in this cgroup in every hierarchy (v1: in both its memory and its pids cgroup)."""
+        first, *rest = self.paths
+        inside = _procs(first)
+        for path in rest:
+            inside &= _procs(path)
+        return inside
+
     def holds(self, pid: int) -> bool:
         """Whether process ``pid`` is in this cgroup (every hierarchy)."""
-        return all(pid in _procs(path) for path in self.paths)
+        return pid in self.members()
 
     def join_prefix(self) -> tuple[str, ...]:
         """An argv prefix that moves the process into this cgroup, then execs the rest of the argv."""

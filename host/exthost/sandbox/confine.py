@@ -121,7 +121,8 @@ class Confined:
         except psutil.NoSuchProcess:
             raise ProcessLookupError(f"process {root} exited before it joined its cgroup") from None
         group.adopt(tree)
-        left_out = [pid for pid in tree if psutil.pid_exists(pid) and not group.holds(pid)]
+        inside = group.members()  # read once, not once per process
+        left_out = [pid for pid in tree if pid not in inside and psutil.pid_exists(pid)]
         if left_out:
             raise cgroups.CgroupError(0, f"processes {left_out} are not in cgroup {group.name}")
         return tree
