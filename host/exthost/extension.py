@@ -274,8 +274,6 @@ class RunningExtension:
         self._zctx = zctx
         self._gate = gate
         self._confiner = confiner
-        #: The confinement of the current launch (layers in force, cgroup, uid lease).
-        self.confined: Confined | None = None
         self._runtime_dir = runtime_dir
         self.stats = ExtensionStats()
         ext_log = logging.getLogger(f"kithost.ext.{manifest.name}")
@@ -285,10 +283,7 @@ class RunningExtension:
         self.transitions: list[Transition] = []
         #: What the last accepted handshake declared and granted.
         self.declared: Granted = NOTHING_DECLARED
-        self.process: ProcessHandle | None = None
-        self.channel: Channel | None = None
-        self._launch: Launch | None = None
-        #: The current launch (its parts are also :attr:`process`, :attr:`channel`, :attr:`confined`).
+        #: The current launch: :attr:`process`, :attr:`channel` and :attr:`confined` are its parts.
         self._incarnation: _Incarnation | None = None
         #: Exit description of the last process that ended, e.g. "killed by SIGKILL".
         self.last_exit = ""
@@ -427,7 +422,24 @@ class RunningExtension:
     def _install(self, inc: _Incarnation) -> None:
         """Make ``inc`` the current process (caller holds ``_swap_lock``)."""
         self._incarnation = inc
-        self._launch, self.channel, self.confined, self.process = inc.launch, inc.channel, inc.confined, inc.process
+
+    @property
+    def process(self) -> ProcessHandle | None:
+        """The current launch's process (``None`` before the first start)."""
+        inc = self._incarnation
+        return inc.process if inc is not None else None
+
+    @property
+    def channel(self) -> Channel | None:
+        """The current launch's sockets."""
+        inc = self._incarnation
+        return inc.channel if inc is not None else None
+
+    @property
+    def confined(self) -> Confined | None:
+        """The current launch's confinement (layers in force, cgroup, uid lease)."""
+        inc = self._incarnation
+        return inc.confined if inc is not None else None
 
     def spawn(self, spare: _Incarnation | None = None) -> None:
         """Start the process — ``spare`` (from :meth:`_take_spare`) if given, else a new launch in the
@@ -700,7 +712,8 @@ class RunningExtension:
             rung = old.process.stop(polite if retired.was_running else lambda timeout: None,
                                     self.config.deadlines.shutdown_ms / 1000)
         self._release(old)
-        if old.launch.endpoints.directory != (self._launch.endpoints.directory if self._launch else None):
+        current = self._incarnation
+        if current is None or old.launch.endpoints.directory != current.launch.endpoints.directory:
             shutil.rmtree(old.launch.endpoints.directory, ignore_errors=True)
         return rung
 
