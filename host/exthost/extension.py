@@ -498,24 +498,25 @@ class RunningExtension:
         """Wait for ``inc``'s hello and answer it; raises :class:`_StartFailed`. Records untouched."""
         channel, proc = inc.channel, inc.process
         assert channel is not None and proc is not None
-        if inc.launch.parked:
-            try:
-                inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000, inc.joined)
-            except ProcessLookupError:
-                if not proc.wait(2):
-                    proc.kill()
-                raise _StartFailed(f"{describe_exit(proc.returncode)} before the handshake") from None
-            except OSError as exc:
-                raise _StartFailed(f"could not hand over the secret: {exc}") from None
+        def exited() -> _StartFailed:
+            if not proc.wait(2):
+                proc.kill()
+            return _StartFailed(f"{describe_exit(proc.returncode)} before the handshake")
+
         try:
-            hello = channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
-        except ChannelFailure as exc:
-            reason = exc.detail
-            if not proc.alive() or exc.kind == FailureKind.DISCONNECTED:
-                if not proc.wait(2):
-                    proc.kill()
-                reason = f"{describe_exit(proc.returncode)} before the handshake"
-            raise _StartFailed(reason) from None
+            if inc.launch.parked:
+                try:
+                    inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000, inc.joined)
+                except ProcessLookupError:
+                    raise exited() from None
+                except OSError as exc:
+                    raise _StartFailed(f"could not hand over the secret: {exc}") from None
+            try:
+                hello = channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
+            except ChannelFailure as exc:
+                if not proc.alive() or exc.kind == FailureKind.DISCONNECTED:
+                    raise exited() from None
+                raise _StartFailed(exc.detail) from None
         finally:
             inc.launch.forget_secret_file()
         decision = check_hello(hello, manifest, self.config, grant.permissions)
