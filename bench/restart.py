@@ -47,12 +47,7 @@ N_LOOP = 3 if c.QUICK else 6
 
 def _ready_after_kill(host: ExtensionHost, name: str) -> float:
     ext = host.extension(name)
-    if ext.supervision.spare:  # a crash after a stable run finds the spare in place
-        deadline = time.monotonic() + 30
-        while not ext.spare_parked():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name}: no spare waiting 30 s after it became ready")
-            time.sleep(0.002)
+    c.steady(host, 30)  # a crash after a stable run finds the spare in place (when spares are on)
     before = ext.restarts
     assert ext.process is not None
     start = time.perf_counter_ns()
@@ -89,11 +84,8 @@ def _spare_uss_mb(sandbox: Sandbox) -> float:
                             state_path=Path(tmp) / "s.json", sandbox=sandbox)
         with ExtensionHost(config) as host:
             ext = host.load(EXT)
-            deadline = time.monotonic() + 30
-            while not ext.spare_parked() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if ext.spare_pid is None:
-                raise RuntimeError("no spare 30 s after load")
+            c.steady(host, 30)
+            assert ext.spare_pid is not None
             time.sleep(0.2)
             root = psutil.Process(ext.spare_pid)
             return sum(p.memory_full_info().uss for p in [root, *root.children(recursive=True)]) / 2**20
