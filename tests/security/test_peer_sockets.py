@@ -158,9 +158,9 @@ def seen(event, ctx):
 
 def _secret(ext: RunningExtension) -> bytes:
     """The launch's real HMAC key, as the host holds it (what an intruder that stole it would have)."""
-    launch = ext._launch  # the test plays an attacker that has the key
-    assert launch is not None
-    return launch.secret
+    current = ext._current()  # the test plays an attacker that has the key
+    assert current is not None
+    return current.launch.secret
 
 
 def _wait_for_line(ext: RunningExtension, pattern: str, timeout_s: float = 15.0) -> re.Match[str]:
