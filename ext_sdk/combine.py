@@ -30,18 +30,31 @@ Per handler, in that order (:func:`combine`):
 
 Nothing a handler does raises out of :func:`combine`; the returned
 :class:`Outcome` carries the final payload, the stop (if any) and every failure.
+
+The records here are plain classes with ``__slots__`` and ``Final`` attributes
+(read-only for mypy; not checked at run time, which also keeps them cheap to
+build on the hot path), not dataclasses: every extension process imports this
+module, and ``import dataclasses`` (it imports ``inspect``) costs ~12 ms of its
+start-up, each ``@dataclass`` some hundreds of µs more (issue 10;
+``-X importtime``: this module went from 5.7 to 0.7 ms). They
+compare by identity; the results of an event (:class:`Outcome`,
+:class:`StopInfo`, :class:`Failure`) have a ``repr`` showing their fields.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
 
 from .events import EventSpec, Policy
 from .schema import SchemaError
+
+TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
+if TYPE_CHECKING:
+    from typing import Any, Final, Protocol
+else:
+    Protocol = object  # the protocols below are for mypy only: nothing checks them at run time
 
 __all__ = [
     "Accounting",
@@ -120,36 +133,53 @@ class Accounting(Protocol):
         """The handler's result stopped its event."""
 
 
-@dataclass(frozen=True, slots=True)
 class HandlerDecl:
     """One subscription as the host runs it: event, order, deadline, policy."""
 
+    __slots__ = ("deadline_s", "event", "index", "policy", "priority")
+
     #: Index of the subscription inside its extension (registration order).
-    index: int
+    index: Final[int]
     #: Event name.
-    event: str
+    event: Final[str]
     #: Lower runs first.
-    priority: int
+    priority: Final[int]
     #: Time this handler may take (``None``: in-process, unbounded).
-    deadline_s: float | None
+    deadline_s: Final[float | None]
     #: What its failure does to the event.
-    policy: Policy
+    policy: Final[Policy]
+
+    def __init__(self, index: int, event: str, priority: int, deadline_s: float | None, policy: Policy) -> None:
+        self.index = index
+        self.event = event
+        self.priority = priority
+        self.deadline_s = deadline_s
+        self.policy = policy
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Handler:
     """A subscription bound to where it runs."""
 
+    __slots__ = ("decl", "label", "load_order", "owner", "transport")
+
     #: What was declared (and granted).
-    decl: HandlerDecl
+    decl: Final[HandlerDecl]
     #: Load order of its extension or hook.
-    load_order: int
+    load_order: Final[int]
     #: Who it is, in messages: the extension's name, or ``host:<function>``.
-    label: str
+    label: Final[str]
     #: How to call it.
-    transport: HandlerTransport
+    transport: Final[HandlerTransport]
     #: Whose counters its outcomes go to (``None``: nobody counts, e.g. an in-process hook).
-    owner: Accounting | None = None
+    owner: Final[Accounting | None]
+
+    def __init__(self, decl: HandlerDecl, load_order: int, label: str, transport: HandlerTransport,
+                 owner: Accounting | None = None) -> None:
+        self.decl = decl
+        self.load_order = load_order
+        self.label = label
+        self.transport = transport
+        self.owner = owner
 
 
 def order_key(priority: int, load_order: int, index: int) -> tuple[int, int, int]:
@@ -173,53 +203,86 @@ def check_result(spec: EventSpec, result: dict[str, Any]) -> None:
     spec.result.check(result, "result")
 
 
-@dataclass(frozen=True, slots=True)
+def _repr(record: object, names: tuple[str, ...]) -> str:
+    """``Name(field=value, ...)`` of ``names``, as a dataclass would show it."""
+    inner = ", ".join(f"{name}={getattr(record, name)!r}" for name in names)
+    return f"{type(record).__name__}({inner})"
+
+
 class Failure:
     """One handler that failed during an event."""
 
+    __slots__ = ("detail", "handler", "kind", "policy")
+
     #: ``<extension>`` or ``host:<function>`` for in-process hooks.
-    handler: str
+    handler: Final[str]
     #: Why it failed.
-    kind: FailureKind
+    kind: Final[FailureKind]
     #: What happened, in words.
-    detail: str
+    detail: Final[str]
     #: The policy applied: ``open`` (skipped) or ``closed`` (stopped the event).
-    policy: Policy
+    policy: Final[Policy]
+
+    def __init__(self, handler: str, kind: FailureKind, detail: str, policy: Policy) -> None:
+        self.handler = handler
+        self.kind = kind
+        self.detail = detail
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return _repr(self, ("handler", "kind", "detail", "policy"))
 
 
-@dataclass(frozen=True, slots=True)
 class StopInfo:
     """Why a gate event stopped."""
 
+    __slots__ = ("by", "failed", "reason", "result")
+
     #: Who stopped it.
-    by: str
+    by: Final[str]
     #: The stopping result map (for a failure: the synthesised one).
-    result: dict[str, Any]
+    result: Final[dict[str, Any]]
     #: Human reason.
-    reason: str
+    reason: Final[str]
     #: True when the stop comes from a fail-closed failure, not a handler's decision.
-    failed: bool = False
+    failed: Final[bool]
+
+    def __init__(self, by: str, result: dict[str, Any], reason: str, failed: bool = False) -> None:
+        self.by = by
+        self.result = result
+        self.reason = reason
+        self.failed = failed
+
+    def __repr__(self) -> str:
+        return _repr(self, ("by", "result", "reason", "failed"))
 
 
-@dataclass(slots=True)
 class Outcome:
-    """What one event produced. Read-only by contract.
+    """What one event produced. Read-only by contract (``Final``; one is built for every event,
+    unsubscribed ones included, so nothing is checked at run time: issue 10's ≤ 1 µs)."""
 
-    Not a frozen dataclass: one is built for every event, unsubscribed ones
-    included, and a frozen dataclass's ``__init__`` costs about 0.5 µs more
-    (``object.__setattr__`` per field) — half the budget of an unsubscribed
-    event (issue 10: ≤ 1 µs).
-    """
+    __slots__ = ("event", "failures", "handlers", "payload", "stop")
 
-    event: str
+    event: Final[str]
     #: The payload after every chained result was applied (notify: as emitted).
-    payload: dict[str, Any]
+    payload: Final[dict[str, Any]]
     #: Set when a gate stopped: a handler blocked/cancelled/handled, or failed closed.
-    stop: StopInfo | None = None
+    stop: Final[StopInfo | None]
     #: Every handler failure of this event, with the policy applied.
-    failures: tuple[Failure, ...] = field(default=())
+    failures: Final[tuple[Failure, ...]]
     #: How many handlers were asked (0 = nobody subscribed: no IPC happened).
-    handlers: int = 0
+    handlers: Final[int]
+
+    def __init__(self, event: str, payload: dict[str, Any], stop: StopInfo | None = None,
+                 failures: tuple[Failure, ...] = (), handlers: int = 0) -> None:
+        self.event = event
+        self.payload = payload
+        self.stop = stop
+        self.failures = failures
+        self.handlers = handlers
+
+    def __repr__(self) -> str:
+        return _repr(self, ("event", "payload", "stop", "failures", "handlers"))
 
     @property
     def stopped(self) -> bool:
@@ -232,18 +295,26 @@ class Outcome:
         return self.stop.reason if self.stop is not None else ""
 
 
-@dataclass(frozen=True, slots=True)
 class Step:
     """One handler as it ran during an event (kept only when :func:`combine` is given a ``trace``)."""
 
+    __slots__ = ("elapsed_s", "failure", "handler", "result")
+
     #: Who (``Handler.label``).
-    handler: str
+    handler: Final[str]
     #: From the call to its answer (or failure).
-    elapsed_s: float
+    elapsed_s: Final[float]
     #: Its result map, or ``None`` (no opinion, or it failed).
-    result: dict[str, Any] | None
+    result: Final[dict[str, Any] | None]
     #: Its failure, with the policy applied, or ``None``.
-    failure: Failure | None = None
+    failure: Final[Failure | None]
+
+    def __init__(self, handler: str, elapsed_s: float, result: dict[str, Any] | None,
+                 failure: Failure | None = None) -> None:
+        self.handler = handler
+        self.elapsed_s = elapsed_s
+        self.result = result
+        self.failure = failure
 
 
 #: ``on_failure(handler, failure)``: log a failure (called before the policy acts).

@@ -24,16 +24,25 @@ fields are applied first, then the stop rule is checked.
 
 The default failure policy is derived too: ``closed`` for gate events (a failed
 gate blocks/cancels with a reason naming the extension), ``open`` for the rest.
+
+:class:`Stop`, :class:`Chain` and :class:`EventSpec` are plain classes with
+``__slots__`` and ``Final`` attributes (read-only for mypy), not dataclasses:
+every extension process imports this module, and ``import dataclasses`` (it
+imports ``inspect``, ``dis``, ``ast``, ``tokenize``) costs ~12 ms, each
+``@dataclass`` some hundreds of µs more (issue 10; ``-X importtime``: this
+module's own import went from 4.5 to 1.6 ms).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
 
 from .schema import Any, Bool, Enum, Field, Float, Int, List, Str, Struct, Type
+
+TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "CONTEXT_MESSAGE",
@@ -90,23 +99,28 @@ class StopReason(StrEnum):
 CUSTOM_PREFIX: Final = "custom:"
 
 
-@dataclass(frozen=True, slots=True)
 class Stop:
     """A result with ``field == equals`` stops the handler chain."""
 
+    __slots__ = ("equals", "field", "reason_field")
+
     #: Result field to look at.
-    field: str
+    field: Final[str]
     #: Value that means "stop".
-    equals: object
+    equals: Final[object]
     #: Result field carrying the human reason, if any.
-    reason_field: str | None = "reason"
+    reason_field: Final[str | None]
+
+    def __init__(self, field: str, equals: object, reason_field: str | None = "reason") -> None:
+        self.field = field
+        self.equals = equals
+        self.reason_field = reason_field
 
     def matches(self, result: dict[str, object]) -> bool:
         """Whether ``result`` asks to stop."""
         return result.get(self.field) == self.equals
 
 
-@dataclass(frozen=True, slots=True)
 class Chain:
     """Result fields that replace the same-named payload fields for the next handler.
 
@@ -115,10 +129,16 @@ class Chain:
     ``action == "transform"``).
     """
 
+    __slots__ = ("fields", "when")
+
     #: Payload fields a result may replace.
-    fields: tuple[str, ...]
+    fields: Final[tuple[str, ...]]
     #: Optional ``(result_field, value)`` condition.
-    when: tuple[str, object] | None = None
+    when: Final[tuple[str, object] | None]
+
+    def __init__(self, fields: tuple[str, ...], when: tuple[str, object] | None = None) -> None:
+        self.fields = fields
+        self.when = when
 
     def apply(self, payload: dict[str, object], result: dict[str, object]) -> None:
         """Patch ``payload`` in place with the chained fields of ``result``."""
@@ -130,40 +150,52 @@ class Chain:
                 payload[name] = value
 
 
-@dataclass(frozen=True, slots=True)
 class EventSpec:
-    """The definition of one event: payload, optional result, and how results combine."""
+    """The definition of one event: payload, optional result, and how results combine.
+
+    ``ValueError`` at construction when the rules do not fit the result (module doc).
+    """
+
+    __slots__ = ("chain", "doc", "exposes_content", "hot", "mode", "name", "payload", "result", "stop")
 
     #: Wire name (kit's event name).
-    name: str
+    name: Final[str]
     #: When it fires and what a result does.
-    doc: str
+    doc: Final[str]
     #: Shape of the payload the host sends.
-    payload: Struct
+    payload: Final[Struct]
     #: Shape of a handler's result, or ``None`` for observers.
-    result: Struct | None = None
+    result: Final[Struct | None]
     #: Stop rule (gate events).
-    stop: Stop | None = None
+    stop: Final[Stop | None]
     #: Chained fields (chain events, and gates that also chain).
-    chain: Chain | None = None
+    chain: Final[Chain | None]
     #: Whether the payload carries conversation content (prompts, messages,
     #: tool input/output); such events need the ``conversation`` permission.
-    exposes_content: bool = False
+    exposes_content: Final[bool]
     #: Hot-path events get the small default deadline.
-    hot: bool = False
+    hot: Final[bool]
     #: Derived: notify / gate / chain.
-    mode: Mode = field(init=False)
+    mode: Final[Mode]
 
-    def __post_init__(self) -> None:
-        mode = Mode.NOTIFY if self.result is None else Mode.GATE if self.stop else Mode.CHAIN
-        object.__setattr__(self, "mode", mode)
-        if self.result is None and (self.stop or self.chain):
-            raise ValueError(f"{self.name}: stop/chain rules need a result")
-        if self.result is not None and not (self.stop or self.chain):
-            raise ValueError(f"{self.name}: a result needs a stop or chain rule")
-        for name in self.chain.fields if self.chain else ():
-            if name not in self.payload.fields or name not in self.result.fields:  # type: ignore[union-attr]
-                raise ValueError(f"{self.name}: chained field {name!r} must be in payload and result")
+    def __init__(self, name: str, doc: str, payload: Struct, result: Struct | None = None, stop: Stop | None = None,
+                 chain: Chain | None = None, exposes_content: bool = False, hot: bool = False) -> None:
+        if result is None and (stop or chain):
+            raise ValueError(f"{name}: stop/chain rules need a result")
+        if result is not None and not (stop or chain):
+            raise ValueError(f"{name}: a result needs a stop or chain rule")
+        for field in chain.fields if chain else ():
+            if field not in payload.fields or field not in result.fields:  # type: ignore[union-attr]
+                raise ValueError(f"{name}: chained field {field!r} must be in payload and result")
+        self.name = name
+        self.doc = doc
+        self.payload = payload
+        self.result = result
+        self.stop = stop
+        self.chain = chain
+        self.exposes_content = exposes_content
+        self.hot = hot
+        self.mode = Mode.NOTIFY if result is None else Mode.GATE if stop else Mode.CHAIN
 
     @property
     def default_policy(self) -> Policy:

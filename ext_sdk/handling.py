@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from .combine import check_result, order_key
 from .context import Caller, Context, EventData
 from .events import spec_for
 from .extension import Extension, Subscription
 from .schema import SchemaError
+
+TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["HandlerRunner"]
 

@@ -21,13 +21,22 @@ result                 map                                    events
 ``ReplaceMessages(m)`` ``{messages}``                         context_prepare,
                                                               prepare_step
 =====================  =====================================  =======================
+
+Results are values: immutable, equal when of the same class with equal
+fields, hashable (when their fields are), with a ``repr`` naming the fields —
+what frozen dataclasses gave, written out in :class:`Result` because ``import
+dataclasses`` (it imports ``inspect``) costs ~12 ms of an extension process's
+start-up (issue 10, measured with ``-X importtime``), and most extensions
+import a result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+
+TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = [
     "Block",
@@ -45,88 +54,140 @@ __all__ = [
 
 
 class Result:
-    """Base of typed results."""
+    """Base of typed results: value semantics over the fields named in :attr:`fields`."""
 
+    __slots__ = ()
     #: Events this result is meant for (checked again against the schema).
     events: ClassVar[frozenset[str]] = frozenset()
+    #: The result's fields, in constructor order.
+    fields: ClassVar[tuple[str, ...]] = ()
 
     def to_map(self) -> dict[str, Any]:
         """The plain result map."""
         raise NotImplementedError
 
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.fields)
 
-@dataclass(frozen=True, slots=True)
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={value!r}" for name, value in zip(self.fields, self._values(), strict=True))
+        return f"{type(self).__name__}({inner})"
+
+
+_set = object.__setattr__
+
+
 class Block(Result):
     """Block a tool call; the model gets ``Error: <reason>``."""
 
-    reason: str = "blocked by extension"
-    events: ClassVar[frozenset[str]] = frozenset({"tool_call"})
+    __slots__ = ("reason",)
+    events = frozenset({"tool_call"})
+    fields = __slots__
+    reason: str
+
+    def __init__(self, reason: str = "blocked by extension") -> None:
+        _set(self, "reason", reason)
 
     def to_map(self) -> dict[str, Any]:
         return {"block": True, "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
 class Cancel(Result):
     """Cancel a fork, a session switch or a compaction."""
 
-    reason: str = "cancelled by extension"
-    events: ClassVar[frozenset[str]] = frozenset({"before_fork", "before_session_switch", "before_compact"})
+    __slots__ = ("reason",)
+    events = frozenset({"before_fork", "before_session_switch", "before_compact"})
+    fields = __slots__
+    reason: str
+
+    def __init__(self, reason: str = "cancelled by extension") -> None:
+        _set(self, "reason", reason)
 
     def to_map(self) -> dict[str, Any]:
         return {"cancel": True, "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
 class Summary(Result):
     """Supply the compaction summary instead of the model's."""
 
+    __slots__ = ("text",)
+    events = frozenset({"before_compact"})
+    fields = __slots__
     text: str
-    events: ClassVar[frozenset[str]] = frozenset({"before_compact"})
+
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
     def to_map(self) -> dict[str, Any]:
         return {"summary": self.text}
 
 
-@dataclass(frozen=True, slots=True)
 class Transform(Result):
     """Replace the prompt's text (later handlers and the model see the new text)."""
 
+    __slots__ = ("text",)
+    events = frozenset({"input"})
+    fields = __slots__
     text: str
-    events: ClassVar[frozenset[str]] = frozenset({"input"})
+
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
     def to_map(self) -> dict[str, Any]:
         return {"action": "transform", "text": self.text}
 
 
-@dataclass(frozen=True, slots=True)
 class Handled(Result):
     """The extension handled the prompt: the turn stops, the model is not called."""
 
-    reason: str = "handled by extension"
-    events: ClassVar[frozenset[str]] = frozenset({"input"})
+    __slots__ = ("reason",)
+    events = frozenset({"input"})
+    fields = __slots__
+    reason: str
+
+    def __init__(self, reason: str = "handled by extension") -> None:
+        _set(self, "reason", reason)
 
     def to_map(self) -> dict[str, Any]:
         return {"action": "handled", "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
 class Continue(Result):
     """Let the prompt through unchanged (same as returning ``None``)."""
 
-    events: ClassVar[frozenset[str]] = frozenset({"input"})
+    __slots__ = ()
+    events = frozenset({"input"})
 
     def to_map(self) -> dict[str, Any]:
         return {"action": "continue"}
 
 
-@dataclass(frozen=True, slots=True)
 class PatchResult(Result):
     """Replace a tool result's content and/or error flag; ``None`` leaves a field as is."""
 
-    content: str | None = None
-    is_error: bool | None = None
-    events: ClassVar[frozenset[str]] = frozenset({"tool_result"})
+    __slots__ = ("content", "is_error")
+    events = frozenset({"tool_result"})
+    fields = __slots__
+    content: str | None
+    is_error: bool | None
+
+    def __init__(self, content: str | None = None, is_error: bool | None = None) -> None:
+        _set(self, "content", content)
+        _set(self, "is_error", is_error)
 
     def to_map(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -137,13 +198,18 @@ class PatchResult(Result):
         return out
 
 
-@dataclass(frozen=True, slots=True)
 class Inject(Result):
     """Set the text injected before the prompt and/or the system prompt for this turn."""
 
-    text: str | None = None
-    system_prompt: str | None = None
-    events: ClassVar[frozenset[str]] = frozenset({"before_agent_start"})
+    __slots__ = ("system_prompt", "text")
+    events = frozenset({"before_agent_start"})
+    fields = ("text", "system_prompt")
+    text: str | None
+    system_prompt: str | None
+
+    def __init__(self, text: str | None = None, system_prompt: str | None = None) -> None:
+        _set(self, "text", text)
+        _set(self, "system_prompt", system_prompt)
 
     def to_map(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -154,7 +220,6 @@ class Inject(Result):
         return out
 
 
-@dataclass(frozen=True, slots=True)
 class ReplaceMessages(Result):
     """Replace the context window (``context_prepare``) or the next step's window (``prepare_step``).
 
@@ -163,8 +228,13 @@ class ReplaceMessages(Result):
     if ``content`` differs; ``index == -1`` adds a new text message.
     """
 
+    __slots__ = ("messages",)
+    events = frozenset({"context_prepare", "prepare_step"})
+    fields = __slots__
     messages: Sequence[Mapping[str, Any]]
-    events: ClassVar[frozenset[str]] = frozenset({"context_prepare", "prepare_step"})
+
+    def __init__(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        _set(self, "messages", messages)
 
     def to_map(self) -> dict[str, Any]:
         return {"messages": [_message_map(m) for m in self.messages]}

@@ -11,8 +11,9 @@ work, and the exit status at each failure (the host does not retry 3 and 4):
    comes before any of the extension's code runs); unreadable → exit 2.
 4. Load the file and find its :class:`~ext_sdk.extension.Extension`; any
    error → traceback on stderr, exit 3.
-5. Connect the three sockets, send ``hello`` on the calls channel;
-   ``reject`` → reason on stderr, exit 4.
+5. Connect the three sockets (:mod:`ext_sdk.zmtp`, ZeroMQ's wire protocol without
+   pyzmq), send ``hello`` on the calls channel; ``reject``, or a refused connection,
+   → reason on stderr, exit 4.
 6. Start the control thread (answers ``ping`` while handlers run; on
    ``shutdown`` replies ``bye`` and ends the process as soon as no handler
    runs, at the latest after :data:`SHUTDOWN_GRACE_S`).
@@ -23,25 +24,21 @@ work, and the exit status at each failure (the host does not retry 3 and 4):
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import itertools
 import os
 import select
-import signal
 import sys
 import threading
 import time
-from pathlib import Path
+from importlib.machinery import SOURCE_SUFFIXES, ModuleSpec, SourceFileLoader
 from time import perf_counter_ns
 from types import ModuleType
-from typing import Any
-
-import zmq
 
 from . import __version__
 from .context import HostCallError
 from .extension import Extension
 from .handling import HandlerRunner
+from .startup import run_pth_files
 from .wire import (
     DEFAULT_MAX_FRAME,
     ENV_CALLS,
@@ -52,11 +49,17 @@ from .wire import (
     EXIT_BAD_EXTENSION,
     EXIT_REJECTED,
     EXIT_USAGE,
+    MAC_SIZE,
     PROTOCOL_VERSIONS,
     FrameError,
     Opener,
     Sealer,
 )
+from .zmtp import ConnectionLost, Refused, Reply, Request
+
+TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SHUTDOWN_GRACE_S", "load_extension", "serve"]
 
@@ -66,6 +69,8 @@ SHUTDOWN_GRACE_S = 2.0
 HELLO_TIMEOUT_MS = 10_000
 #: How long a ``ctx`` call waits for the host's answer (PROTOCOL.md §7).
 CALL_TIMEOUT_MS = 30_000
+#: The largest frame accepted from the host: its own largest, sealed, with room for the envelope.
+_WIRE_LIMIT = DEFAULT_MAX_FRAME + MAC_SIZE + 64
 
 _NOT_UNDER_HOST = """\
 This is a kithost extension; it runs inside kithost, not on its own.
@@ -80,49 +85,53 @@ def _die_with_parent() -> None:
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL (9 on every Linux; ``signal`` builds enums: ~1 ms)
     except (OSError, AttributeError):
         return
 
 
-def load_extension(path: str | Path) -> Extension:
+def load_extension(path: str | os.PathLike[str]) -> Extension:
     """Import the extension file at ``path`` and return its single :class:`Extension`.
 
-    Raises ``ValueError`` if the file defines none or more than one.
+    Raises ``ValueError`` if the file is not a ``.py`` file or defines no or more than one extension.
+    (``importlib.machinery`` rather than ``importlib.util`` and ``pathlib``: those two cost an extension
+    process ~4 ms of start-up for one file name.)
     """
-    path = Path(path).resolve()
-    spec = importlib.util.spec_from_file_location(f"kithost_ext_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"{path}: not a Python file")
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    sys.path.insert(0, str(path.parent))
-    spec.loader.exec_module(module)
+    real = os.path.realpath(os.fspath(path))
+    stem, suffix = os.path.splitext(os.path.basename(real))
+    if suffix not in SOURCE_SUFFIXES:
+        raise ValueError(f"{real}: not a Python file")
+    name = f"kithost_ext_{stem}"
+    loader = SourceFileLoader(name, real)
+    module = ModuleType(name)
+    module.__spec__ = ModuleSpec(name, loader, origin=real)
+    module.__spec__.has_location = True
+    module.__loader__ = loader
+    module.__file__ = real
+    sys.modules[name] = module
+    sys.path.insert(0, os.path.dirname(real))
+    loader.exec_module(module)
     found = [v for v in vars(module).values() if isinstance(v, Extension)]
     if len(found) != 1:
-        raise ValueError(f"{path}: expected exactly one ext_sdk.Extension at module level, found {len(found)}")
+        raise ValueError(f"{real}: expected exactly one ext_sdk.Extension at module level, found {len(found)}")
     return found[0]
 
 
 class _Link:
     """The extension's three sockets and their codecs."""
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], secret: bytes) -> None:
-        self.ctx = ctx
+    def __init__(self, secret: bytes) -> None:
         self.secret = secret
-        self.events = ctx.socket(zmq.REP)
-        self.events.linger = 0
-        self.events.connect(os.environ[ENV_EVENTS])
-        self.calls = ctx.socket(zmq.REQ)
-        self.calls.linger = 0
-        self.calls.setsockopt(zmq.REQ_RELAXED, 1)
-        self.calls.setsockopt(zmq.REQ_CORRELATE, 1)
-        self.calls.connect(os.environ[ENV_CALLS])
+        self.events = Reply(os.environ[ENV_EVENTS], _WIRE_LIMIT)
+        self.calls = Request(os.environ[ENV_CALLS], _WIRE_LIMIT)
         # Connected before the handshake (the host may ping or stop us right after it);
         # from then on used only by the control thread.
-        self.control = ctx.socket(zmq.REP)
-        self.control.linger = 0
-        self.control.connect(os.environ[ENV_CONTROL])
+        self.control = Reply(os.environ[ENV_CONTROL], _WIRE_LIMIT)
+        peers = (self.events, self.calls, self.control)
+        for peer in peers:  # all three greetings out first: the host's ZAP checks of the three overlap
+            peer.start()
+        for peer in peers:
+            peer.finish()
         self.events_out = Sealer(secret)
         # Frames from the host are authenticated (MAC + seq); their shape is the host's promise, so the
         # per-event schema walk is skipped here (it is the host that checks everything it receives).
@@ -138,19 +147,19 @@ class _Link:
         if self.event_id is None:
             raise HostCallError("ctx is only usable while a handler runs")
         call_id = next(self._call_ids)
-        self.calls.send(
-            self.calls_out.seal("call", {"id": call_id, "event_id": self.event_id, "method": method, "args": args})
-        )
+        frame = self.calls_out.seal("call", {"id": call_id, "event_id": self.event_id, "method": method, "args": args})
         deadline = time.monotonic() + CALL_TIMEOUT_MS / 1000
+        try:
+            self.calls.send(frame)
+        except ConnectionLost as exc:
+            raise HostCallError(f"cannot reach the host for {method!r}: {exc}") from None
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.calls.poll(max(1, int(left * 1000))):
-                raise HostCallError(f"host did not answer {method!r} within {CALL_TIMEOUT_MS} ms")
             try:
-                # NOBLOCK: REQ_CORRELATE makes poll() report a stale answer that recv() then discards.
-                frame = self.calls.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                continue
+                frame = self.calls.recv(deadline - time.monotonic())
+            except TimeoutError:
+                raise HostCallError(f"host did not answer {method!r} within {CALL_TIMEOUT_MS} ms") from None
+            except ConnectionLost as exc:
+                raise HostCallError(f"lost the connection to the host during {method!r}: {exc}") from None
             try:
                 msg = self.calls_in.open(frame)
             except FrameError as exc:
@@ -167,9 +176,10 @@ class _Link:
         offered = sorted(set(versions).intersection(PROTOCOL_VERSIONS)) or list(PROTOCOL_VERSIONS)
         hello = {"versions": offered, "sdk": f"python/{__version__}", **extension.hello_fields()}
         self.calls.send(self.calls_out.seal("hello", hello))
-        if not self.calls.poll(HELLO_TIMEOUT_MS):
-            raise TimeoutError("host did not answer the handshake")
-        return self.calls_in.open(self.calls.recv())
+        try:
+            return self.calls_in.open(self.calls.recv(HELLO_TIMEOUT_MS / 1000))
+        except TimeoutError:
+            raise TimeoutError("host did not answer the handshake") from None
 
 
 class _Control(threading.Thread):
@@ -192,7 +202,11 @@ class _Control(threading.Thread):
         sealer = Sealer(self.link.secret)
         opener = Opener(self.link.secret, frozenset({"ping", "shutdown"}), 64 * 1024)
         while True:
-            frame = sock.recv()
+            try:
+                frame = sock.recv()
+            except Refused as exc:  # no way left to be stopped politely: the host ends the process
+                print(f"kithost-sdk: control channel: {exc}", file=sys.stderr)
+                os._exit(EXIT_REJECTED)
             try:
                 msg = opener.open(frame)
             except FrameError as exc:
@@ -208,8 +222,7 @@ class _Control(threading.Thread):
             sock.send(sealer.seal("bye", {"id": msg["id"]}))
             self.stopping.set()
             self._wait_idle(SHUTDOWN_GRACE_S)
-            time.sleep(0.01)  # let libzmq's I/O thread put "bye" on the wire
-            sys.stdout.flush()
+            sys.stdout.flush()  # "bye" is already in the host's receive queue: it was written by this thread
             sys.stderr.flush()
             os._exit(0)
 
@@ -228,6 +241,7 @@ def serve(path: str) -> int:
         print(_NOT_UNDER_HOST.format(path=path, dir=os.path.dirname(path) or "."), file=sys.stderr)
         return EXIT_USAGE
     _die_with_parent()
+    run_pth_files()  # the site directories' .pth files, as ``site`` would have (see ext_sdk.startup)
     try:  # before the extension's code: a warm spare waits here, its imports paid, none of that code run
         secret = _read_secret(os.environ[ENV_SECRET_FILE])
     except (KeyError, OSError) as exc:
@@ -240,11 +254,7 @@ def serve(path: str) -> int:
 
         traceback.print_exc(file=sys.stderr)
         return EXIT_BAD_EXTENSION
-    zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    try:
-        return _serve(zctx, extension, secret)
-    finally:
-        zctx.destroy(linger=0)
+    return _serve(extension, secret)
 
 
 def _read_secret(path: str) -> bytes:
@@ -271,11 +281,11 @@ def _read_secret(path: str) -> bytes:
         os.close(fd)
 
 
-def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: bytes) -> int:
-    link = _Link(zctx, secret)
+def _serve(extension: Extension, secret: bytes) -> int:
     try:
+        link = _Link(secret)
         answer = link.handshake(extension)
-    except (TimeoutError, FrameError) as exc:
+    except (OSError, FrameError) as exc:  # TimeoutError, ConnectionLost and Refused are OSErrors
         print(f"kithost-sdk: handshake failed: {exc}", file=sys.stderr)
         return EXIT_REJECTED
     if answer["k"] == "reject":
@@ -288,7 +298,11 @@ def _serve(zctx: zmq.Context[zmq.Socket[bytes]], extension: Extension, secret: b
     # Blocking recv, no poller: the cheapest wait there is. Shutdown does not need to wake this loop:
     # the control thread ends the process once no handler runs (see _Control).
     while True:
-        frame = events.recv()
+        try:
+            frame = events.recv()
+        except Refused as exc:
+            print(f"kithost-sdk: events channel: {exc}", file=sys.stderr)
+            return EXIT_REJECTED
         try:
             msg = link.events_in.open(frame)
         except FrameError as exc:

@@ -13,7 +13,12 @@ once, and derives from that one description:
   test).
 
 It is stdlib-only on purpose: the extension process imports it, and importing
-pydantic there would cost ~90 ms of the 150 ms spawn-to-ready budget.
+pydantic there would cost ~90 ms of the 150 ms spawn-to-ready budget. For the
+same reason :class:`Field` is a plain class with ``__slots__``, not a
+dataclass: ``import dataclasses`` imports ``inspect`` (with ``dis``, ``ast``,
+``tokenize``), ~12 ms (``-X importtime``) and 1.2 MiB of memory in every
+extension process (issue 10), and no SDK module on the runtime's import path
+uses it.
 
 Rules every checker follows:
 
@@ -28,9 +33,11 @@ Rules every checker follows:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any as _Any
-from typing import Final
+
+TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
+if TYPE_CHECKING:
+    from typing import Any as _Any
+    from typing import Final
 
 __all__ = [
     "MAX_DEPTH",
@@ -267,16 +274,22 @@ class Map(Type):
         return f"map[string, {self.value.describe()}]"
 
 
-@dataclass(frozen=True, slots=True)
 class Field:
-    """One field of a :class:`Struct`."""
+    """One field of a :class:`Struct`. Read-only (``Final``: mypy refuses an assignment)."""
+
+    __slots__ = ("doc", "required", "type")
 
     #: The field's type.
-    type: Type
+    type: Final[Type]
     #: What the field means, in one sentence.
-    doc: str = ""
+    doc: Final[str]
     #: Whether the key must be present (an optional field may also be ``None``).
-    required: bool = True
+    required: Final[bool]
+
+    def __init__(self, type: Type, doc: str = "", required: bool = True) -> None:  # noqa: A002 - the field's name
+        self.type = type
+        self.doc = doc
+        self.required = required
 
 
 class Struct(Type):
@@ -284,14 +297,20 @@ class Struct(Type):
 
     def __init__(self, doc: str = "", /, **fields: Field | Type) -> None:
         self.doc = doc
-        self.fields: Final[dict[str, Field]] = {
-            name: f if isinstance(f, Field) else Field(f) for name, f in fields.items()
-        }
-        self._required: Final = frozenset(n for n, f in self.fields.items() if f.required)
-        self._checks: Final[dict[str, Callable[[object, str], None]]] = {
-            n: f.type.check for n, f in self.fields.items()
-        }
-        self._optional: Final = frozenset(n for n, f in self.fields.items() if not f.required)
+        # one pass: ~130 structs are built when the SDK is imported, in every extension process
+        named: dict[str, Field] = {}
+        checks: dict[str, Callable[[object, str], None]] = {}
+        optional: list[str] = []
+        for name, f in fields.items():
+            field = f if isinstance(f, Field) else Field(f)
+            named[name] = field
+            checks[name] = field.type.check
+            if not field.required:
+                optional.append(name)
+        self.fields: Final = named
+        self._checks: Final = checks
+        self._optional: Final = frozenset(optional)
+        self._required: Final = frozenset(named).difference(optional)
 
     def check(self, value: object, path: str = "") -> None:
         if type(value) is not dict:

@@ -3,7 +3,7 @@
 Runs inside the sandboxed child, so it lives on the SDK side and never imports
 ``host``. The host decides the layers and passes them as a
 :class:`~ext_sdk.sandbox.plan.BootPlan` (JSON in ``KITHOST_SANDBOX``) to
-``python -I -m ext_sdk.sandbox.boot``, which applies, in order:
+``ext_sdk.sandbox.boot`` (``python -I -S``, see :mod:`ext_sdk.startup`), which applies, in order:
 
 * :mod:`~ext_sdk.sandbox.rlimits` — lower resource limits;
 * :mod:`~ext_sdk.sandbox.identity` — a root child becomes the extension's dedicated uid;

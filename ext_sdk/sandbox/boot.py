@@ -1,6 +1,6 @@
 """The sandboxed child's first code: confine this process, then run the extension.
 
-The host starts ``python -I -m ext_sdk.sandbox.boot`` with a JSON
+The host starts this module (``python -I -S``, through :mod:`ext_sdk.startup`) with a JSON
 :class:`~ext_sdk.sandbox.plan.BootPlan` in ``KITHOST_SANDBOX``
 (:data:`~ext_sdk.sandbox.plan.ENV_PLAN`) and a clean environment. In order:
 
@@ -105,7 +105,7 @@ def _fail(layer: str, reason: str) -> int:
 
 
 def main() -> int:
-    """Entry point of ``python -I -m ext_sdk.sandbox.boot``; returns the exit status (or does not return)."""
+    """Entry point of the sandbox boot (see the module doc); returns the exit status (or does not return)."""
     text = os.environ.pop(ENV_PLAN, None)
     try:
         if text is None:

@@ -35,9 +35,11 @@ Environment contract (the whole environment; nothing of the host's leaks in):
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 import shutil
+import site
 import stat
 import sys
 import time
@@ -45,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ext_sdk
 from ext_sdk.wire import (
     ENV_CALLS,
     ENV_CONTROL,
@@ -55,10 +58,11 @@ from ext_sdk.wire import (
     PROTOCOL_VERSIONS,
 )
 
+from .bytecode import ensure_sdk_bytecode
 from .manifest import Manifest
 from .orphans import ENV_RUNTIME
 
-__all__ = ["Endpoints", "Launch", "LaunchSpec", "build_launch", "prepare_launch"]
+__all__ = ["Endpoints", "Launch", "LaunchSpec", "build_launch", "package_paths", "prepare_launch", "python_command"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +110,29 @@ def _python() -> str:
     return sys.executable
 
 
+@functools.cache
+def package_paths() -> tuple[list[str], list[str]]:
+    """``(site directories, what to append to sys.path)`` for an extension interpreter started with ``-S``."""
+    site_dirs = [d for d in site.getsitepackages() if os.path.isdir(d)]
+    sdk_parent = str(Path(ext_sdk.__file__).resolve().parent.parent)
+    return site_dirs, site_dirs + ([sdk_parent] if sdk_parent not in site_dirs else [])
+
+
+def python_command(entry: str, *args: str) -> tuple[str, ...]:
+    """The argv that runs ``main()`` of module ``entry`` (``ext_sdk.__main__``, ``ext_sdk.sandbox.boot``) in
+    the host's interpreter, isolated (``-I``) and without ``site`` (``-S``): :mod:`ext_sdk.startup` says why
+    and how the packages are found instead; ``args`` become ``sys.argv[1:]``."""
+    site_dirs, paths = package_paths()
+    code = (f"import sys;sys.path+={paths!r};from ext_sdk.startup import start;"
+            f"start({entry!r},{site_dirs!r})")
+    return (_python(), "-I", "-S", "-c", code, *args)
+
+
 def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None = None) -> LaunchSpec:
     """The argv/env/cwd for ``manifest``; raises ``FileNotFoundError`` if its runtime is missing."""
     if manifest.runtime == "python":
-        argv: tuple[str, ...] = (_python(), "-I", "-m", "ext_sdk", "run", str(manifest.main))
+        ensure_sdk_bytecode()
+        argv: tuple[str, ...] = python_command("ext_sdk.__main__", "run", str(manifest.main))
     elif manifest.runtime == "node":
         node = shutil.which("node")
         if node is None:

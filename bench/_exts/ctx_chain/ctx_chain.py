@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ext_sdk import Extension, ReplaceMessages
+from ext_sdk import Context, EventData, Extension, ReplaceMessages
 
 ext = Extension("bench-ctx-chain", version="0.1.0", permissions=["conversation"])
 
 
 @ext.on("context_prepare")
-def annotate(event: Any, ctx: Any) -> ReplaceMessages:
+def annotate(event: EventData, ctx: Context) -> ReplaceMessages:
     """Chain: the window as received, with a short system note appended (the next link sees it)."""
     return ReplaceMessages([*event["messages"], {"index": -1, "role": "system", "content": "bench note"}])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ext_sdk import Block, Extension
+from ext_sdk import Block, Context, EventData, Extension
 
 ext = Extension("bench-gate-block", version="0.1.0", permissions=["conversation"])
 
 
 @ext.on("tool_call")
-def deny(event: Any, ctx: Any) -> Block:
+def deny(event: EventData, ctx: Context) -> Block:
     """Always block, with a short reason."""
     return Block("bench: blocked")

@@ -7,9 +7,8 @@ measures how quickly events flow again after a hang.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from ext_sdk import Extension
+from ext_sdk import Context, EventData, Extension
 
 HANG_S = 2.0
 
@@ -17,7 +16,7 @@ ext = Extension("bench-gate-hang", version="0.1.0", permissions=["conversation"]
 
 
 @ext.on("tool_call", deadline_ms=50)
-def maybe_hang(event: Any, ctx: Any) -> None:
+def maybe_hang(event: EventData, ctx: Context) -> None:
     """Sleep ``HANG_S`` for the 'hang' tool (far past the deadline), else no opinion."""
     if event.tool_name == "hang":
         time.sleep(HANG_S)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ext_sdk import Extension
+from ext_sdk import Context, EventData, Extension
 
 ext = Extension("bench-gate-none", version="0.1.0", permissions=["conversation"])
 
 
 @ext.on("tool_call")
-def allow(event: Any, ctx: Any) -> None:
+def allow(event: EventData, ctx: Context) -> None:
     """No opinion: the cheapest possible gate handler."""
     return None

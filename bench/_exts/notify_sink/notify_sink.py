@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ext_sdk import Extension
+from ext_sdk import Context, EventData, Extension
 
 ext = Extension("bench-notify-sink", version="0.1.0", permissions=["conversation"])
 _seen = [0]
 
 
 @ext.on("message_update")
-def count(event: Any, ctx: Any) -> None:
+def count(event: EventData, ctx: Context) -> None:
     """Count one streamed chunk."""
     _seen[0] += 1

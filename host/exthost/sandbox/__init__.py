@@ -20,6 +20,6 @@ The in-child part (rlimits, Landlock, seccomp applied by the child itself) is
 
     [cgroup join: sh -c 'echo $$ > …/cgroup.procs …; exec "$@"']     (root; a Python launch: joined by
       bwrap … --                                                      the host while it starts instead)
-        python -I -m ext_sdk.sandbox.boot …                           (rlimits → uid → capabilities →
+        python -I -S … ext_sdk.sandbox.boot …                        (rlimits → uid → capabilities →
                                                                        Landlock → seccomp)
 """

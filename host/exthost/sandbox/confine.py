@@ -26,7 +26,7 @@ granted (:class:`~host.exthost.trust.Grant`) into a :class:`Confined` launch:
    socket directory, the work directory read-write, private ``/tmp``, no
    network unless granted, own pid namespace, dies with the host; in root mode
    the boot enters the dedicated uid (its plan's ``user``);
-5. **the boot** — ``python -I -m ext_sdk.sandbox.boot`` with a
+5. **the boot** — ``ext_sdk.sandbox.boot`` (``python -I -S``, :func:`..launch.python_command`) with a
    :class:`~ext_sdk.sandbox.plan.BootPlan` in ``KITHOST_SANDBOX``: rlimits
    (file size, core, CPU time, process count with a dedicated uid), the
    dedicated uid entered, capabilities dropped, Landlock (filesystem allow-list, TCP ports of the
@@ -48,7 +48,6 @@ import itertools
 import logging
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +58,7 @@ import psutil
 from ext_sdk.sandbox.plan import ENV_PLAN, BootPlan, LandlockRules, SeccompPolicy
 
 from ...config import Access, HostConfig, SandboxLayer, Supervision
-from ..launch import Launch, LaunchSpec
+from ..launch import Launch, LaunchSpec, python_command
 from ..manifest import Manifest
 from ..process import descendants
 from . import cgroups, uids
@@ -271,7 +270,7 @@ class Confiner:
                                                        memory, pids)
                 layers.append(f"cgroup {found.cgroup.version} (memory {supervision.memory_mb} MiB, pids {pids})")
             plan = self._boot_plan(launch, manifest, access, supervision, lease, on)
-            payload = (sys.executable, "-I", "-m", "ext_sdk.sandbox.boot")
+            payload = python_command("ext_sdk.sandbox.boot")
             env = {**launch.spec.env, **plan.env()}
             argv: tuple[str, ...] = payload
             if use_bwrap:
