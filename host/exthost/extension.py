@@ -48,12 +48,11 @@ to the :class:`Hooks` given at construction.
 from __future__ import annotations
 
 import logging
-import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
@@ -100,42 +99,56 @@ SESSION_START = "session_start"
 
 
 class _Spawner:
-    """Starts processes from one daemon thread that lives as long as the interpreter.
+    """Starts processes from threads that live as long as the interpreter.
 
     The parent-death signal that makes an extension die with the host (bwrap's ``--die-with-parent``, the
     boot's ``PR_SET_PDEATHSIG``) fires when the *thread* that forked the process ends, not the process. A
     process started from a thread that ends early — a reload from the watcher, the operator channel or a
     worker, a restart from the supervisor thread, which stops before the shutdown ladder runs — would be
-    killed with it. The main thread lives until the interpreter ends, so it starts processes itself.
+    killed with it. The main thread lives until the interpreter ends, so it starts processes itself; any
+    other thread hands the start to a pool whose threads never end before the interpreter does
+    (``ThreadPoolExecutor`` keeps idle workers). :meth:`run_all` starts several processes on the pool side by
+    side: a start waits until its child has exec'd, and with interpreters already starting on every CPU
+    that wait, not the host's work, is what a serial start of many extensions would add up.
     """
 
+    #: Processes started side by side by :meth:`run_all`.
+    WORKERS = 4
+
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="kithost-spawn",
+                                        initializer=self._mark)
+
+    def _mark(self) -> None:
+        self._local.spawner = True
+
+    def _here(self) -> bool:
+        return threading.current_thread() is threading.main_thread() or getattr(self._local, "spawner", False)
 
     def run(self, start: Callable[[], _T]) -> _T:
         """``start()`` on a thread that outlives every host; its result or exception."""
-        if threading.current_thread() is threading.main_thread():
+        if self._here():
             return start()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name="kithost-spawn", daemon=True)
-                self._thread.start()
-        done: Future[object] = Future()
-        self._jobs.put((start, done))
-        return done.result()  # type: ignore[return-value]
+        return self._pool.submit(start).result()
 
-    def _serve(self) -> None:
-        while True:
-            start, done = self._jobs.get()
-            try:
-                done.set_result(start())
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
-                done.set_exception(exc)
+    def run_all(self, starts: Sequence[Callable[[], object]]) -> list[BaseException | None]:
+        """Run every ``start()`` on the pool, side by side; for each, the exception it raised or ``None``."""
+        futures = [self._pool.submit(start) for start in starts]
+        return [future.exception() for future in futures]
 
 
 _SPAWNER = _Spawner()
+
+
+def spawn_all(extensions: Sequence[RunningExtension]) -> list[ExtensionStartError | None]:
+    """:meth:`RunningExtension.spawn` of each (prepared) extension, side by side (:meth:`_Spawner.run_all`);
+    for each, the start error or ``None``."""
+    errors = _SPAWNER.run_all([ext.spawn for ext in extensions])
+    for error in errors:
+        if error is not None and not isinstance(error, ExtensionStartError):
+            raise error  # a bug, not a start failure
+    return errors  # type: ignore[return-value]
 
 
 class RemoteLauncher(Protocol):
@@ -183,6 +196,9 @@ class _Incarnation:
     process: ProcessHandle | None = None
     #: Finishes a deferred cgroup join before the secret is handed over (:meth:`.sandbox.confine.Confined.adopting`).
     joined: Callable[[], None] | None = None
+    #: A parked launch's secret was handed over (:meth:`RunningExtension.hand_over`); why that failed, if it did.
+    handed_over: bool = False
+    handover_failed: _StartFailed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +231,13 @@ class _StartFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _exited_before_handshake(proc: ProcessHandle) -> _StartFailed:
+    """The failure of a process that ended (or is ended now, after 2 s) before its handshake."""
+    if not proc.wait(2):
+        proc.kill()
+    return _StartFailed(f"{describe_exit(proc.returncode)} before the handshake")
 
 
 class _PendingCaller:
@@ -285,6 +308,8 @@ class RunningExtension:
         self.declared: Granted = NOTHING_DECLARED
         #: The current launch: :attr:`process`, :attr:`channel` and :attr:`confined` are its parts.
         self._incarnation: _Incarnation | None = None
+        #: A first launch prepared by :meth:`prepare` and not started yet.
+        self._prepared: _Incarnation | None = None
         #: Exit description of the last process that ended, e.g. "killed by SIGKILL".
         self.last_exit = ""
         #: Rung of the shutdown ladder used by the last stop.
@@ -391,13 +416,28 @@ class RunningExtension:
                                                              self.config.limits.max_frame,
                                                              self.config.deadlines.start_ms / 1000)
             return _Incarnation(launch, channel, None, remote_proc)
+        return self._run_process(self._prepare_process(manifest, grant, slot, spare))
+
+    def _prepare_process(self, manifest: Manifest, grant: Grant, slot: int, spare: bool = False) -> _Incarnation:
+        """The part of :meth:`_start_process` before the process starts: launch files, channel, confinement,
+        admission (same errors, released on failure)."""
         parked = spare or manifest.runtime == "python"
         inc = _Incarnation(prepare_launch(manifest, self._runtime_dir, slot, parked))
         try:
             channel = inc.channel = Channel(self._zctx, inc.launch, self.config.limits.max_frame)
-            confined = inc.confined = self._confiner.confine(inc.launch, manifest, grant.access, slot,
-                                                             self.supervision, defer_join=not spare)
+            inc.confined = self._confiner.confine(inc.launch, manifest, grant.access, slot, self.supervision,
+                                                  defer_join=not spare)
             self._gate.admit(inc.launch.domain, self.name, channel.frame_errors)
+        except BaseException:
+            self._release(inc)
+            raise
+        return inc
+
+    def _run_process(self, inc: _Incarnation) -> _Incarnation:
+        """Start the process of a prepared launch (no waiting); releases the launch if that fails."""
+        confined = inc.confined
+        assert confined is not None
+        try:
             proc = inc.process = _SPAWNER.run(lambda: ExtensionProcess(confined.spec, self.log))
             inc.joined = confined.adopting(proc.pid)  # a deferred cgroup join runs beside the start
             self._gate.started(inc.launch.domain, proc.pid)
@@ -441,14 +481,28 @@ class RunningExtension:
         inc = self._incarnation
         return inc.confined if inc is not None else None
 
+    def prepare(self) -> None:
+        """Do the host's part of a first start (launch files, channel, confinement) without starting the
+        process; :meth:`spawn` then starts it. :meth:`ExtensionHost.load_many` prepares every extension before
+        it starts any, so that this work does not compete for the CPU with interpreters already starting.
+        Raises :class:`ExtensionStartError` (the extension is then ``dead``)."""
+        try:
+            self._prepared = self._prepare_process(self.manifest, self.grant, self._slot)
+        except (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError) as exc:
+            self._set_state(ExtState.DEAD, f"could not start: {exc}")
+            raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
+
     def spawn(self, spare: _Incarnation | None = None) -> None:
-        """Start the process — ``spare`` (from :meth:`_take_spare`) if given, else a new launch in the
-        current slot, whose files the caller has released — and make it current (no waiting)."""
+        """Start the process — ``spare`` (from :meth:`_take_spare`) if given, else the launch :meth:`prepare`
+        made, else a new launch in the current slot, whose files the caller has released — and make it
+        current (no waiting)."""
         inc, how = spare, "the spare"
         if inc is None:
             how = "spawned"
+            prepared, self._prepared = self._prepared, None
             try:
-                inc = self._start_process(self.manifest, self.grant, self._slot)
+                inc = (self._run_process(prepared) if prepared is not None
+                       else self._start_process(self.manifest, self.grant, self._slot))
             except (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError) as exc:
                 self._set_state(ExtState.DEAD, f"could not start: {exc}")
                 raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
@@ -498,19 +552,14 @@ class RunningExtension:
         """Wait for ``inc``'s hello and answer it; raises :class:`_StartFailed`. Records untouched."""
         channel, proc = inc.channel, inc.process
         assert channel is not None and proc is not None
+
         def exited() -> _StartFailed:
-            if not proc.wait(2):
-                proc.kill()
-            return _StartFailed(f"{describe_exit(proc.returncode)} before the handshake")
+            return _exited_before_handshake(proc)
 
         try:
-            if inc.launch.parked:
-                try:
-                    inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000, inc.joined)
-                except ProcessLookupError:
-                    raise exited() from None
-                except OSError as exc:
-                    raise _StartFailed(f"could not hand over the secret: {exc}") from None
+            self._hand_over(inc)
+            if inc.handover_failed is not None:
+                raise inc.handover_failed
             try:
                 hello = channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
             except ChannelFailure as exc:
@@ -525,6 +574,28 @@ class RunningExtension:
             raise _StartFailed(f"handshake refused: {decision.reason}")
         channel.answer_hello("welcome", welcome_fields(decision))
         return decision
+
+    def _hand_over(self, inc: _Incarnation) -> None:
+        """Give a parked launch its secret, once (a failure is kept for :meth:`_handshake` to raise)."""
+        proc = inc.process
+        if not inc.launch.parked or inc.handed_over or proc is None:
+            return
+        inc.handed_over = True
+        try:
+            inc.launch.unpark(proc.alive, self.config.deadlines.start_ms / 1000, inc.joined)
+        except ProcessLookupError:
+            inc.handover_failed = _exited_before_handshake(proc)
+        except OSError as exc:
+            inc.handover_failed = _StartFailed(f"could not hand over the secret: {exc}")
+
+    def hand_over(self) -> None:
+        """Let a just spawned process go on past its secret (to load the extension and say ``hello``) without
+        waiting for the handshake: :meth:`ExtensionHost.load_many` hands every new process its secret first,
+        then awaits the handshakes, so the processes load and connect in parallel instead of one by one.
+        Never raises: a failure is raised by :meth:`finish_start`."""
+        inc = self._current()
+        if inc is not None:
+            self._hand_over(inc)
 
     def finish_start(self, replaced: bool = False) -> None:
         """Wait for the handshake and answer it; raises :class:`ExtensionStartError`.
@@ -725,6 +796,9 @@ class RunningExtension:
         with self._state_lock:
             self._stopping = True  # from now on an exit is expected: no crash handling, no restart
         self.spare.drop()
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:  # prepared by load_many and never started
+            self._release(prepared)
         rung = ShutdownRung.ALREADY_EXITED
         # A respawn swaps process and channel while it holds the exchange's lock: read both under it, so the
         # ladder never talks to a channel a respawn has already closed.

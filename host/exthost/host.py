@@ -50,7 +50,7 @@ from ..config import Access, HostConfig, Remote, RestartMode
 from ..errors import ExtensionStartError, HostError, ManifestError, UnknownExtensionError
 from .discovery import discover
 from .dispatch import NORMAL, Dispatcher, DispatchObserver, InProcessHook
-from .extension import Hooks, RemoteLauncher, RunningExtension
+from .extension import Hooks, RemoteLauncher, RunningExtension, spawn_all
 from .hostcalls import HostCallRouter, Options
 from .manifest import Manifest, load_manifest
 from .notify import NotifyPump
@@ -226,6 +226,9 @@ class ExtensionHost:
         """Start several extensions concurrently; load order is the order given."""
         report = LoadReport()
         started: list[RunningExtension] = []
+        # Every manifest is read and every trust decision made before the first process starts: that work
+        # then does not compete for the CPU with the processes already starting.
+        ready: list[tuple[Manifest, Grant]] = []
         for item in paths:
             try:
                 manifest = item if isinstance(item, Manifest) else load_manifest(Path(item))
@@ -245,12 +248,20 @@ class ExtensionHost:
                 report.failed.append((manifest.name, ExtensionStartError(manifest.name, f"not trusted: "
                                                                                          f"{verdict.reason}")))
                 continue
-            self._spawn(manifest, verdict.grant, report, started)
+            ready.append((manifest, verdict.grant))
+        for manifest, grant in ready:
+            self._spawn(manifest, grant, report, started, prepare_only=True)
+        errors = spawn_all(started)  # then every process, side by side
+        for ext, error in zip(list(started), errors, strict=True):
+            if error is not None:
+                started.remove(ext)
+                report.failed.append((ext.name, error))
         return self._finish(started, report)
 
     def _spawn(self, manifest: Manifest, grant: Grant, report: LoadReport, started: list[RunningExtension],
-               remote: RemoteLauncher | None = None) -> None:
-        """Register ``manifest``'s extension (unless its name is taken) and spawn it; failures go to ``report``."""
+               remote: RemoteLauncher | None = None, prepare_only: bool = False) -> None:
+        """Register ``manifest``'s extension (unless its name is taken) and spawn it (``prepare_only``: only
+        :meth:`RunningExtension.prepare` it; the caller spawns it); failures go to ``report``."""
         with self._lock:
             if manifest.name in self._extensions:
                 report.failed.append((manifest.name, HostError(f"{manifest.name}: an extension with this name is "
@@ -261,13 +272,21 @@ class ExtensionHost:
                                    remote=remote, next_slot=self._dispatch.next_load_order)
             self._extensions[manifest.name] = ext
         try:
-            ext.spawn()
+            if prepare_only:
+                ext.prepare()
+            else:
+                ext.spawn()
             started.append(ext)
         except ExtensionStartError as exc:
             report.failed.append((manifest.name, exc))
 
     def _finish(self, started: list[RunningExtension], report: LoadReport) -> LoadReport:
-        """Await each spawned extension's handshake, in load order; route the ones that made it."""
+        """Await each spawned extension's handshake, in load order; route the ones that made it.
+
+        Every process is handed its secret first (each as soon as it waits for it), then the handshakes are
+        awaited: the processes load their code and connect side by side, not one after another."""
+        for ext in started:
+            ext.hand_over()
         for ext in started:
             try:
                 ext.finish_start()
