@@ -21,6 +21,11 @@ may restate any of them (``Extension("gate", version="1.0.0")``); a restated
 value is sent as written and the host refuses the handshake when it differs
 from the manifest, saying which. Without a manifest the name must be given
 (version ``0.0.0`` and no permission are the defaults, as in a manifest).
+Under a host, ``Extension()`` without ``manifest=`` takes the identity the host
+read from that manifest and put in its environment (``KITHOST_EXTENSION``,
+``KITHOST_EXTENSION_VERSION``, ``KITHOST_EXTENSION_PERMISSIONS``) instead of
+reading the file again: ``tomllib`` with ``pathlib``, ``re`` and ``typing``
+cost an extension ~10 ms of its start-up (issue 10).
 
 Ordering rule: the host runs handlers by priority (lower first), then by
 extension load order, then by registration order within the extension.
@@ -37,11 +42,13 @@ not dataclasses: this module is on every extension process's import path, and
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .events import EVENTS, Policy, custom_event_name, is_custom
 from .hostcalls import PERMISSIONS
+from .wire import ENV_NAME, ENV_PERMISSIONS, ENV_VERSION
 
 TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
 if TYPE_CHECKING:
@@ -153,6 +160,18 @@ def find_manifest(start: Path) -> Path | None:
     return None
 
 
+def _identity_from_host(name: str | None, version: str | None, permissions: Sequence[str] | None,
+                        ) -> tuple[str | None, str | None, Sequence[str] | None]:
+    """The values not given, from the host's environment (the launch's manifest), when a host set all three;
+    else the arguments unchanged."""
+    environ = os.environ
+    if ENV_NAME not in environ or ENV_VERSION not in environ or ENV_PERMISSIONS not in environ:
+        return name, version, permissions
+    given = environ[ENV_PERMISSIONS]
+    return (environ[ENV_NAME] if name is None else name, environ[ENV_VERSION] if version is None else version,
+            ([p for p in given.split(",") if p] if permissions is None else permissions))
+
+
 def read_identity(path: Path) -> tuple[str, str, list[str]]:
     """``(name, version, permissions)`` of the manifest at ``path`` (defaults as the host's: version
     ``0.0.0``, no permission); ``ValueError`` naming the file when it cannot say."""
@@ -178,6 +197,8 @@ class Extension:
     def __init__(self, name: str | None = None, version: str | None = None,
                  permissions: Sequence[str] | None = None, *, manifest: str | Path | None = None) -> None:
         path: Path | None = None
+        if manifest is None and (name is None or version is None or permissions is None):
+            name, version, permissions = _identity_from_host(name, version, permissions)
         if name is None or version is None or permissions is None:
             from pathlib import Path
 
@@ -197,7 +218,8 @@ class Extension:
         self.version: str = version
         #: Permissions it asks for (the manifest's).
         self.permissions: list[str] = list(permissions)
-        #: The manifest the identity was read from (``None``: every field was given).
+        #: The manifest the identity was read from (``None``: every field was given, or taken from the host's
+        #: environment).
         self.manifest: Path | None = path
         self.subscriptions: list[Subscription] = []
         self.tools: list[ToolDef] = []

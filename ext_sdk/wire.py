@@ -59,7 +59,9 @@ __all__ = [
     "ENV_CALLS",
     "ENV_EVENTS",
     "ENV_NAME",
+    "ENV_PERMISSIONS",
     "ENV_SECRET_FILE",
+    "ENV_VERSION",
     "ENV_VERSIONS",
     "EXIT_BAD_EXTENSION",
     "EXIT_REJECTED",
@@ -90,6 +92,9 @@ ENV_CONTROL: Final = "KITHOST_CONTROL"
 ENV_SECRET_FILE: Final = "KITHOST_SECRET_FILE"
 ENV_VERSIONS: Final = "KITHOST_PROTOCOL_VERSIONS"
 ENV_NAME: Final = "KITHOST_EXTENSION"
+#: The manifest's ``version``, and its ``permissions`` comma-separated (an SDK need not read the manifest).
+ENV_VERSION: Final = "KITHOST_EXTENSION_VERSION"
+ENV_PERMISSIONS: Final = "KITHOST_EXTENSION_PERMISSIONS"
 
 #: Exit status: started without a host, or bad command line.
 EXIT_USAGE: Final = 2

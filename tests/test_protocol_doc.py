@@ -578,6 +578,8 @@ def test_launch_environment_is_exactly_the_documented_one(make_ext: MakeExt, new
         "KITHOST_CONTROL": endpoints.control,
         "KITHOST_SECRET_FILE": str(endpoints.secret_file),
         "KITHOST_EXTENSION": "recorder",
+        "KITHOST_EXTENSION_VERSION": "0.1.0",
+        "KITHOST_EXTENSION_PERMISSIONS": "",
         "KITHOST_PROTOCOL_VERSIONS": ",".join(str(v) for v in PROTOCOL_VERSIONS),
         "KITHOST_RUNTIME": str(endpoints.directory.parent),
     }

@@ -83,3 +83,26 @@ def test_pth_files_run_like_sites_except_kithosts_own_editable_finder(tmp_path: 
     added, imported, count = json.loads(out.stdout)
     assert added == [str(extra)]  # a path line that exists is added, a missing one is not
     assert imported == ["pth_imported"] and count == 1
+
+
+IDENTITY_FROM_HOST = '''
+import json, sys
+from ext_sdk import Block, Extension
+
+ext = Extension()  # name, version, permissions: the manifest's, which the host put in the environment
+
+
+@ext.on("tool_call")
+def report(event, ctx):
+    return Block(json.dumps({"identity": [ext.name, ext.version, ext.permissions], "manifest": ext.manifest,
+                             "read_toml": "tomllib" in sys.modules}))
+'''
+
+
+def test_an_extension_without_restated_identity_takes_the_hosts_and_reads_no_manifest(
+        new_host: Callable[..., ExtensionHost], make_ext: MakeExt) -> None:
+    host = new_host()
+    host.load(make_ext("who-am-i", IDENTITY_FROM_HOST, ["tool_call"], permissions=["conversation", "session"]))
+    seen = json.loads(host.emit("tool_call", tool_call("ls")).reason or "{}")
+    assert seen == {"identity": ["who-am-i", "0.1.0", ["conversation", "session"]], "manifest": None,
+                    "read_toml": False}

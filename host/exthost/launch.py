@@ -13,23 +13,25 @@ the host builds a command line or creates endpoints, so confinement
 
 Environment contract (the whole environment; nothing of the host's leaks in):
 
-=============================  ==============================================
-``PATH``                       ``/usr/local/bin:/usr/bin:/bin`` plus the
-                               directory of the Python interpreter
-``HOME``, ``TMPDIR``           the extension's private work directory
-``LANG``                       ``C.UTF-8``
-``KITHOST_EVENTS``             ``ipc://`` endpoint of the events channel
-``KITHOST_CALLS``              ``ipc://`` endpoint of the host-calls channel
-``KITHOST_CONTROL``            ``ipc://`` endpoint of the control channel
-``KITHOST_SECRET_FILE``        0600 file with the per-launch HMAC key (deleted
-                               after the handshake); a named pipe for a warm
-                               spare (read blocks until the host starts it)
-``KITHOST_PROTOCOL_VERSIONS``  comma-separated versions the host speaks
-``KITHOST_EXTENSION``          the extension's name
-``KITHOST_RUNTIME``            the host's private directory (children inherit
-                               it; a later host kills orphans of a dead host)
-(manifest ``[env]``)           the extension's own settings, if any
-=============================  ==============================================
+===================================  ==============================================
+``PATH``                             ``/usr/local/bin:/usr/bin:/bin`` plus the
+                                     directory of the Python interpreter
+``HOME``, ``TMPDIR``                 the extension's private work directory
+``LANG``                             ``C.UTF-8``
+``KITHOST_EVENTS``                   ``ipc://`` endpoint of the events channel
+``KITHOST_CALLS``                    ``ipc://`` endpoint of the host-calls channel
+``KITHOST_CONTROL``                  ``ipc://`` endpoint of the control channel
+``KITHOST_SECRET_FILE``              0600 file with the per-launch HMAC key (deleted
+                                     after the handshake); a named pipe for a warm
+                                     spare (read blocks until the host starts it)
+``KITHOST_PROTOCOL_VERSIONS``        comma-separated versions the host speaks
+``KITHOST_EXTENSION``                the extension's name
+``KITHOST_EXTENSION_VERSION``        its manifest's version
+``KITHOST_EXTENSION_PERMISSIONS``    its manifest's permissions, comma-separated
+``KITHOST_RUNTIME``                  the host's private directory (children inherit
+                                     it; a later host kills orphans of a dead host)
+(manifest ``[env]``)                 the extension's own settings, if any
+===================================  ==============================================
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ from ext_sdk.wire import (
     ENV_CONTROL,
     ENV_EVENTS,
     ENV_NAME,
+    ENV_PERMISSIONS,
     ENV_SECRET_FILE,
+    ENV_VERSION,
     ENV_VERSIONS,
     PROTOCOL_VERSIONS,
 )
@@ -163,6 +167,8 @@ def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None
         ENV_SECRET_FILE: str(endpoints.secret_file),
         ENV_VERSIONS: ",".join(str(v) for v in PROTOCOL_VERSIONS),
         ENV_NAME: manifest.name,
+        ENV_VERSION: manifest.version,
+        ENV_PERMISSIONS: ",".join(manifest.permissions),
     }
     if host_dir is not None:
         env[ENV_RUNTIME] = str(host_dir)  # inherited by its children: lets a later host sweep up orphans
