@@ -60,7 +60,7 @@ from ext_sdk.sandbox.plan import ENV_PLAN, BootPlan, LandlockRules, SeccompPolic
 from ...config import Access, HostConfig, SandboxLayer, Supervision
 from ..launch import Launch, LaunchSpec, python_command
 from ..manifest import Manifest
-from ..process import descendants
+from ..process import descendant_pids, descendants
 from . import cgroups, uids
 from .bwrap import BwrapMode, BwrapPlan, bwrap_argv, detect_layout, runtime_paths
 from .probe import IsolationLevel, Probe, probe
@@ -115,12 +115,16 @@ class Confined:
         if self.cgroup is None or not self.join_deferred:
             return []
         group = self.cgroup
+        if not os.path.exists(f"/proc/{root}"):
+            raise ProcessLookupError(f"process {root} exited before it joined its cgroup")
         try:
+            tree = [root, *descendant_pids(root)]
+        except OSError:  # no /proc children files here: psutil's slower walk
             tree = [root, *(p.pid for p in descendants(psutil.Process(root)))]
-        except psutil.NoSuchProcess:
-            raise ProcessLookupError(f"process {root} exited before it joined its cgroup") from None
-        group.adopt(tree)
         inside = group.members()  # read once, not once per process
+        if not inside.issuperset(tree):
+            group.adopt(pid for pid in tree if pid not in inside)
+            inside = group.members()
         left_out = [pid for pid in tree if pid not in inside and psutil.pid_exists(pid)]
         if left_out:
             raise cgroups.CgroupError(0, f"processes {left_out} are not in cgroup {group.name}")
@@ -143,16 +147,16 @@ class Confined:
         def early() -> None:
             deadline = time.monotonic() + 5.0
             last: frozenset[int] = frozenset()
-            stable = 0
             pause = 0.002
-            while not stop.is_set() and time.monotonic() < deadline and stable < 3:
+            while not stop.is_set() and time.monotonic() < deadline:
                 try:
                     tree = frozenset(self.adopt(root))
                 except OSError:
                     return  # the final pass reports it
-                # bwrap forks its init and the payload right away, then nothing until extension code runs:
-                # a tree unchanged for three looks (and two processes or more) is complete
-                stable = stable + 1 if tree == last and len(tree) > 1 else 0
+                # Every process of the tree is inside (adopt checked it) and none was added since the last
+                # look: a process forked from now on is born in its parent's cgroup, so the tree is done.
+                if tree == last:
+                    return
                 last = tree
                 stop.wait(pause)
                 pause = min(pause * 1.5, 0.025)
