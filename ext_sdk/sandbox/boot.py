@@ -30,7 +30,7 @@ start-up set (~4 ms for all layers, measured in-process; ``import ctypes`` is
 half of it). Every module the layers need is imported before the first layer,
 so an ``exec_argv`` plan need not grant the package's own files. The in-process
 path imports the SDK *after* confinement: grant read access to the interpreter
-prefix, the venv (zmq, msgpack, ...) and ``ext_sdk``.
+prefix, the venv (msgpack, ...) and ``ext_sdk``.
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ class BootPlan(_Frozen):
       without the prefix, ``-1`` = unlimited. Only ever lowers a hard limit.
       ``NPROC`` counts every process of the real uid and is ignored for uid 0;
       Node needs ``AS`` ≥ 1 GiB (V8 reserves its code range up front);
-      ``NOFILE`` below ~64 breaks zmq.
+      ``NOFILE`` below ~64 breaks libzmq (the Node SDK, a command's binding).
     * ``user``: ``(uid, gid)`` to become — no supplementary groups, real,
       effective and saved ids all set — or ``None`` (keep the ids). Needs
       ``CAP_SETUID``/``CAP_SETGID`` (and ``CAP_SETPCAP``: the bounding set is
