@@ -16,7 +16,7 @@ Runs inside the sandboxed child, so it lives on the SDK side and never imports
 then execs the extension's program or runs the Python SDK in-process
 (:mod:`~ext_sdk.sandbox.boot`).
 
-**Stdlib only** (ctypes, os, resource, json, struct): no pyseccomp/libseccomp —
+**Stdlib only** (ctypes, os, resource, marshal, struct): no pyseccomp/libseccomp —
 ``import pyseccomp`` costs ~26 ms in the child because ``find_library`` runs
 ldconfig, and a filter this size needs no compiler — and no PyPI ``landlock``,
 which has no TCP rules or scopes and fails with EINVAL when given directory

@@ -1,6 +1,6 @@
 """The sandboxed child's first code: confine this process, then run the extension.
 
-The host starts this module (``python -I -S``, through :mod:`ext_sdk.startup`) with a JSON
+The host starts this module (``python -I -S``, through :mod:`ext_sdk.startup`) with an encoded
 :class:`~ext_sdk.sandbox.plan.BootPlan` in ``KITHOST_SANDBOX``
 (:data:`~ext_sdk.sandbox.plan.ENV_PLAN`) and a clean environment. In order:
 
@@ -25,7 +25,7 @@ An optional layer that is unavailable is reported in
 ``KITHOST_SANDBOX_ACTIVE`` as ``"<layer> off: <reason>"``.
 
 Stdlib only, and cheap: no ``typing``/``dataclasses`` at runtime; ctypes,
-``json`` and ``resource`` are the only imports beyond the interpreter's own
+``marshal`` and ``resource`` are the only imports beyond the interpreter's own
 start-up set (~4 ms for all layers, measured in-process; ``import ctypes`` is
 half of it). Every module the layers need is imported before the first layer,
 so an ``exec_argv`` plan need not grant the package's own files. The in-process
@@ -113,7 +113,7 @@ def main() -> int:
     try:
         if text is None:
             raise PlanError(f"{ENV_PLAN} is not set (the host starts this module with a plan)")
-        plan = BootPlan.from_json(text)
+        plan = BootPlan.decode(text)
         in_force = confine(plan)
     except PlanError as exc:
         return _fail("plan", str(exc))

@@ -1,14 +1,18 @@
 """The boot plan: what a sandboxed extension process applies to itself before extension code runs.
 
-The host builds a :class:`BootPlan`, serialises it with :meth:`BootPlan.to_json`
+The host builds a :class:`BootPlan`, serialises it with :meth:`BootPlan.encode`
 into the environment variable :data:`ENV_PLAN` (``KITHOST_SANDBOX``) of the
-child, and starts ``python -I -m ext_sdk.sandbox.boot``. The child parses it
-with :meth:`BootPlan.from_json` and applies it (see :mod:`ext_sdk.sandbox.boot`).
+child, and starts :mod:`ext_sdk.sandbox.boot`. The child parses it with
+:meth:`BootPlan.decode` and applies it (see :mod:`ext_sdk.sandbox.boot`).
 
 Contract:
 
-* Plain data only (strings, ints, bools, lists) — the JSON form is the wire
-  format between host and child. Unknown keys, wrong types, relative paths and
+* Plain data only (strings, ints, bools, lists). In the environment it is the
+  ``marshal`` form of :meth:`BootPlan.to_dict`, hex-encoded: the host and the
+  boot run the same interpreter, and ``import json`` (with the ``re`` it
+  imports) was ~5 ms of every sandboxed start (issue 10). :meth:`decode`
+  also takes the JSON form (:meth:`to_json`, for people and tests: a value that
+  starts with ``{``). Unknown keys, wrong types, relative paths and
   unknown rlimit names are refused with :class:`PlanError` at construction
   (host side) and at parsing (child side), so a typo cannot silently switch a
   layer off.
@@ -20,14 +24,14 @@ Contract:
   layer in force (or the plan is invalid); it has printed one line
   ``kithost sandbox: <layer>: <reason>`` on stderr. Not worth retrying.
 
-Stdlib only (``json``, ``os``, ``resource``, ``types``): the sandbox package runs
+Stdlib only (``marshal``, ``os``, ``resource``, ``types``; ``json`` on demand): the sandbox package runs
 inside the sandboxed child and must stay cheap to import; see the package
 docstring for why not pyseccomp or the PyPI ``landlock`` package.
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import types
 
@@ -324,20 +328,39 @@ class BootPlan(_Frozen):
         }
 
     def to_json(self) -> str:
-        """The value of :data:`ENV_PLAN` for the child."""
+        """The plan as JSON (for people and tests; :meth:`decode` takes it too)."""
+        import json
+
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
+    def encode(self) -> str:
+        """The value of :data:`ENV_PLAN` for the child: the ``marshal`` form of :meth:`to_dict`, in hex."""
+        return marshal.dumps(self.to_dict()).hex()
+
     def env(self) -> dict[str, str]:
-        """``{ENV_PLAN: json}``, to merge into the child's (clean) environment."""
-        return {ENV_PLAN: self.to_json()}
+        """``{ENV_PLAN: encode()}``, to merge into the child's (clean) environment."""
+        return {ENV_PLAN: self.encode()}
 
     @classmethod
     def from_json(cls, text: str) -> BootPlan:
-        """Parse and validate :data:`ENV_PLAN`'s value; raises :class:`PlanError`."""
+        """Parse and validate the JSON form; raises :class:`PlanError`."""
+        import json
+
         try:
             data = json.loads(text)
         except ValueError as exc:
             raise PlanError(f"not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def decode(cls, text: str) -> BootPlan:
+        """Parse and validate :data:`ENV_PLAN`'s value (:meth:`encode`'s form, or JSON); raises :class:`PlanError`."""
+        if text.lstrip().startswith("{"):
+            return cls.from_json(text)
+        try:
+            data = marshal.loads(bytes.fromhex(text))
+        except (ValueError, EOFError, TypeError) as exc:
+            raise PlanError(f"neither JSON nor an encoded plan: {exc}") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -367,7 +390,7 @@ class BootPlan(_Frozen):
         text = (os.environ if environ is None else environ).get(ENV_PLAN)
         if text is None:
             raise PlanError(f"{ENV_PLAN} is not set (the host starts this module with a plan)")
-        return cls.from_json(text)
+        return cls.decode(text)
 
 
 def _obj(what: str, data: object, keys: tuple[str, ...]) -> dict[str, object]:

@@ -163,3 +163,16 @@ def test_path_access_unions_the_lists() -> None:
 def test_rlimits_only_lower_the_hard_limit(current: tuple[int, int], planned: tuple[int, int],
                                            expected: tuple[int, int]) -> None:
     assert rlimits.lowered(current, planned) == expected
+
+
+def test_the_environment_form_round_trips_and_the_json_form_is_still_read() -> None:
+    plan = BootPlan(run_path="/x.py")
+    encoded = plan.encode()
+    assert not encoded.startswith("{") and BootPlan.decode(encoded) == plan  # not JSON: no json/re in the boot
+    assert BootPlan.decode(plan.to_json()) == plan
+
+
+@pytest.mark.parametrize("text", ["zz", "00", "", "e3"])
+def test_a_damaged_environment_form_is_refused(text: str) -> None:
+    with pytest.raises(PlanError):
+        BootPlan.decode(text)

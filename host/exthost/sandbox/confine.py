@@ -386,4 +386,4 @@ def exec_refused(manifest: Manifest, access: Access, found: Probe) -> bool:
 def plan_of(spec: LaunchSpec) -> BootPlan | None:
     """The boot plan inside a confined launch's environment (tests and diagnostics)."""
     text = spec.env.get(ENV_PLAN)
-    return BootPlan.from_json(text) if text is not None else None
+    return BootPlan.decode(text) if text is not None else None
