@@ -24,15 +24,17 @@ result                 map                                    events
 
 Results are values: immutable, equal when of the same class with equal
 fields, hashable (when their fields are), with a ``repr`` naming the fields —
-what frozen dataclasses gave, written out in :class:`Result` because ``import
-dataclasses`` (it imports ``inspect``) costs ~12 ms of an extension process's
-start-up (issue 10, measured with ``-X importtime``), and most extensions
-import a result.
+what frozen dataclasses gave, from :class:`ext_sdk.frozen.Frozen`, because
+``import dataclasses`` (it imports ``inspect``) costs ~12 ms of an extension
+process's start-up (issue 10, measured with ``-X importtime``), and most
+extensions import a result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+from .frozen import Frozen
 
 TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
 if TYPE_CHECKING:
@@ -53,39 +55,16 @@ __all__ = [
 ]
 
 
-class Result:
-    """Base of typed results: value semantics over the fields named in :attr:`fields`."""
+class Result(Frozen):
+    """Base of typed results: values over the fields named in :attr:`~ext_sdk.frozen.Frozen.FIELDS`."""
 
     __slots__ = ()
     #: Events this result is meant for (checked again against the schema).
     events: ClassVar[frozenset[str]] = frozenset()
-    #: The result's fields, in constructor order.
-    fields: ClassVar[tuple[str, ...]] = ()
 
     def to_map(self) -> dict[str, Any]:
         """The plain result map."""
         raise NotImplementedError
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.fields)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._values()))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={value!r}" for name, value in zip(self.fields, self._values(), strict=True))
-        return f"{type(self).__name__}({inner})"
 
 
 _set = object.__setattr__
@@ -96,7 +75,7 @@ class Block(Result):
 
     __slots__ = ("reason",)
     events = frozenset({"tool_call"})
-    fields = __slots__
+    FIELDS = __slots__
     reason: str
 
     def __init__(self, reason: str = "blocked by extension") -> None:
@@ -111,7 +90,7 @@ class Cancel(Result):
 
     __slots__ = ("reason",)
     events = frozenset({"before_fork", "before_session_switch", "before_compact"})
-    fields = __slots__
+    FIELDS = __slots__
     reason: str
 
     def __init__(self, reason: str = "cancelled by extension") -> None:
@@ -126,7 +105,7 @@ class Summary(Result):
 
     __slots__ = ("text",)
     events = frozenset({"before_compact"})
-    fields = __slots__
+    FIELDS = __slots__
     text: str
 
     def __init__(self, text: str) -> None:
@@ -141,7 +120,7 @@ class Transform(Result):
 
     __slots__ = ("text",)
     events = frozenset({"input"})
-    fields = __slots__
+    FIELDS = __slots__
     text: str
 
     def __init__(self, text: str) -> None:
@@ -156,7 +135,7 @@ class Handled(Result):
 
     __slots__ = ("reason",)
     events = frozenset({"input"})
-    fields = __slots__
+    FIELDS = __slots__
     reason: str
 
     def __init__(self, reason: str = "handled by extension") -> None:
@@ -181,7 +160,7 @@ class PatchResult(Result):
 
     __slots__ = ("content", "is_error")
     events = frozenset({"tool_result"})
-    fields = __slots__
+    FIELDS = __slots__
     content: str | None
     is_error: bool | None
 
@@ -203,7 +182,7 @@ class Inject(Result):
 
     __slots__ = ("system_prompt", "text")
     events = frozenset({"before_agent_start"})
-    fields = ("text", "system_prompt")
+    FIELDS = ("text", "system_prompt")
     text: str | None
     system_prompt: str | None
 
@@ -230,7 +209,7 @@ class ReplaceMessages(Result):
 
     __slots__ = ("messages",)
     events = frozenset({"context_prepare", "prepare_step"})
-    fields = __slots__
+    FIELDS = __slots__
     messages: Sequence[Mapping[str, Any]]
 
     def __init__(self, messages: Sequence[Mapping[str, Any]]) -> None:

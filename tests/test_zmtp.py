@@ -35,6 +35,13 @@ def _host_req(zctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket
     return sock
 
 
+def _host_rep(zctx: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
+    sock = zctx.socket(zmq.REP)
+    sock.rcvtimeo = sock.sndtimeo = WAIT_MS
+    sock.bind(endpoint)
+    return sock
+
+
 def _serve(peer: Reply, count: int) -> threading.Thread:
     def run() -> None:
         for _ in range(count):
@@ -86,9 +93,7 @@ def test_a_request_peer_gets_its_answer_and_skips_a_stale_one(zctx: zmq.Context[
 
 def test_a_request_peer_round_trips_through_libzmq_rep(zctx: zmq.Context[zmq.Socket[bytes]], tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/c"
-    host = zctx.socket(zmq.REP)
-    host.rcvtimeo = host.sndtimeo = WAIT_MS
-    host.bind(endpoint)
+    host = _host_rep(zctx, endpoint)
     peer = Request(endpoint, LIMIT)
     for body in (b"hello", b"y" * 100_000):
         peer.send(body)
@@ -155,18 +160,14 @@ def test_a_reply_peer_reconnects_after_the_host_socket_is_replaced(zctx: zmq.Con
 def test_a_request_peer_reports_a_lost_connection_and_connects_again_on_send(
         zctx: zmq.Context[zmq.Socket[bytes]], tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/c"
-    host = zctx.socket(zmq.REP)
-    host.rcvtimeo = host.sndtimeo = WAIT_MS
-    host.bind(endpoint)
+    host = _host_rep(zctx, endpoint)
     peer = Request(endpoint, LIMIT)
     peer.send(b"q")
     assert host.recv() == b"q"
     host.close(linger=0)
     with pytest.raises(ConnectionLost):
         peer.recv(WAIT_MS / 1000)
-    again = zctx.socket(zmq.REP)
-    again.rcvtimeo = again.sndtimeo = WAIT_MS
-    again.bind(endpoint)
+    again = _host_rep(zctx, endpoint)
     peer.send(b"q2")
     again.send(again.recv() + b"!")
     assert peer.recv(WAIT_MS / 1000) == b"q2!"
@@ -175,9 +176,7 @@ def test_a_request_peer_reports_a_lost_connection_and_connects_again_on_send(
 
 def test_a_frame_over_the_limit_ends_the_connection(zctx: zmq.Context[zmq.Socket[bytes]], tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/c"
-    host = zctx.socket(zmq.REP)
-    host.rcvtimeo = host.sndtimeo = WAIT_MS
-    host.bind(endpoint)
+    host = _host_rep(zctx, endpoint)
     peer = Request(endpoint, 1000)
     peer.send(b"q")
     host.send(host.recv() * 2000)

@@ -16,10 +16,10 @@ Contract:
   unknown rlimit names are refused with :class:`PlanError` at construction
   (host side) and at parsing (child side), so a typo cannot silently switch a
   layer off.
-* The classes are immutable (``__setattr__`` raises) and compare by value, like
-  frozen dataclasses; they are written by hand because ``import dataclasses``
-  costs ~10 ms (it imports ``inspect``) and this module is on the boot path of
-  every sandboxed extension. Likewise no ``typing`` import at runtime.
+* The classes are immutable and compare by value, like frozen dataclasses
+  (:class:`ext_sdk.frozen.Frozen`: ``import dataclasses`` costs ~10 ms, it
+  imports ``inspect``, and this module is on the boot path of every sandboxed
+  extension). Likewise no ``typing`` import at runtime.
 * Exit status :data:`EXIT_SANDBOX` (5): the child could not put a *required*
   layer in force (or the plan is invalid); it has printed one line
   ``kithost sandbox: <layer>: <reason>`` on stderr. Not worth retrying.
@@ -35,10 +35,11 @@ import marshal
 import os
 import types
 
+from ..frozen import Frozen
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from typing import ClassVar
 
 __all__ = [
     "ENV_ACTIVE",
@@ -75,36 +76,6 @@ class SandboxError(Exception):
         self.reason = reason
 
 
-class _Frozen:
-    """Value semantics and immutability for the plan classes (a frozen dataclass without the import)."""
-
-    __slots__ = ()
-    #: Field names in declaration order (``__slots__`` is kept sorted).
-    FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.FIELDS)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(tuple(tuple(f.items()) if isinstance(f, types.MappingProxyType) else f for f in self._fields()))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(
-            f"{name}={dict(value) if isinstance(value, types.MappingProxyType) else value!r}"
-            for name, value in zip(self.FIELDS, self._fields(), strict=True)
-        )
-        return f"{type(self).__name__}({inner})"
-
-
 def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
@@ -137,7 +108,7 @@ def _bool(what: str, value: object) -> bool:
     return value
 
 
-class LandlockRules(_Frozen):
+class LandlockRules(Frozen):
     """Landlock rules (kernel ≥ 5.13; TCP rules need ABI 4, scopes ABI 6).
 
     * ``read``: paths (files or directories, recursively) the process may read.
@@ -195,7 +166,7 @@ class LandlockRules(_Frozen):
         }
 
 
-class SeccompPolicy(_Frozen):
+class SeccompPolicy(Frozen):
     """The seccomp filter (see :mod:`ext_sdk.sandbox.seccomp` for exactly what it denies).
 
     * ``allow_inet``: AF_INET/AF_INET6 sockets allowed (TCP and UDP!) besides
@@ -243,7 +214,7 @@ def _rlimits(values: Mapping[str, tuple[int, int]] | Mapping[str, list[int]]) ->
     return types.MappingProxyType(out)
 
 
-class BootPlan(_Frozen):
+class BootPlan(Frozen):
     """Everything the child applies to itself, in order: rlimits → user → capabilities → Landlock → seccomp.
 
     Then it either ``os.execv``\\ s ``exec_argv`` (Node / command extensions;
