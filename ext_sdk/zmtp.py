@@ -56,6 +56,8 @@ _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
 _GREETING = _SIGNATURE + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
 _GREETING_SIZE = 64
 _READ_SIZE = 65536
+#: Bodies below this size are copied behind their frame header and written with one ``sendall``.
+_COPY_BELOW = 4096
 
 
 class ConnectionLost(OSError):
@@ -237,33 +239,29 @@ class Peer:
             context = data[2:] if len(data) >= 2 else b""
             self._write(_command(b"PONG", context))
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, head: bytes, body: bytes = b"") -> None:
+        """Write ``head`` then ``body``; ``ConnectionLost`` (and the connection closed) when that fails.
+
+        A body of :data:`_COPY_BELOW` bytes or more goes out with ``sendmsg`` instead of being copied behind
+        its head (then the rest of a partial write); a smaller one is copied, which is cheaper than ``sendmsg``.
+        """
         sock = self._sock
         if sock is None:
             raise ConnectionLost(f"not connected to {self.endpoint}")
         try:
-            sock.sendall(data)
+            if len(body) < _COPY_BELOW:
+                sock.sendall(head + body)
+            else:
+                sent = sock.sendmsg((head, body))
+                if sent < len(head) + len(body):
+                    sock.sendall((head + body)[sent:])
         except OSError as exc:
             self.close()
             raise ConnectionLost(f"{self.endpoint}: {exc}") from exc
 
     def _send_frames(self, envelope: bytes, body: bytes) -> None:
         """Send ``envelope`` (already framed, each frame with ``MORE``) then ``body`` as the last frame."""
-        header = envelope + _frame_header(len(body), 0)
-        if len(body) < 4096:
-            self._write(header + body)
-            return
-        sock = self._sock
-        if sock is None:
-            raise ConnectionLost(f"not connected to {self.endpoint}")
-        try:  # a large body goes out without being copied behind its header
-            sent = sock.sendmsg([header, body])
-            rest = len(header) + len(body) - sent
-            if rest:
-                sock.sendall((header + body)[-rest:])
-        except OSError as exc:
-            self.close()
-            raise ConnectionLost(f"{self.endpoint}: {exc}") from exc
+        self._write(envelope + _frame_header(len(body), 0), body)
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]] | None:
