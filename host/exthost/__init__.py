@@ -15,7 +15,7 @@ module              concern
 ``notify``          the delivery thread that drains every extension's notify backlog
 ``channel``         the host end of one extension's sockets: frames, request/reply, host calls, pings
 ``launch``          the one place that decides how a process starts: private dir, secret, argv, env
-``bytecode``        the SDK's ``.pyc`` files, written before a Python launch (an extension cannot write them)
+``bytecode``        the SDK's ``.pyc`` files, written before the SDK's interpreter runs (an extension cannot)
 ``peers``           who may connect: the ZAP handler that admits only the launched process tree
 ``process``         the OS process: spawn, output capture, the shutdown ladder, kill the tree
 ``supervisor``      states, restart decisions, the watchdog (heartbeat, stuck, limits), its thread

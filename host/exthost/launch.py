@@ -115,27 +115,27 @@ def _python() -> str:
 
 
 @functools.cache
-def package_paths() -> tuple[list[str], list[str]]:
+def package_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(site directories, what to append to sys.path)`` for an extension interpreter started with ``-S``."""
-    site_dirs = [d for d in site.getsitepackages() if os.path.isdir(d)]
+    site_dirs = tuple(d for d in site.getsitepackages() if os.path.isdir(d))
     sdk_parent = str(Path(ext_sdk.__file__).resolve().parent.parent)
-    return site_dirs, site_dirs + ([sdk_parent] if sdk_parent not in site_dirs else [])
+    return site_dirs, site_dirs + ((sdk_parent,) if sdk_parent not in site_dirs else ())
 
 
 def python_command(entry: str, *args: str) -> tuple[str, ...]:
     """The argv that runs ``main()`` of module ``entry`` (``ext_sdk.__main__``, ``ext_sdk.sandbox.boot``) in
     the host's interpreter, isolated (``-I``) and without ``site`` (``-S``): :mod:`ext_sdk.startup` says why
     and how the packages are found instead; ``args`` become ``sys.argv[1:]``."""
+    ensure_sdk_bytecode()  # the boot and the SDK, for every runtime: the boot runs before node or a command too
     site_dirs, paths = package_paths()
-    code = (f"import sys;sys.path+={paths!r};from ext_sdk.startup import start;"
-            f"start({entry!r},{site_dirs!r})")
+    code = (f"import sys;sys.path+={list(paths)!r};from ext_sdk.startup import start;"
+            f"start({entry!r},{list(site_dirs)!r})")
     return (_python(), "-I", "-S", "-c", code, *args)
 
 
 def build_launch(manifest: Manifest, endpoints: Endpoints, host_dir: Path | None = None) -> LaunchSpec:
     """The argv/env/cwd for ``manifest``; raises ``FileNotFoundError`` if its runtime is missing."""
     if manifest.runtime == "python":
-        ensure_sdk_bytecode()
         argv: tuple[str, ...] = python_command("ext_sdk.__main__", "run", str(manifest.main))
     elif manifest.runtime == "node":
         node = shutil.which("node")
