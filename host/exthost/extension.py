@@ -233,6 +233,10 @@ class _StartFailed(Exception):
         self.reason = reason
 
 
+#: What starting a process raises (:meth:`RunningExtension._start_process`); it then could not start.
+_START_ERRORS = (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError)
+
+
 def _exited_before_handshake(proc: ProcessHandle) -> _StartFailed:
     """The failure of a process that ended (or is ended now, after 2 s) before its handshake."""
     if not proc.wait(2):
@@ -488,9 +492,13 @@ class RunningExtension:
         Raises :class:`ExtensionStartError` (the extension is then ``dead``)."""
         try:
             self._prepared = self._prepare_process(self.manifest, self.grant, self._slot)
-        except (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError) as exc:
-            self._set_state(ExtState.DEAD, f"could not start: {exc}")
-            raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
+        except _START_ERRORS as exc:
+            raise self._could_not_start(exc) from exc
+
+    def _could_not_start(self, exc: BaseException) -> ExtensionStartError:
+        """Mark the extension ``dead`` because its process could not be started; the error to raise."""
+        self._set_state(ExtState.DEAD, f"could not start: {exc}")
+        return ExtensionStartError(self.name, f"could not start: {exc}")
 
     def spawn(self, spare: _Incarnation | None = None) -> None:
         """Start the process — ``spare`` (from :meth:`_take_spare`) if given, else the launch :meth:`prepare`
@@ -503,9 +511,8 @@ class RunningExtension:
             try:
                 inc = (self._run_process(prepared) if prepared is not None
                        else self._start_process(self.manifest, self.grant, self._slot))
-            except (OSError, zmq.ZMQError, SandboxRefused, PlanError, HostError) as exc:
-                self._set_state(ExtState.DEAD, f"could not start: {exc}")
-                raise ExtensionStartError(self.name, f"could not start: {exc}") from exc
+            except _START_ERRORS as exc:
+                raise self._could_not_start(exc) from exc
         with self._swap_lock:
             self._install(inc)
         self._kill_reason = None
@@ -553,9 +560,6 @@ class RunningExtension:
         channel, proc = inc.channel, inc.process
         assert channel is not None and proc is not None
 
-        def exited() -> _StartFailed:
-            return _exited_before_handshake(proc)
-
         try:
             self._hand_over(inc)
             if inc.handover_failed is not None:
@@ -564,7 +568,7 @@ class RunningExtension:
                 hello = channel.wait_hello(self.config.deadlines.start_ms / 1000, proc.alive)
             except ChannelFailure as exc:
                 if not proc.alive() or exc.kind == FailureKind.DISCONNECTED:
-                    raise exited() from None
+                    raise _exited_before_handshake(proc) from None
                 raise _StartFailed(exc.detail) from None
         finally:
             inc.launch.forget_secret_file()

@@ -252,11 +252,8 @@ class ExtensionHost:
         for manifest, grant in ready:
             self._spawn(manifest, grant, report, started, prepare_only=True)
         errors = spawn_all(started)  # then every process, side by side
-        for ext, error in zip(list(started), errors, strict=True):
-            if error is not None:
-                started.remove(ext)
-                report.failed.append((ext.name, error))
-        return self._finish(started, report)
+        report.failed += [(ext.name, error) for ext, error in zip(started, errors, strict=True) if error is not None]
+        return self._finish([ext for ext, error in zip(started, errors, strict=True) if error is None], report)
 
     def _spawn(self, manifest: Manifest, grant: Grant, report: LoadReport, started: list[RunningExtension],
                remote: RemoteLauncher | None = None, prepare_only: bool = False) -> None:
