@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 from .events import EventSpec, Policy
+from .frozen import fields_repr
 from .schema import SchemaError
 
 TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extension's start-up
@@ -203,12 +204,6 @@ def check_result(spec: EventSpec, result: dict[str, Any]) -> None:
     spec.result.check(result, "result")
 
 
-def _repr(record: object, names: tuple[str, ...]) -> str:
-    """``Name(field=value, ...)`` of ``names``, as a dataclass would show it."""
-    inner = ", ".join(f"{name}={getattr(record, name)!r}" for name in names)
-    return f"{type(record).__name__}({inner})"
-
-
 class Failure:
     """One handler that failed during an event."""
 
@@ -230,7 +225,7 @@ class Failure:
         self.policy = policy
 
     def __repr__(self) -> str:
-        return _repr(self, ("handler", "kind", "detail", "policy"))
+        return fields_repr(self, ("handler", "kind", "detail", "policy"))
 
 
 class StopInfo:
@@ -254,7 +249,7 @@ class StopInfo:
         self.failed = failed
 
     def __repr__(self) -> str:
-        return _repr(self, ("by", "result", "reason", "failed"))
+        return fields_repr(self, ("by", "result", "reason", "failed"))
 
 
 class Outcome:
@@ -282,7 +277,7 @@ class Outcome:
         self.handlers = handlers
 
     def __repr__(self) -> str:
-        return _repr(self, ("event", "payload", "stop", "failures", "handlers"))
+        return fields_repr(self, ("event", "payload", "stop", "failures", "handlers"))
 
     @property
     def stopped(self) -> bool:

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # not typing's: ``import typing`` is ~3 ms of an extensio
 if TYPE_CHECKING:
     from typing import ClassVar
 
-__all__ = ["Frozen"]
+__all__ = ["Frozen", "fields_repr"]
 
 
 def _plain(value: object) -> object:
@@ -51,6 +51,12 @@ class Frozen:
         return hash((type(self), *(_plain(v) for v in self._values())))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={dict(value) if isinstance(value, types.MappingProxyType) else value!r}"
-                          for name, value in zip(self.FIELDS, self._values(), strict=True))
-        return f"{type(self).__name__}({inner})"
+        return fields_repr(self, self.FIELDS)
+
+
+def fields_repr(record: object, names: tuple[str, ...]) -> str:
+    """``Name(field=value, ...)`` of ``record``'s ``names``, as a dataclass shows it (a read-only mapping as
+    a ``dict``): :class:`Frozen`'s ``repr``, and that of the SDK's other plain records."""
+    inner = ", ".join(f"{name}={dict(value) if isinstance(value, types.MappingProxyType) else value!r}"
+                      for name, value in ((name, getattr(record, name)) for name in names))
+    return f"{type(record).__name__}({inner})"

@@ -40,6 +40,7 @@ from .extension import Extension
 from .handling import HandlerRunner
 from .startup import run_pth_files
 from .wire import (
+    CONTROL_FRAME,
     DEFAULT_MAX_FRAME,
     ENV_CALLS,
     ENV_CONTROL,
@@ -69,8 +70,9 @@ SHUTDOWN_GRACE_S = 2.0
 HELLO_TIMEOUT_MS = 10_000
 #: How long a ``ctx`` call waits for the host's answer (PROTOCOL.md §7).
 CALL_TIMEOUT_MS = 30_000
-#: The largest frame accepted from the host: its own largest, sealed, with room for the envelope.
+#: The largest frame accepted from the host (events, calls; control), sealed, with room for the envelope.
 _WIRE_LIMIT = DEFAULT_MAX_FRAME + MAC_SIZE + 64
+_CONTROL_WIRE_LIMIT = CONTROL_FRAME + MAC_SIZE + 64
 
 _NOT_UNDER_HOST = """\
 This is a kithost extension; it runs inside kithost, not on its own.
@@ -126,7 +128,7 @@ class _Link:
         self.calls = Request(os.environ[ENV_CALLS], _WIRE_LIMIT)
         # Connected before the handshake (the host may ping or stop us right after it);
         # from then on used only by the control thread.
-        self.control = Reply(os.environ[ENV_CONTROL], _WIRE_LIMIT)
+        self.control = Reply(os.environ[ENV_CONTROL], _CONTROL_WIRE_LIMIT)
         peers = (self.events, self.calls, self.control)
         for peer in peers:  # all three greetings out first: the host's ZAP checks of the three overlap
             peer.start()
@@ -200,7 +202,7 @@ class _Control(threading.Thread):
     def run(self) -> None:
         sock = self.link.control
         sealer = Sealer(self.link.secret)
-        opener = Opener(self.link.secret, frozenset({"ping", "shutdown"}), 64 * 1024)
+        opener = Opener(self.link.secret, frozenset({"ping", "shutdown"}), CONTROL_FRAME)
         while True:
             try:
                 frame = sock.recv()

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from typing import Final
 
 __all__ = [
+    "CONTROL_FRAME",
     "DEFAULT_MAX_FRAME",
     "ENV_CONTROL",
     "ENV_CALLS",
@@ -84,6 +85,8 @@ PROTOCOL_VERSIONS: Final = (1,)
 MAC_SIZE: Final = 32
 #: Default maximum frame size (bytes) accepted by either side.
 DEFAULT_MAX_FRAME: Final = 8 * 1024 * 1024
+#: Largest control-channel frame body, either way (pings, pongs, shutdown, bye are tiny).
+CONTROL_FRAME: Final = 64 * 1024
 
 #: Environment variables the host sets for an extension process.
 ENV_EVENTS: Final = "KITHOST_EVENTS"

@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 import zmq
 
-from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
+from ext_sdk.wire import CONTROL_FRAME, MAC_SIZE, FrameError, Opener, Sealer
 
-from ..exthost.channel import CALL_KINDS, CONTROL_FRAME, CONTROL_KINDS, EVENT_KINDS, bind_host_socket
+from ..exthost.channel import CALL_KINDS, CONTROL_KINDS, EVENT_KINDS, bind_host_socket
 from ..exthost.launch import Launch
 
 __all__ = ["Channel", "Incoming", "Peer"]

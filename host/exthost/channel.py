@@ -69,20 +69,18 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from ext_sdk.combine import FailureKind
-from ext_sdk.wire import MAC_SIZE, FrameError, Opener, Sealer
+from ext_sdk.wire import CONTROL_FRAME, MAC_SIZE, FrameError, Opener, Sealer
 
 from .launch import Launch
 from .peers import UNAUTHENTICATED, PeerGate, secure_server_socket, socket_domain
 
-__all__ = ["CALL_KINDS", "CONTROL_FRAME", "CONTROL_KINDS", "EVENT_KINDS", "CallHandler", "Channel", "ChannelFailure",
+__all__ = ["CALL_KINDS", "CONTROL_KINDS", "EVENT_KINDS", "CallHandler", "Channel", "ChannelFailure",
            "RemoteEndpoints", "bind_host_socket", "connect_remote_socket"]
 
 #: ``handler(method, args, event_id) -> value``; raises ``HostCallRefused`` (see hostcalls).
 CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
 
 EVENT_KINDS = frozenset({"reply"})
-#: Largest control-channel frame body (pings, pongs, shutdown, bye are tiny).
-CONTROL_FRAME = 64 * 1024
 #: Monitor events of a connection that broke the ZMTP handshake (a ZAP refusal is counted by :mod:`.peers`).
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 #: A connection opened: by the extension (ipc, accepted) or to the worker's relay (tcp, connected).
