@@ -44,17 +44,21 @@ from __future__ import annotations
 import _socket
 import time
 
-__all__ = ["HANDSHAKE_TIMEOUT_S", "RECONNECT_S", "ConnectionLost", "Peer", "Refused", "Reply", "Request"]
+__all__ = ["COMMAND", "GREETING", "GREETING_SIZE", "HANDSHAKE_TIMEOUT_S", "LONG", "MORE", "RECONNECT_S",
+           "ConnectionLost", "Peer", "Refused", "Reply", "Request", "command_frame", "frame_header", "greeting_problem",
+           "ipc_path", "metadata_property"]
 
 #: Between two connection attempts of a REP that lost its connection (libzmq's ``ZMQ_RECONNECT_IVL``).
 RECONNECT_S = 0.1
 #: How long the host may take to answer the greeting and ``READY`` (its ZAP check included).
 HANDSHAKE_TIMEOUT_S = 10.0
 
-_MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
-_SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
-_GREETING = _SIGNATURE + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
-_GREETING_SIZE = 64
+#: Frame flags (RFC 23): more frames follow, an 8-byte size, a command.
+MORE, LONG, COMMAND = 0x01, 0x02, 0x04
+#: This side's whole greeting: signature, version 3.0, mechanism ``NULL``, as-server 0, filler.
+SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
+GREETING = SIGNATURE + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
+GREETING_SIZE = 64
 _READ_SIZE = 65536
 #: Bodies below this size are copied behind their frame header and written with one ``sendall``.
 _COPY_BELOW = 4096
@@ -68,22 +72,36 @@ class Refused(ConnectionLost):
     """The host refused this peer at the handshake (a ZMTP ``ERROR`` command; the reason is its text)."""
 
 
-def _command(name: bytes, data: bytes) -> bytes:
+def command_frame(name: bytes, data: bytes) -> bytes:
+    """A command frame: ``name`` (short string) then ``data``."""
     body = bytes((len(name),)) + name + data
-    return _frame_header(len(body), _COMMAND) + body
+    return frame_header(len(body), COMMAND) + body
 
 
-def _frame_header(size: int, flags: int) -> bytes:
+def frame_header(size: int, flags: int) -> bytes:
+    """The flags and size of a frame of ``size`` bytes (``LONG`` added when it needs 8 bytes)."""
     if size < 256:
         return bytes((flags, size))
-    return bytes((flags | _LONG,)) + size.to_bytes(8, "big")
+    return bytes((flags | LONG,)) + size.to_bytes(8, "big")
 
 
-def _property(name: bytes, value: bytes) -> bytes:
+def metadata_property(name: bytes, value: bytes) -> bytes:
+    """One ``READY`` metadata property."""
     return bytes((len(name),)) + name + len(value).to_bytes(4, "big") + value
 
 
-def _ipc_path(endpoint: str) -> str:
+def greeting_problem(greeting: bytes) -> str | None:
+    """What is wrong with a peer's 64-byte greeting for this NULL-mechanism peer, or ``None``."""
+    if greeting[0] != 0xFF or not greeting[9] & 1 or greeting[10] < 3:
+        return "the peer does not speak ZMTP 3"
+    mechanism = greeting[12:32].rstrip(b"\x00")
+    if mechanism != b"NULL":
+        return f"the peer wants security mechanism {mechanism.decode(errors='replace')!r}, not NULL"
+    return None
+
+
+def ipc_path(endpoint: str) -> str:
+    """The socket path of an ``ipc://`` endpoint (``ipc://@name``: the abstract namespace)."""
     if not endpoint.startswith("ipc://"):
         raise ValueError(f"only ipc:// endpoints are supported, not {endpoint!r}")
     path = endpoint[len("ipc://"):]
@@ -112,11 +130,11 @@ class Peer:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.settimeout(HANDSHAKE_TIMEOUT_S)
-            sock.connect(_ipc_path(self.endpoint))
-            ready = _property(b"Socket-Type", self.socket_type)
+            sock.connect(ipc_path(self.endpoint))
+            ready = metadata_property(b"Socket-Type", self.socket_type)
             if self.socket_type == b"REQ":
-                ready += _property(b"Identity", b"")
-            sock.sendall(_GREETING + _command(b"READY", ready))
+                ready += metadata_property(b"Identity", b"")
+            sock.sendall(GREETING + command_frame(b"READY", ready))
         except OSError as exc:
             sock.close()
             raise ConnectionLost(f"cannot connect to {self.endpoint}: {exc}") from exc
@@ -128,13 +146,9 @@ class Peer:
         if self._sock is None:
             raise ConnectionLost(f"not connected to {self.endpoint}")
         try:
-            greeting = self._take(_GREETING_SIZE)
-            if greeting[0] != 0xFF or not greeting[9] & 1 or greeting[10] < 3:
-                raise ConnectionLost(f"{self.endpoint}: the peer does not speak ZMTP 3")
-            mechanism = greeting[12:32].rstrip(b"\x00")
-            if mechanism != b"NULL":
-                raise ConnectionLost(f"{self.endpoint}: the peer wants security mechanism "
-                                     f"{mechanism.decode(errors='replace')!r}, not NULL")
+            problem = greeting_problem(self._take(GREETING_SIZE))
+            if problem is not None:
+                raise ConnectionLost(f"{self.endpoint}: {problem}")
             while self._handshaking:  # ``READY`` (or ``ERROR``) is the only thing due now
                 self._read_message()
             self._sock.settimeout(None)
@@ -214,16 +228,16 @@ class Peer:
         while True:
             head = self._take(2)
             flags = head[0]
-            size = head[1] if not flags & _LONG else int.from_bytes(head[1:] + self._take(7), "big")
+            size = head[1] if not flags & LONG else int.from_bytes(head[1:] + self._take(7), "big")
             if size > self.max_frame:
                 self.close()
                 raise ConnectionLost(f"{self.endpoint}: a frame of {size} bytes is over the limit of {self.max_frame}")
             body = self._take(size)
-            if flags & _COMMAND:
+            if flags & COMMAND:
                 self._on_command(body)
                 return []
             frames.append(body)
-            if not flags & _MORE:
+            if not flags & MORE:
                 return frames
 
     def _on_command(self, body: bytes) -> None:
@@ -237,7 +251,7 @@ class Peer:
             raise Refused(f"{self.endpoint}: the host refused this connection ({reason or 'no reason given'})")
         elif name == b"PING" and self._sock is not None:  # ZMTP 3.1 heartbeat: PONG echoes the context
             context = data[2:] if len(data) >= 2 else b""
-            self._write(_command(b"PONG", context))
+            self._write(command_frame(b"PONG", context))
 
     def _write(self, head: bytes, body: bytes = b"") -> None:
         """Write ``head`` then ``body``; ``ConnectionLost`` (and the connection closed) when that fails.
@@ -261,7 +275,7 @@ class Peer:
 
     def _send_frames(self, envelope: bytes, body: bytes) -> None:
         """Send ``envelope`` (already framed, each frame with ``MORE``) then ``body`` as the last frame."""
-        self._write(envelope + _frame_header(len(body), 0), body)
+        self._write(envelope + frame_header(len(body), 0), body)
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]] | None:
@@ -297,7 +311,7 @@ class Reply(Peer):
             if parts is None:
                 continue
             envelope, body = parts
-            self._envelope = b"".join(_frame_header(len(f), _MORE) + f for f in envelope)
+            self._envelope = b"".join(frame_header(len(f), MORE) + f for f in envelope)
             return body[0] if len(body) == 1 else b""
 
     def send(self, body: bytes) -> None:
@@ -334,7 +348,7 @@ class Request(Peer):
         if self._sock is None:
             self.connect()
         self._id = (self._id + 1) & 0xFFFFFFFF
-        envelope = _frame_header(4, _MORE) + self._id.to_bytes(4, "little") + _frame_header(0, _MORE)
+        envelope = frame_header(4, MORE) + self._id.to_bytes(4, "little") + frame_header(0, MORE)
         self._send_frames(envelope, body)
 
     def recv(self, timeout_s: float) -> bytes:

@@ -58,6 +58,7 @@ from ext_sdk.wire import (
 from host import ExtensionHost, ExtensionStartError, HostConfig
 from host.config import Access, Limits, Sandbox, SandboxLayer, TrustMode, _to_unit, file_key
 from host.exthost import channel as host_channel
+from host.exthost.events_link import EventsLink
 from host.exthost.hostcalls import HostCallRouter
 from host.exthost.manifest import _ManifestFile, load_manifest
 from host.exthost.process import ShutdownRung
@@ -458,7 +459,7 @@ ext = Extension("limits")
     ext = host.load(directory)
     assert ext.channel is not None
     max_frame = host.config.limits.max_frame
-    assert ext.channel.events.getsockopt(zmq.MAXMSGSIZE) == max_frame + MAC_SIZE
+    assert isinstance(ext.channel.events, EventsLink) and ext.channel.events.limit == max_frame + MAC_SIZE
     assert ext.channel.calls.getsockopt(zmq.MAXMSGSIZE) == max_frame + MAC_SIZE
     assert ext.channel.control.getsockopt(zmq.MAXMSGSIZE) == control_max
 

@@ -14,6 +14,9 @@ module              concern
 ``exchange``        one extension's FIFO: notify backlog + every request on its events channel
 ``notify``          the delivery thread that drains every extension's notify backlog
 ``channel``         the host end of one extension's sockets: frames, request/reply, host calls, pings
+``events_link``     a local extension's events socket: ZMTP ``REQ`` in pure Python on the waiting thread
+``events_zmq``      a remote extension's events socket: libzmq ``REQ`` and its monitor
+``monitors``        what a libzmq socket's monitor reports: open connections, the gate's slot freed
 ``launch``          the one place that decides how a process starts: private dir, secret, argv, env
 ``bytecode``        the SDK's ``.pyc`` files, written before the SDK's interpreter runs (an extension cannot)
 ``peers``           who may connect: the ZAP handler that admits only the launched process tree

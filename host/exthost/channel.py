@@ -3,44 +3,41 @@
 Sockets, all bound by the host inside the extension's private 0700 directory,
 each in a ZAP domain of its own within the launch's (:func:`.peers.socket_domain`):
 only the launched process tree may connect, and only one process at a time
-per socket (:mod:`.peers`, which counts every refusal). Each socket's monitor
-tells the gate when the admitted connection has closed
+per socket (:mod:`.peers`, which counts every refusal). The gate's slot of a
+socket is freed when its admitted connection has closed
 (:meth:`.peers.PeerGate.released`): only then may another process connect
 (the holder's own reconnect is admitted at once).
 
-* ``events``  — REQ with ``REQ_RELAXED`` + ``REQ_CORRELATE``: after a deadline
-  the next request can be sent at once and libzmq drops the late reply;
-  the envelope ``id`` is checked as well, so a stale reply can never be read
-  as the answer to a newer request.
+* ``events``  — REQ with libzmq's ``REQ_RELAXED`` + ``REQ_CORRELATE`` semantics:
+  after a deadline the next request can be sent at once and the late reply is
+  dropped; the envelope ``id`` is checked as well, so a stale reply can never be
+  read as the answer to a newer request. Locally it is not a libzmq socket but
+  :class:`.events_link.EventsLink`, ZMTP in pure Python on the waiting thread
+  (no I/O-thread hand-off per frame, issue 10), which admits connections by the
+  same gate at ``accept`` and sees a closed or cut connection directly; remotely
+  :class:`.events_zmq.ZmqEvents`, a libzmq socket and its monitor. Either way a
+  wait ends at once when the extension's connection goes away (it exited, or
+  sent a frame over the limit, which is cut as libzmq's ``ZMQ_MAXMSGSIZE``
+  cuts) instead of at the deadline; a cut while idle (e.g. after a late reply)
+  fails no request, and is found before the next one is sent.
 * ``calls``   — REP: the extension's ``hello`` and its ``ctx`` calls. Calls are
   answered *while* the host waits for that extension's event reply.
 * ``control`` — REQ (relaxed, correlated): ``ping``/``shutdown``, used by the
   supervisor from its own thread (guarded by ``control_lock``).
-* a monitor on ``events``: when the last open connection goes away (the
-  extension exited, or libzmq cut it for a frame over ``ZMQ_MAXMSGSIZE``),
-  a wait ends at once instead of at the deadline. A stranger's connection,
-  refused at its handshake, goes away while the extension's stays open, so it
-  changes nothing (libzmq's handshake events carry no file descriptor to tell
-  connections apart; while a stranger keeps connecting at the very moment the
-  extension dies, that death is noticed at the deadline instead).
-* monitors on ``calls`` and ``control`` (drained by the supervisor,
-  :meth:`Channel.drain_monitors`): together with the events monitor, every
-  connection that breaks the ZMTP handshake is counted as
-  ``frame_errors["unauthenticated"]``, like the ZAP refusals; the extension's
-  ``calls`` connection cut for a frame over the limit counts as ``dropped``.
-  The events monitor is read during a request (a cut reported there fails the
-  request only if no newer connection of the extension is reported after it:
-  a cut while idle, e.g. after a late reply, is not that request's), and while
-  a send waits for the extension to connect; the others at each supervisor tick.
+* monitors on ``calls`` and ``control`` (drained by the supervisor at each tick,
+  :meth:`Channel.drain_monitors`, :mod:`.monitors`): every connection that breaks
+  the ZMTP handshake is counted as ``frame_errors["unauthenticated"]``, like the
+  gate's refusals; the extension's ``calls`` connection cut for a frame over the
+  limit counts as ``dropped``.
 
 Failure contract: :meth:`Channel.request` returns the verified reply envelope
 or raises :class:`ChannelFailure` with a ``kind`` (``timeout``,
 ``disconnected``, ``bad_frame``). Every rejected inbound
 frame is counted in :attr:`Channel.frame_errors` by reason: the
 :data:`ext_sdk.wire.FRAME_ERRORS` of the codec, plus ``wrong_id`` (a valid
-reply to another request) and ``dropped`` (the connection was cut while a
-request was in flight — the extension exited, closed its socket, or sent a
-frame over ``max_frame``, which libzmq refuses by disconnecting). Nothing else
+reply to another request) and ``dropped`` (a connection the host cut — a
+frame over ``max_frame``, a ZMTP violation — or one that closed while a
+request was in flight: the extension exited or closed its socket). Nothing else
 escapes: a misbehaving extension can make its own events fail, never the host.
 
 Remote extensions (:mod:`host.remote`): given :class:`RemoteEndpoints`, the
@@ -71,7 +68,10 @@ from zmq.utils.monitor import parse_monitor_message
 from ext_sdk.combine import FailureKind
 from ext_sdk.wire import CONTROL_FRAME, MAC_SIZE, FrameError, Opener, Sealer
 
+from .events_link import EventsLink, LinkCut
+from .events_zmq import ZmqEvents
 from .launch import Launch
+from .monitors import MONITORED, REFUSED, OpenConnections
 from .peers import UNAUTHENTICATED, PeerGate, secure_server_socket, socket_domain
 
 __all__ = ["CALL_KINDS", "CONTROL_KINDS", "EVENT_KINDS", "CallHandler", "Channel", "ChannelFailure",
@@ -81,12 +81,6 @@ __all__ = ["CALL_KINDS", "CONTROL_KINDS", "EVENT_KINDS", "CallHandler", "Channel
 CallHandler = Callable[[str, dict[str, Any], "int | None"], Any]
 
 EVENT_KINDS = frozenset({"reply"})
-#: Monitor events of a connection that broke the ZMTP handshake (a ZAP refusal is counted by :mod:`.peers`).
-_REFUSED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-#: A connection opened: by the extension (ipc, accepted) or to the worker's relay (tcp, connected).
-_OPENED = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED
-#: What every socket's monitor reports: connections opening, closing, and their handshake's outcome.
-_MONITORED = _OPENED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | _REFUSED
 CALL_KINDS = frozenset({"hello", "call"})
 CONTROL_KINDS = frozenset({"pong", "bye"})
 
@@ -107,41 +101,12 @@ def bind_host_socket(zctx: zmq.Context[zmq.Socket[bytes]], domain: str, kind: in
     return sock
 
 
-class _Peers:
-    """The open connections of one host socket as its monitor reports them (read by one thread at a time).
-
-    ``gate``/``domain``: the socket's slot at the gate; it is released when the last open connection closes
-    and the handshakes seen to succeed are every one the gate admitted (so a refused stranger's connection
-    closing, or one admitted but not yet reported, never frees it early). ``None``: no slot (remote).
-    """
-
-    __slots__ = ("_domain", "_gate", "_open", "_succeeded")
-
-    def __init__(self, gate: PeerGate | None, domain: str) -> None:
-        self._gate = gate
-        self._domain = domain
-        self._open: set[int] = set()
-        self._succeeded = 0
-
-    @property
-    def connected(self) -> bool:
-        """Whether a connection is open (as far as the events read so far tell)."""
-        return bool(self._open)
-
-    def note(self, kind: int, value: int) -> bool:
-        """Record one monitor event (``value``: its file descriptor or code); whether it closed the last open
-        connection."""
-        if kind & _OPENED:
-            self._open.add(value)
-        elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            self._succeeded += 1
-        elif kind == zmq.EVENT_DISCONNECTED and value in self._open:
-            self._open.discard(value)
-            if not self._open:
-                if self._gate is not None:
-                    self._gate.released(self._domain, self._succeeded)
-                return True
-        return False
+def _local_events(gate: PeerGate | None, domain: str, endpoint: str, limit: int) -> EventsLink:
+    """A local launch's events listener, admitting by ``gate`` in ``domain`` (no gate: nobody, fail closed)."""
+    if gate is None:
+        return EventsLink(endpoint, limit, admit=lambda address: False, release=lambda seen: None)
+    return EventsLink(endpoint, limit, admit=lambda address: gate.decide(domain, address),
+                      release=lambda seen: gate.released(domain, seen))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +162,8 @@ class Channel:
         self.call_errors = 0
         #: Host calls answered successfully.
         self.calls_answered = 0
-        limit = max_frame + MAC_SIZE
+        #: The frame limit of ``events`` and ``calls``, MAC included (``control``: :data:`CONTROL_FRAME` + MAC).
+        self.limit = limit = max_frame + MAC_SIZE
         gate = PeerGate.of(zctx) if remote is None else None
 
         def open_socket(kind: int, name: str, size: int, relaxed: bool = False) -> zmq.Socket[bytes]:
@@ -206,16 +172,18 @@ class Channel:
                                         size, relaxed)
             return connect_remote_socket(zctx, remote, kind, getattr(remote, name), size, relaxed)
 
-        self.events = open_socket(zmq.REQ, "events", limit, relaxed=True)
+        #: The events channel: a pure-Python ZMTP ``REQ`` on ``ipc://`` (local), a libzmq one (remote).
+        self.events: EventsLink | ZmqEvents
+        if remote is None:
+            self.events = _local_events(gate, socket_domain(launch.domain, "events"), endpoints.events, limit)
+        else:
+            self.events = ZmqEvents(open_socket(zmq.REQ, "events", limit, relaxed=True), self.frame_errors)
         self.calls = open_socket(zmq.REP, "calls", limit)
         self.control = open_socket(zmq.REQ, "control", CONTROL_FRAME + MAC_SIZE, relaxed=True)
-        self.monitor = self.events.get_monitor_socket(_MONITORED)
-        self._side_monitors = [self.calls.get_monitor_socket(_MONITORED), self.control.get_monitor_socket(_MONITORED)]
-        #: The open connections of each socket (the extension's, and strangers' being refused), by socket.
-        self._events_peers, calls_peers, control_peers = (_Peers(gate, socket_domain(launch.domain, name))
-                                                          for name in ("events", "calls", "control"))
+        self._side_monitors = [self.calls.get_monitor_socket(MONITORED), self.control.get_monitor_socket(MONITORED)]
         #: With each side monitor: its socket's connections, and whether the extension's closing counts as dropped.
-        self._side_peers = [(calls_peers, True), (control_peers, False)]
+        self._side_peers = [(OpenConnections(gate, socket_domain(launch.domain, name)), name == "calls")
+                            for name in ("calls", "control")]
         self._events_out = Sealer(secret)
         self._events_in = Opener(secret, EVENT_KINDS, max_frame)
         self._calls_out = Sealer(secret)
@@ -224,33 +192,32 @@ class Channel:
         self._control_in = Opener(secret, CONTROL_KINDS, CONTROL_FRAME)
         self._ids = itertools.count(1)
         self._poller = zmq.Poller()
-        for sock in (self.events, self.calls, self.monitor):
-            self._poller.register(sock, zmq.POLLIN)
+        self._polled = -1  # the events' poll items version the poller holds
         #: Id of the request in flight on ``events`` (``None`` when idle).
         self.in_flight: int | None = None
-        #: ``perf_counter_ns()`` when the last events request was handed to libzmq, and when the last events
+        #: ``perf_counter_ns()`` when the last events request was written, and when the last events
         #: frame arrived (before it was opened): the transit part of the latency split (see :mod:`.exchange`).
         self.sent_ns = 0
         self.received_ns = 0
         #: Guards ``control`` (supervisor pings vs. the shutdown ladder).
         self.control_lock = threading.Lock()
 
-
     def close(self) -> None:
         """Close every socket (idempotent).
 
-        Order matters: the monitor is disabled *before* its socket closes. The other
+        Order matters: a monitor is disabled *before* its socket closes. The other
         way round, libzmq's I/O thread can block forever delivering a disconnect
         event to the closed monitor while holding the lock ``disable_monitor`` needs
         (pyzmq#1020, libzmq#3575) — and pyzmq holds the GIL there, freezing the host.
         """
-        for sock in (self.events, self.calls, self.control):
+        self.events.close()
+        for sock in (self.calls, self.control):
             if not sock.closed:
                 try:
                     sock.disable_monitor()
                 except zmq.ZMQError:
                     pass
-        for sock in (self.monitor, *self._side_monitors, self.events, self.calls):
+        for sock in (*self._side_monitors, self.calls):
             if not sock.closed:
                 sock.close(linger=0)
         with self.control_lock:  # a shutdown request may be polling it from another thread (bounded wait)
@@ -266,7 +233,7 @@ class Channel:
             while not monitor.closed and monitor.poll(0):
                 event = parse_monitor_message(monitor.recv_multipart())
                 kind = event["event"]
-                if kind & _REFUSED:
+                if kind & REFUSED:
                     self.frame_errors[UNAUTHENTICATED] += 1
                 elif peers.note(kind, event["value"]) and counts_drop:
                     self.frame_errors["dropped"] += 1  # the extension's own (a stranger's leaves it open)
@@ -276,7 +243,8 @@ class Channel:
     def wait_hello(self, timeout_s: float, alive: Callable[[], bool]) -> dict[str, Any]:
         """The extension's verified ``hello``; raises :class:`ChannelFailure`.
 
-        Polls in short slices so an extension that exits early is noticed at once.
+        Waits in short slices so an extension that exits early is noticed at once. The events connection
+        is accepted meanwhile (the SDK waits for its greeting before it says ``hello``).
         """
         end = time.monotonic() + timeout_s
         while True:
@@ -285,7 +253,7 @@ class Channel:
                 raise ChannelFailure(FailureKind.TIMEOUT, f"no handshake within {timeout_s:.1f} s")
             if not alive():
                 raise ChannelFailure(FailureKind.DISCONNECTED, "exited before the handshake")
-            if self.calls.poll(min(50, max(1, int(left * 1000)))):
+            if self._wait(min(50, max(1, int(left * 1000))), self.calls):
                 frame = self.calls.recv()
                 try:
                     msg = self._calls_in.open(frame)
@@ -298,80 +266,99 @@ class Channel:
                     raise ChannelFailure(FailureKind.BAD_FRAME, f"expected hello, got {msg['k']!r}")
                 return msg
 
+    def _wait(self, timeout_ms: int, sock: zmq.Socket[bytes]) -> bool:
+        """Wait up to ``timeout_ms`` for ``sock`` to be readable, serving the events connection meanwhile."""
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        for item, flags in self.events.poll_items():
+            poller.register(item, flags)
+        ready = False
+        for item, flags in poller.poll(timeout_ms):
+            if item is sock:
+                ready = True
+                continue
+            try:
+                self.events.service(item, flags)
+            except LinkCut as exc:
+                self._note_cut(exc)
+        return ready
+
     def answer_hello(self, kind: str, fields: dict[str, Any]) -> None:
         """Send ``welcome`` or ``reject``."""
         self.calls.send(self._calls_out.seal(kind, fields))
 
     # ------------------------------------------------------------------ events
 
+    def poll_items(self) -> list[tuple[zmq.Socket[bytes] | int, int]]:
+        """What to poll (zmq flags) while a request is in flight: the events connection and ``calls``."""
+        return [*self.events.poll_items(), (self.calls, zmq.POLLIN)]
+
     def send_request(self, kind: str, fields: dict[str, Any], timeout_s: float) -> int:
         """Seal and send one events-channel request; returns its id."""
         req_id = next(self._ids)
         frame = self._events_out.seal(kind, {"id": req_id, **fields})
+        routing_id = req_id & 0xFFFFFFFF
         try:
-            self.events.send(frame, zmq.NOBLOCK)
-        except zmq.Again:
-            # No pipe yet (the extension is still connecting, or reconnecting): wait for one, bounded.
+            self.events.send(routing_id, frame)
+        except LinkCut as exc:
+            # Not connected (yet), or the connection was found cut: wait for the extension, bounded.
+            self._note_cut(exc)
             if not self._wait_for_peer(timeout_s):
                 raise ChannelFailure(FailureKind.DISCONNECTED, "extension is not connected") from None
-            self.events.send(frame, zmq.NOBLOCK)
+            try:
+                self.events.send(routing_id, frame)
+            except LinkCut as again:
+                self._note_cut(again)
+                raise ChannelFailure(FailureKind.DISCONNECTED, str(again)) from None
         self.sent_ns = perf_counter_ns()
         self.in_flight = req_id
         return req_id
 
+    def _note_cut(self, cut: LinkCut) -> None:
+        """Count a cut the host made (a frame over the limit, a protocol violation) as ``dropped``."""
+        if cut.reason != "closed":
+            self.frame_errors["dropped"] += 1
+
     def _wait_for_peer(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` until ``events`` can send (the extension connected, or reconnected after
-        a cut), reading its monitor meanwhile: the cut it reports frees the socket's slot at the gate."""
+        """Wait up to ``timeout_s`` until the extension is connected to ``events`` (it is connecting, or
+        reconnecting after a cut), accepting and admitting connections meanwhile."""
         end = time.monotonic() + timeout_s
-        poller = zmq.Poller()
-        poller.register(self.events, zmq.POLLOUT)
-        poller.register(self.monitor, zmq.POLLIN)
-        while True:
-            ready = dict(poller.poll(max(1, int((end - time.monotonic()) * 1000))))
-            if ready.get(self.events, 0) & zmq.POLLOUT:
-                return True
-            while self.monitor.poll(0):
-                self._events_monitor_event()
-            if time.monotonic() >= end:
+        events = self.events
+        while not events.connected:
+            left_ms = int((end - time.monotonic()) * 1000)
+            if left_ms <= 0:
                 return False
+            poller = zmq.Poller()
+            for item, flags in events.peer_items():
+                poller.register(item, flags)
+            for item, flags in poller.poll(left_ms):
+                try:
+                    events.service(item, flags)
+                except LinkCut as exc:
+                    self._note_cut(exc)
+        return True
 
-    def _events_monitor_event(self) -> bool:
-        """Read one events-monitor event; whether it closed the extension's connection (the last open one)."""
-        event = parse_monitor_message(self.monitor.recv_multipart())
-        kind = event["event"]
-        if kind & _REFUSED:
-            self.frame_errors[UNAUTHENTICATED] += 1
-            return False
-        return self._events_peers.note(kind, event["value"])
-
-    def service(self, sock: zmq.Socket[bytes], on_call: CallHandler) -> dict[str, Any] | None:
-        """Handle one readable socket of this channel.
+    def service(self, item: zmq.Socket[bytes] | int, flags: int, on_call: CallHandler) -> dict[str, Any] | None:
+        """Handle one ready poll item of this channel (see :meth:`poll_items`).
 
         Returns the reply envelope when it is the awaited reply; ``None`` for a
-        host call answered or a monitor event; raises :class:`ChannelFailure`
+        host call answered or connection work; raises :class:`ChannelFailure`
         for a bad reply or a dropped connection.
         """
-        if sock is self.calls:
+        if item is self.calls:
             self._serve_call(on_call)
             return None
-        if sock is self.monitor:
-            if not self._events_monitor_event():
-                return None  # e.g. a refused stranger's connection went away; the extension's is still open
-            while self.monitor.poll(0):  # rare path: read what the monitor reported after that
-                self._events_monitor_event()
-            if self._events_peers.connected:
-                return None  # it had reconnected already: that cut was of an earlier connection (a late reply)
-            if self.in_flight is not None:
-                self.in_flight = None
-                self.frame_errors["dropped"] += 1
-                raise ChannelFailure(FailureKind.DISCONNECTED, "the extension dropped its connection "
-                                     "(it exited, or sent a frame over the size limit)")
-            return None
         try:
-            # NOBLOCK: with REQ_CORRELATE, poll() reports a stale reply as readable, then
-            # recv() discards it and would block waiting for the real one.
-            frame = self.events.recv(zmq.NOBLOCK)
-        except zmq.Again:
+            frame = self.events.service(item, flags)
+        except LinkCut as exc:
+            self._note_cut(exc)
+            if self.in_flight is None:
+                return None  # a cut while idle (e.g. after a late reply): no request of the host's is lost
+            self.in_flight = None
+            if exc.reason == "closed":
+                self.frame_errors["dropped"] += 1
+            raise ChannelFailure(FailureKind.DISCONNECTED, str(exc)) from None
+        if frame is None:
             return None
         self.received_ns = perf_counter_ns()
         try:
@@ -387,6 +374,11 @@ class Channel:
         self.in_flight = None
         return msg
 
+    def abandon(self) -> None:
+        """The request in flight is given up (deadline, cancel): its late reply is dropped like a stale one."""
+        self.in_flight = None
+        self.events.forget_request()
+
     def request(self, kind: str, fields: dict[str, Any], timeout_s: float, on_call: CallHandler,
                 cancel: threading.Event | None = None) -> dict[str, Any]:
         """Send one request and wait for its reply, answering host calls meanwhile.
@@ -396,31 +388,35 @@ class Channel:
         """
         end = time.monotonic() + timeout_s
         self.send_request(kind, fields, timeout_s)
-        poll = self._poller.poll
         while True:
+            if self._polled != self.events.version:  # a connection came or went, or output waits
+                self._poller = zmq.Poller()
+                for item, flags in self.poll_items():
+                    self._poller.register(item, flags)
+                self._polled = self.events.version
             left_ms = (end - time.monotonic()) * 1000
             if cancel is not None:
                 if cancel.is_set():
-                    self.in_flight = None
+                    self.abandon()
                     raise ChannelFailure(FailureKind.CANCELLED, "cancelled while waiting for the extension")
                 left_ms = min(left_ms, 50.0) if left_ms > 0 else left_ms
             # zmq_poll counts whole milliseconds: wait the whole ones, then the last fraction in naps of at
             # most 0.2 ms, each followed by a look: a hung handler gives control back at its deadline, not up
             # to 1 ms after it, and a reply in that last millisecond is seen within 0.2 ms.
             if left_ms >= 1:
-                ready = poll(int(left_ms))
+                ready = self._poller.poll(int(left_ms))
             elif left_ms > 0:
                 time.sleep(min(left_ms, 0.2) / 1000)
-                ready = poll(0)
+                ready = self._poller.poll(0)
             else:
                 ready = []
             if not ready:
                 if time.monotonic() < end:
                     continue  # a whole-ms wait or a 50 ms cancel slice ended before the deadline
-                self.in_flight = None
+                self.abandon()
                 raise ChannelFailure(FailureKind.TIMEOUT, f"no reply within {timeout_s * 1000:.0f} ms")
-            for sock, _ in ready:
-                reply = self.service(sock, on_call)
+            for item, flags in ready:
+                reply = self.service(item, flags, on_call)
                 if reply is not None:
                     return reply
 

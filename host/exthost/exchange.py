@@ -319,15 +319,16 @@ class InFlight:
         self._request = request
         #: ``time.monotonic()`` at which the batch's deadline passes.
         self.ends_at = ends_at
-        #: Sockets to poll for this batch (its reply, host calls, the connection monitor).
-        self.sockets: tuple[zmq.Socket[bytes], ...] = (channel.events, channel.calls, channel.monitor)
+        #: What to poll for this batch, with zmq flags (its reply and connection, host calls).
+        self.items = channel.poll_items()
+        self._items_version = channel.events.version
         self._finished = False
 
-    def service(self, sock: zmq.Socket[bytes]) -> bool:
-        """Handle one readable socket; ``True`` when the batch is finished (answered or failed)."""
+    def service(self, item: zmq.Socket[bytes] | int, flags: int) -> bool:
+        """Handle one ready poll item; ``True`` when the batch is finished (answered or failed)."""
         ex = self.exchange
         try:
-            reply = self._channel.service(sock, ex._on_call)
+            reply = self._channel.service(item, flags, ex._on_call)
             if reply is None:
                 return False
             ex._settle(self._request, reply)
@@ -336,11 +337,20 @@ class InFlight:
         self._finish()
         return True
 
+    def changed_items(self) -> tuple[list[tuple[zmq.Socket[bytes] | int, int]], ...] | None:
+        """``(old, new)`` poll items when they changed since last asked (a connection came or went, output
+        queued or written), else ``None``."""
+        version = self._channel.events.version
+        if version == self._items_version:
+            return None
+        old, self.items, self._items_version = self.items, self._channel.poll_items(), version
+        return old, self.items
+
     def expire(self) -> None:
         """The batch passed its deadline: count it as timed out."""
         if self._finished:
             return
-        self._channel.in_flight = None
+        self._channel.abandon()
         ex = self.exchange
         ex._fail(self._request, ChannelFailure(FailureKind.TIMEOUT, "notify batch timed out"))
         self._finish()

@@ -92,15 +92,15 @@ class NotifyPump(threading.Thread):
         """One delivery round; ``True`` if anything was sent (so go again)."""
         in_flight: list[InFlight] = []
         poller = zmq.Poller()
-        owners: dict[zmq.Socket[bytes], InFlight] = {}
+        owners: dict[zmq.Socket[bytes] | int, InFlight] = {}
         for ext in self._extensions():
             batch = ext.exchange.begin_backlog()
             if batch is None:
                 continue
             in_flight.append(batch)
-            for sock in batch.sockets:
-                poller.register(sock, zmq.POLLIN)
-                owners[sock] = batch
+            for item, flags in batch.items:
+                poller.register(item, flags)
+                owners[item] = batch
         sent = bool(in_flight)
         try:
             while in_flight:
@@ -111,10 +111,20 @@ class NotifyPump(threading.Thread):
                 if not in_flight:
                     break
                 wait_ms = math.ceil((min(b.ends_at for b in in_flight) - now) * 1000)
-                for sock, _ in poller.poll(max(wait_ms, 1)):
-                    batch = owners[sock]
-                    if not batch.finished and batch.service(sock):
+                for item, flags in poller.poll(max(wait_ms, 1)):
+                    batch = owners[item]
+                    if batch.finished:
+                        continue
+                    if batch.service(item, flags):
                         self._finish(batch, poller, in_flight)
+                    elif (change := batch.changed_items()) is not None:
+                        old, new = change
+                        for stale, _ in old:
+                            poller.unregister(stale)
+                            owners.pop(stale, None)
+                        for fresh, fresh_flags in new:
+                            poller.register(fresh, fresh_flags)
+                            owners[fresh] = batch
         finally:
             for batch in list(in_flight):
                 batch.expire()
@@ -124,8 +134,8 @@ class NotifyPump(threading.Thread):
     @staticmethod
     def _finish(batch: InFlight, poller: zmq.Poller, in_flight: list[InFlight]) -> None:
         in_flight.remove(batch)
-        for sock in batch.sockets:
+        for item, _ in batch.items:
             try:
-                poller.unregister(sock)
+                poller.unregister(item)
             except KeyError:
                 pass

@@ -12,21 +12,28 @@ from ext_sdk.wire import Opener, Sealer
 from host.exthost.channel import EVENT_KINDS, Channel, ChannelFailure
 
 
-class _Socket:
-    """Stands in for the events socket: hands out one frame."""
+class _Events:
+    """Stands in for the events link: hands out one frame."""
+
+    version = 0
 
     def __init__(self, frame: bytes) -> None:
         self.frame = frame
 
-    def recv(self, flags: int = 0) -> bytes:
+    def service(self, item: object, flags: int) -> bytes:
         return self.frame
+
+    def poll_items(self) -> list[tuple[int, int]]:
+        return []
+
+    def forget_request(self) -> None:
+        pass
 
 
 def _channel(key: bytes, in_flight: int | None, frame: bytes) -> Channel:
     channel = Channel.__new__(Channel)  # no sockets, no launch: only what service() reads for a reply
-    channel.events = _Socket(frame)  # type: ignore[assignment]
+    channel.events = _Events(frame)  # type: ignore[assignment]
     channel.calls = object()  # type: ignore[assignment]
-    channel.monitor = object()  # type: ignore[assignment]
     channel._events_in = Opener(key, EVENT_KINDS)
     channel.frame_errors = Counter()
     channel.in_flight = in_flight
@@ -39,7 +46,7 @@ def test_a_reply_to_another_request_names_both_ids() -> None:
     frame = Sealer(key).seal("reply", {"id": 90, "results": [{"ok": True}]})
     channel = _channel(key, 91, frame)
     with pytest.raises(ChannelFailure) as info:
-        channel.service(channel.events, lambda *a: None)
+        channel.service(0, 1, lambda *a: None)
     assert info.value.kind == "bad_frame"
     assert info.value.detail == "reply id 90 does not match request 91"
     assert channel.in_flight is None and channel.frame_errors["wrong_id"] == 1
@@ -49,7 +56,7 @@ def test_the_awaited_reply_is_returned_and_timed() -> None:
     key = os.urandom(32)
     frame = Sealer(key).seal("reply", {"id": 7, "results": [{"ok": True, "us": 3}]})
     channel = _channel(key, 7, frame)
-    reply = channel.service(channel.events, lambda *a: None)
+    reply = channel.service(0, 1, lambda *a: None)
     assert reply is not None and reply["results"] == [{"ok": True, "us": 3}]
     assert channel.in_flight is None and channel.received_ns > 0
 
@@ -88,6 +95,7 @@ def test_a_request_never_waits_past_its_deadline(monkeypatch: pytest.MonkeyPatch
 
     channel = _channel(os.urandom(32), None, b"")
     channel._poller = _Poller()  # type: ignore[assignment]
+    channel._polled = 0
     monkeypatch.setattr(Channel, "send_request", lambda self, kind, fields, timeout_s: 1)
     with pytest.raises(ChannelFailure) as info:
         channel.request("event", {}, timeout_s, lambda *a: None)
