@@ -1,7 +1,8 @@
 """ZeroMQ's wire protocol in pure Python, for the extension process: REQ and REP peers over ``ipc://``.
 
-The host binds libzmq (pyzmq) sockets; the Python SDK connects to them with this module instead of
-pyzmq. It speaks ZMTP 3.0 (RFC 23, https://rfc.zeromq.org/spec/23/) with the NULL mechanism, exactly
+The host binds ZeroMQ sockets (libzmq for ``calls`` and ``control``; for ``events``, its own ZMTP peer
+``host.exthost.events_link``, which uses this module's framing helpers); the Python SDK connects to them
+with this module instead of pyzmq. It speaks ZMTP 3.0 (RFC 23, https://rfc.zeromq.org/spec/23/) with the NULL mechanism, exactly
 what a libzmq ``REQ``/``REP`` socket sends on ``ipc://``, so the host cannot tell the difference and
 every other SDK keeps using its own libzmq binding (the JS SDK: the npm ``zeromq`` package).
 

@@ -68,7 +68,7 @@ from ext_sdk.zmtp import (
     metadata_property,
 )
 
-__all__ = ["REFUSED_HOLD_S", "REFUSED_KEPT", "EventsLink", "LinkCut"]
+__all__ = ["POLLERR", "POLLIN", "POLLOUT", "REFUSED_HOLD_S", "REFUSED_KEPT", "EventsLink", "LinkCut"]
 
 #: Refused connections held open at most (the oldest is closed first), so a refused peer can read its ``ERROR``.
 REFUSED_KEPT = 8
