@@ -2,9 +2,9 @@
 
 The host binds ZeroMQ sockets (libzmq for ``calls`` and ``control``; for ``events``, its own ZMTP peer
 ``host.exthost.events_link``, which uses this module's framing helpers); the Python SDK connects to them
-with this module instead of pyzmq. It speaks ZMTP 3.0 (RFC 23, https://rfc.zeromq.org/spec/23/) with the NULL mechanism, exactly
-what a libzmq ``REQ``/``REP`` socket sends on ``ipc://``, so the host cannot tell the difference and
-every other SDK keeps using its own libzmq binding (the JS SDK: the npm ``zeromq`` package).
+with this module instead of pyzmq. It speaks ZMTP 3.0 (RFC 23, https://rfc.zeromq.org/spec/23/) with
+the NULL mechanism, exactly what a libzmq ``REQ``/``REP`` socket sends on ``ipc://``, so the host cannot
+tell the difference and every other SDK keeps using its own libzmq binding (the JS SDK: the npm ``zeromq`` package).
 
 Why not pyzmq here (measured, issue 10): ``import zmq`` costs more than a whole bare interpreter start
 (~40 ms CPU against ~30 ms on the project's 2-core machine) and ~2.5 MiB of the process's own memory,
