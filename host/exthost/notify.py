@@ -107,35 +107,39 @@ class NotifyPump(threading.Thread):
                 now = time.monotonic()
                 for batch in [b for b in in_flight if b.ends_at <= now]:
                     batch.expire()
-                    self._finish(batch, poller, in_flight)
+                    self._finish(batch, poller, owners, in_flight)
                 if not in_flight:
                     break
                 wait_ms = math.ceil((min(b.ends_at for b in in_flight) - now) * 1000)
                 for item, flags in poller.poll(max(wait_ms, 1)):
-                    batch = owners[item]
-                    if batch.finished:
+                    owner = owners.get(item)  # None: its batch finished earlier in this loop
+                    if owner is None or owner.finished:
                         continue
+                    batch = owner
                     if batch.service(item, flags):
-                        self._finish(batch, poller, in_flight)
+                        self._finish(batch, poller, owners, in_flight)
                     elif (change := batch.changed_items()) is not None:
                         old, new = change
                         for stale, _ in old:
-                            poller.unregister(stale)
-                            owners.pop(stale, None)
+                            if owners.get(stale) is batch:
+                                poller.unregister(stale)
+                                del owners[stale]
                         for fresh, fresh_flags in new:
                             poller.register(fresh, fresh_flags)
                             owners[fresh] = batch
         finally:
             for batch in list(in_flight):
                 batch.expire()
-                self._finish(batch, poller, in_flight)
+                self._finish(batch, poller, owners, in_flight)
         return sent
 
     @staticmethod
-    def _finish(batch: InFlight, poller: zmq.Poller, in_flight: list[InFlight]) -> None:
+    def _finish(batch: InFlight, poller: zmq.Poller, owners: dict[zmq.Socket[bytes] | int, InFlight],
+                in_flight: list[InFlight]) -> None:
+        """Stop polling for ``batch``: only what it still owns (a descriptor it closed may be another
+        extension's new connection by now)."""
         in_flight.remove(batch)
         for item, _ in batch.items:
-            try:
+            if owners.get(item) is batch:
                 poller.unregister(item)
-            except KeyError:
-                pass
+                del owners[item]
