@@ -284,3 +284,17 @@ def test_ping_is_answered_with_pong(harness: Harness) -> None:
         b"PONG", b"ctx")
     assert _read_exactly(peer, len(expected)) == expected
     peer.close()
+
+
+def test_a_socket_file_left_by_an_earlier_launch_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "events.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))  # bound and never listened on: what a killed launch leaves in its directory
+    stale.close()
+    h = Harness(path)
+    try:
+        peer = _raw_peer(h.endpoint)
+        h.drive(until_connected=True)
+        peer.close()
+    finally:
+        h.link.close()

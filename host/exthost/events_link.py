@@ -17,8 +17,9 @@ Contract:
   every libzmq socket of the launch: the launched process tree only, one peer at a time (the holder's own
   reconnect admitted), every refusal counted there. A refused connection gets this side's greeting and an
   ``ERROR`` command (a libzmq peer then gives up on that connect, as after a ZAP refusal; the SDK raises
-  ``Refused``) and is closed a moment later (at most :data:`REFUSED_KEPT` are held, each up to
-  :data:`REFUSED_HOLD_S`, so the peer reads the ``ERROR`` before the end of the stream). An admitted one gets
+  ``Refused``) and is held open a moment, so the peer reads the ``ERROR`` before the end of the stream: at
+  most :data:`REFUSED_KEPT` at a time, each closed at the first refusal or request after
+  :data:`REFUSED_HOLD_S`, and all with the link. An admitted one gets
   the greeting and ``READY`` (``Socket-Type`` ``REQ``) at once and replaces any earlier connection (only the
   holder's reconnect can arrive while one is open: its old connection is gone).
 * **The peer's handshake**: its 64-byte greeting (ZMTP 3, ``NULL``), then ``READY`` with ``Socket-Type``
@@ -107,6 +108,11 @@ class EventsLink:
         path = ipc_path(endpoint)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            if not path.startswith("\0"):  # a file left by an earlier launch in this private directory (as libzmq)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
             listener.bind(path)
             if not path.startswith("\0"):
                 os.chmod(path, 0o600)
@@ -159,6 +165,8 @@ class EventsLink:
         Reads waiting input first; raises :class:`LinkCut` if the connection turns out to be gone (then there
         is none: the caller waits for the reconnect with :meth:`service` and sends again).
         """
+        if self._refused:
+            self._close_refused(time.monotonic())
         if self._conn is None:
             raise LinkCut("closed", "the extension is not connected")
         if self._probe.poll(0):
@@ -262,6 +270,11 @@ class EventsLink:
         except OSError:
             pass
         self._refused.append((conn, now + REFUSED_HOLD_S))
+        self._close_refused(now)
+
+    def _close_refused(self, now: float) -> None:
+        """Close the refused connections held past :data:`REFUSED_HOLD_S`, and the oldest over
+        :data:`REFUSED_KEPT` (checked at each refusal and each request)."""
         while self._refused and (len(self._refused) > REFUSED_KEPT or self._refused[0][1] <= now):
             self._refused.pop(0)[0].close()
 
