@@ -138,16 +138,24 @@ def test_the_sdks_pure_python_rep_is_served_too(harness: Harness) -> None:
     peer.close()
 
 
-def test_a_late_reply_is_dropped_and_the_last_request_answered(harness: Harness) -> None:
+@pytest.mark.parametrize("one_write", [True, False], ids=["one-read", "read-by-read"])
+def test_a_late_reply_is_dropped_and_the_last_request_answered(harness: Harness, one_write: bool) -> None:
+    """Both ways a reply is read: several messages in one read (the frame walk), or one message per read
+    (the fast path)."""
     peer = _raw_peer(harness.endpoint)
     harness.drive(until_connected=True)
     harness.link.send(1, b"one")
     harness.link.send(2, b"two")  # REQ_RELAXED: the first is given up
     _read_exactly(peer, 64)
-    envelope = frame_header(4, 1) + (1).to_bytes(4, "big") + frame_header(0, 1)
-    peer.sendall(envelope + frame_header(3, 0) + b"old")  # the late answer to request 1
-    envelope2 = frame_header(4, 1) + (2).to_bytes(4, "big") + frame_header(0, 1)
-    peer.sendall(envelope2 + frame_header(3, 0) + b"new")
+    late = frame_header(4, 1) + (1).to_bytes(4, "big") + frame_header(0, 1) + frame_header(3, 0) + b"old"
+    answer = frame_header(4, 1) + (2).to_bytes(4, "big") + frame_header(0, 1) + frame_header(3, 0) + b"new"
+    if one_write:
+        peer.sendall(late + answer)
+    else:
+        peer.sendall(late)
+        with pytest.raises(AssertionError, match="no reply"):
+            harness.drive(0.3)  # read and dropped
+        peer.sendall(answer)
     assert harness.drive() == b"new"
     peer.close()
 
