@@ -13,6 +13,11 @@ the same user — can connect to an extension's endpoints, receive its events or
 send frames as it. Every refused connection is counted on that extension
 (``frame_errors["unauthenticated"]``) and logged.
 
+A local launch's ``events`` socket is not a libzmq socket (:mod:`.events_link`, the host's own ZMTP
+peer): it takes the same kernel credentials from the connection it accepts and asks
+:meth:`PeerGate.decide` with the same address form before it writes anything, so the same rules apply to
+it, and it frees its slot (:meth:`PeerGate.released`) itself when it sees the connection close.
+
 One peer per socket: each socket of a host :class:`~.channel.Channel` is in a
 domain of its own, :func:`socket_domain` (the launch's domain plus the
 socket's name), and the handler admits *one* connection on it at a time. Any
