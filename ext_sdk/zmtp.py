@@ -46,8 +46,8 @@ import _socket
 import time
 
 __all__ = ["COMMAND", "GREETING", "GREETING_SIZE", "HANDSHAKE_TIMEOUT_S", "LONG", "MORE", "RECONNECT_S",
-           "ConnectionLost", "Peer", "Refused", "Reply", "Request", "command_frame", "frame_header", "greeting_problem",
-           "ipc_path", "metadata_property"]
+           "ConnectionLost", "Peer", "Refused", "Reply", "Request", "command_frame", "correlated_body", "frame_header",
+           "greeting_problem", "ipc_path", "metadata_property"]
 
 #: Between two connection attempts of a REP that lost its connection (libzmq's ``ZMQ_RECONNECT_IVL``).
 RECONNECT_S = 0.1
@@ -99,6 +99,24 @@ def greeting_problem(greeting: bytes) -> str | None:
     if mechanism != b"NULL":
         return f"the peer wants security mechanism {mechanism.decode(errors='replace')!r}, not NULL"
     return None
+
+
+def correlated_body(data: bytes, max_frame: int) -> int:
+    """Where the body starts if ``data`` is exactly one message ``[4-byte id, empty, body]`` (the envelope of
+    ``REQ_CORRELATE``: every request of the host's and every reply to it) with a body of at most ``max_frame``
+    bytes; else 0. The id is ``data[2:6]`` and the framed envelope ``data[:8]``. The fast path of a read that
+    holds one whole message: no frame-by-frame walk."""
+    size = len(data)
+    if size < 10 or data[0] != MORE or data[1] != 4 or data[6] != MORE or data[7] != 0:
+        return 0
+    flags = data[8]
+    if flags == 0:
+        start, length = 10, data[9]
+    elif flags == LONG and size >= 17:
+        start, length = 17, int.from_bytes(data[9:17], "big")
+    else:
+        return 0
+    return start if start + length == size and length <= max_frame else 0
 
 
 def ipc_path(endpoint: str) -> str:
@@ -332,18 +350,10 @@ class Reply(Peer):
         if not data:
             self.close()  # the general path reconnects
             return None
-        size = len(data)
-        if size > 10 and data[0] == MORE and data[1] == 4 and data[6] == MORE and data[7] == 0:
-            flags = data[8]
-            if flags == 0:
-                start, length = 10, data[9]
-            elif flags == LONG and size > 17:
-                start, length = 17, int.from_bytes(data[9:17], "big")
-            else:
-                start, length = 0, -1
-            if start + length == size and length <= self.max_frame:
-                self._envelope = data[:8]
-                return data[start:]
+        start = correlated_body(data, self.max_frame)
+        if start:
+            self._envelope = data[:8]
+            return data[start:]
         buf = self._buf
         buf.clear()
         buf += data

@@ -63,6 +63,7 @@ from ext_sdk.zmtp import (
     LONG,
     MORE,
     command_frame,
+    correlated_body,
     frame_header,
     greeting_problem,
     ipc_path,
@@ -291,24 +292,14 @@ class EventsLink:
             self._cut("closed", f"the extension's connection failed: {exc}")
         if not data:
             self._cut("closed", "the extension closed its connection (it exited, or closed its socket)")
-        if not self._in and self._ready:
-            # The fast path: nothing buffered and one read that is exactly one reply with the envelope
-            # [4-byte id, empty] (what every reply is), in order: no frame-by-frame walk.
-            size = len(data)
-            if size > 10 and data[0] == MORE and data[1] == 4 and data[6] == MORE and data[7] == 0 and \
-                    not self._frames:
-                flags = data[8]
-                if flags == 0:
-                    start, length = 10, data[9]
-                elif flags == LONG and size > 17:
-                    start, length = 17, int.from_bytes(data[9:17], "big")
-                else:
-                    start, length = 0, -1
-                if start + length == size and length <= self.limit:
-                    if data[2:6] != self._expect or not self._expect:
-                        return None  # a late reply: dropped
-                    self._expect = b""
-                    return data[start:]
+        if not self._in and self._ready and not self._frames:
+            # The fast path: nothing buffered and one read that is exactly one reply (what every reply is)
+            start = correlated_body(data, self.limit)
+            if start:
+                if data[2:6] != self._expect or not self._expect:
+                    return None  # a late reply: dropped
+                self._expect = b""
+                return data[start:]
         self._in += data
         return self._parse()
 
