@@ -225,7 +225,11 @@ def test_a_refused_peer_gets_error_and_no_request(harness: Harness, zctx: zmq.Co
     assert not harness.link.connected and harness.addresses
 
 
-def test_output_the_socket_does_not_take_waits_without_blocking(harness: Harness) -> None:
+def _waiting(link: EventsLink) -> bool:
+    return any(flags & POLLOUT for _, flags in link.poll_items())
+
+
+def test_output_the_socket_does_not_take_waits_without_blocking_up_to_a_limit(harness: Harness) -> None:
     peer = _raw_peer(harness.endpoint)
     harness.drive(until_connected=True)
     # the peer's READY must be read before a request is written
@@ -233,16 +237,16 @@ def test_output_the_socket_does_not_take_waits_without_blocking(harness: Harness
     poller.register(harness.link.conn_fd, zmq.POLLIN)
     poller.poll(2000)
     harness.link.service(harness.link.conn_fd, zmq.POLLIN)
-    body = os.urandom(LIMIT - 100)
-    started = time.monotonic()
-    for i in range(1, 40):  # far more than a socket buffer; the peer reads nothing yet
-        harness.link.send(i, body)
-    assert time.monotonic() - started < 5  # it returned: nothing blocked on the full buffer
-    assert any(flags & POLLOUT for _, flags in harness.link.poll_items())
+    body = os.urandom(LIMIT // 4)
+    sent = 0
+    while not _waiting(harness.link) and sent < 1000:  # fill the socket buffer; the peer reads nothing yet
+        sent += 1
+        harness.link.send(sent, body)
+    assert _waiting(harness.link) and harness.link.connected  # the rest waits; nothing blocked
     received = 0
     peer.settimeout(0.05)
     end = time.monotonic() + 10
-    while any(flags & POLLOUT for _, flags in harness.link.poll_items()) and time.monotonic() < end:
+    while _waiting(harness.link) and time.monotonic() < end:
         try:
             received += len(peer.recv(1 << 20))
         except TimeoutError:
@@ -252,9 +256,49 @@ def test_output_the_socket_does_not_take_waits_without_blocking(harness: Harness
             poller.register(item, flags)
         for item, flags in poller.poll(10):
             harness.link.service(item, flags)
-    assert not any(flags & POLLOUT for _, flags in harness.link.poll_items())
-    assert received > 0
+    assert not _waiting(harness.link) and received > 0
+    # a peer that never reads: the waiting output is bounded, then the connection is cut
+    with pytest.raises(LinkCut) as cut:
+        for i in range(sent + 1, sent + 1000):
+            harness.link.send(i, body)
+    assert cut.value.reason == "stalled" and not harness.link.connected
+    assert (sent + 1000) * len(body) > harness.link.out_limit
     peer.close()
+
+
+@pytest.mark.parametrize("attack", ["ping-flood", "endless-message"])
+def test_a_peer_cannot_grow_the_hosts_memory_without_bound(harness: Harness, attack: bytes) -> None:
+    """A PING flood from a peer that reads nothing (each would queue a PONG), or a message of ever more empty
+    frames: the first is answered only while nothing waits, the second cut at its fourth frame."""
+    peer = _raw_peer(harness.endpoint)
+    harness.drive(until_connected=True)
+    flood = (command_frame(b"PING", b"\x00\x10" + b"c" * 200) * 20_000 if attack == "ping-flood" else
+             frame_header(4, 1) + b"\x00\x00\x00\x09" + frame_header(0, 1) * 10)
+
+    def send() -> None:
+        try:
+            peer.sendall(flood)
+        except OSError:
+            pass  # cut, or the test ended
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    poller = zmq.Poller()
+    poller.register(harness.link.conn_fd, zmq.POLLIN)
+    end = time.monotonic() + 5
+    try:
+        while time.monotonic() < end and harness.link.connected:
+            for item, flags in poller.poll(50):
+                harness.link.service(item, flags)
+            if attack == "ping-flood" and not sender.is_alive() and not poller.poll(0):
+                break  # everything read
+    except LinkCut as cut:
+        assert attack == "endless-message" and cut.reason == "protocol"
+    else:
+        assert attack == "ping-flood" and not sender.is_alive()
+        assert len(harness.link._out) <= 64  # at most one short PONG waits for a peer that reads nothing
+    peer.close()
+    sender.join(5)
 
 
 def test_the_holders_reconnect_replaces_its_connection(harness: Harness) -> None:

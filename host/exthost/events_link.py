@@ -12,7 +12,8 @@ Contract:
 * **Listening**: an ``AF_UNIX`` stream socket at the endpoint's path, mode 0600 (inside the extension's
   private 0700 directory), non-blocking. Nothing happens until the owner polls :meth:`EventsLink.poll_items`
   (zmq poll flags; the items are file descriptors) and hands what is ready to :meth:`EventsLink.service`.
-* **Admission**, at ``accept``: the connection's kernel credentials (``SO_PEERCRED``) go to ``admit`` as a
+* **Admission**, at ``accept`` (at most 16 connections per call, so a full backlog cannot hold the waiting
+  thread): the connection's kernel credentials (``SO_PEERCRED``) go to ``admit`` as a
   ZAP-style address ``localhost:<uid>:<gid>:<pid>`` — :meth:`.peers.PeerGate.decide`, the same rule as for
   every libzmq socket of the launch: the launched process tree only, one peer at a time (the holder's own
   reconnect admitted), every refusal counted there. A refused connection gets this side's greeting and an
@@ -29,17 +30,22 @@ Contract:
 * **Requests**: ``[routing id (4 bytes), empty, body]`` — libzmq's ``REQ_CORRELATE`` envelope, with
   ``REQ_RELAXED``: a new request may be sent at any time, and the reply awaited is the last request's.
   Output the socket buffer does not take at once is kept and written as the peer drains it (``POLLOUT`` is
-  then among the poll items), so a send never blocks the host. Before each send, input already waiting is
-  read (:meth:`EventsLink.send`): a cut that happened while the host was idle is found then, not in the
-  middle of the next request.
-* **Replies**: a message ``[routing id, empty, body]`` whose id is the last request's; any other message is
-  dropped, as libzmq drops a stale reply. Commands: ``PING`` is answered with ``PONG``, ``ERROR`` cuts, the
-  rest are ignored.
+  then among the poll items), so a send never blocks the host; at most :attr:`EventsLink.out_limit` bytes
+  (two frames of the limit) are kept for a peer that does not read (libzmq's send high-water mark), and
+  more cuts the connection (``stalled``). Before each send, input already waiting is read
+  (:meth:`EventsLink.send`): a cut that happened while the host was idle is found then, not in the middle
+  of the next request.
+* **Replies**: a message ``[routing id, empty, body]`` whose id is the last request's; any other message of
+  at most three frames is dropped, as libzmq drops a stale reply, and a longer one cuts (``protocol``). The
+  walk stops at the awaited reply: what follows it in the same read is taken at the next read, so a bad
+  frame after a good reply fails the next request, not this one (libzmq, too, delivers the messages it
+  decoded before an error). Commands: ``PING`` is answered with ``PONG`` (its context cut to ZMTP 3.1's
+  16 bytes; none while output waits), ``ERROR`` cuts, the rest are ignored.
 * **Cuts** (:class:`LinkCut`, with a reason): the end of the stream or a socket error (``closed``), a frame
-  over ``limit`` (``over_limit``, as libzmq's ``ZMQ_MAXMSGSIZE`` cuts) or a protocol violation
-  (``protocol``). A cut closes the connection and frees the socket's slot at the gate (``release(admitted)``,
-  with the number of connections admitted so far); the extension reconnects (the SDK every 100 ms, libzmq
-  likewise).
+  over ``limit`` (``over_limit``, as libzmq's ``ZMQ_MAXMSGSIZE`` cuts), a protocol violation
+  (``protocol``) or requests the peer does not read (``stalled``). A cut closes the connection and frees the
+  socket's slot at the gate (``release(admitted)``, with the number of connections admitted so far); the
+  extension reconnects (the SDK every 100 ms, libzmq likewise).
 
 Thread-safety: one thread at a time (the holder of the extension's lock, or the notify pump for a batch).
 """
@@ -83,6 +89,8 @@ _REFUSAL = GREETING + command_frame(b"ERROR", bytes((12,)) + b"not admitted")
 _CREDENTIALS = struct.Struct("3i")
 _FLAGS = MORE | LONG | COMMAND
 _READ_SIZE = 65536
+#: Connections taken from the backlog per call at most (strangers filling it cannot hold the waiting thread).
+_ACCEPTS_PER_CALL = 16
 _EMPTY_FRAME = frame_header(0, MORE)
 _ID_FRAME = frame_header(4, MORE)  # the header of a 4-byte routing id frame
 #: zmq's poll flags as plain ints (``zmq.POLLIN`` is an ``IntFlag``: every ``&`` on it builds an enum member).
@@ -90,7 +98,7 @@ POLLIN, POLLOUT, POLLERR = int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.POLLERR)
 
 
 class LinkCut(Exception):
-    """The events connection is gone; ``reason``: ``closed`` | ``over_limit`` | ``protocol``."""
+    """The events connection is gone; ``reason``: ``closed`` | ``over_limit`` | ``protocol`` | ``stalled``."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -132,7 +140,9 @@ class EventsLink:
         self._probe = select.poll()
         self._in = bytearray()
         self._pos = 0
-        self._out = b""
+        self._out = bytearray()  # written to the socket as it takes it; at most ``out_limit`` bytes
+        #: Output waiting for the extension to read, at most (more: the connection is cut as ``stalled``).
+        self.out_limit = 2 * limit + _READ_SIZE
         self._held = b""  # a request sent before the peer's READY
         self._frames: list[bytes] = []
         self._greeted = False  # the peer's greeting was read
@@ -173,6 +183,8 @@ class EventsLink:
             raise LinkCut("closed", "the extension is not connected")
         if self._probe.poll(0):
             self._receive()
+        elif self._in:  # input left after an earlier reply, not read yet
+            self._parse()
         routing = routing_id.to_bytes(4, "big")
         self._expect = routing
         size = len(body)
@@ -190,6 +202,8 @@ class EventsLink:
         conn = self._conn
         assert conn is not None
         if self._out:
+            if len(self._out) + len(data) > self.out_limit:
+                self._cut("stalled", f"the extension has not read {len(self._out)} bytes of requests written to it")
             self._out += data
             return
         try:
@@ -199,7 +213,7 @@ class EventsLink:
         except OSError as exc:
             self._cut("closed", f"cannot write to the extension: {exc}")
         if sent < len(data):
-            self._out = data[sent:]
+            self._out += memoryview(data)[sent:]
             self.version += 1
 
     def _flush(self) -> None:
@@ -212,7 +226,7 @@ class EventsLink:
             return
         except OSError as exc:
             self._cut("closed", f"cannot write to the extension: {exc}")
-        self._out = self._out[sent:]
+        del self._out[:sent]
         if not self._out:
             self.version += 1
 
@@ -237,7 +251,7 @@ class EventsLink:
 
     def _accept(self) -> None:
         lost = False
-        while True:
+        for _ in range(_ACCEPTS_PER_CALL):
             try:
                 conn, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -339,10 +353,14 @@ class EventsLink:
             if not self._ready:
                 self._cut("protocol", "the extension sent a message before its READY")
             self._frames.append(body)
+            if len(self._frames) > 3:
+                self._cut("protocol", "a message of more than three frames from the extension (a reply is "
+                                      "[id, empty, body])")
             if not flags & MORE:
                 frames, self._frames = self._frames, []
                 if len(frames) == 3 and frames[0] == self._expect and not frames[1] and self._expect:
                     reply, self._expect = frames[2], b""
+                    break  # what follows is read later (a bad frame after it then fails no reply)
         if pos == end:
             buf.clear()
             pos = 0
@@ -365,8 +383,8 @@ class EventsLink:
                 self._write(held)
         elif name == b"ERROR":
             self._cut("closed", "the extension sent ERROR")
-        elif name == b"PING":
-            self._write(command_frame(b"PONG", data[2:]))
+        elif name == b"PING" and not self._out:  # a PONG only to a peer that reads (one PING per read)
+            self._write(command_frame(b"PONG", bytes(data[2:18])))
 
     # ------------------------------------------------------------------ closing
 
@@ -385,7 +403,8 @@ class EventsLink:
             self.version += 1
         self._in.clear()
         self._pos = 0
-        self._out = self._held = b""
+        self._out.clear()
+        self._held = b""
         self._frames = []
         self._greeted = self._ready = False
 
