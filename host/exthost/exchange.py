@@ -90,6 +90,7 @@ class Exchange:
         #: Serialises every request on the extension's channel (see the module doc).
         self.lock = threading.Lock()
         self._queue: deque[_Pending] = deque()
+        self._notify_queue = config.limits.notify_queue
         self._queue_lock = threading.Lock()
         self._dropped_unreported = 0
         self._notify_warned_at = -10.0
@@ -100,9 +101,18 @@ class Exchange:
     # ------------------------------------------------------------------ the notify FIFO
 
     def enqueue(self, event: str, data: dict[str, Any], deadline_s: float) -> bool:
-        """Queue a notify event; ``False`` (and counted) when the queue is full."""
+        """Queue a notify event; ``False`` (and counted) when the queue is full.
+
+        Below the limit this is one ``deque.append`` (atomic) without the lock: :meth:`_take_pending` takes a
+        count first and pops only that many, so an item appended meanwhile waits for the next batch. Two
+        producers racing at the limit may pass it by one each; the drop path and its count stay locked.
+        """
+        queue = self._queue
+        if len(queue) < self._notify_queue:
+            queue.append(_Pending(event, data, deadline_s))
+            return True
         with self._queue_lock:
-            if len(self._queue) >= self._config.limits.notify_queue:
+            if len(self._queue) >= self._notify_queue:
                 self._dropped_unreported += 1
                 self._stats.record_dropped()
                 return False

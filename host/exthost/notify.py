@@ -48,8 +48,14 @@ class NotifyPump(threading.Thread):
         self._busy = False
 
     def wake(self) -> None:
-        """New events were queued."""
-        self._wake.set()
+        """New events were queued.
+
+        Already set (the pump has not started its next cycle yet): nothing to do — its next wait returns at
+        once and that cycle takes these events too. The check is a plain read; ``Event.set`` takes a lock
+        and a condition, once per emit of a burst otherwise.
+        """
+        if not self._wake.is_set():
+            self._wake.set()
 
     def stop(self) -> None:
         """End the thread (pending events stay queued)."""
