@@ -84,3 +84,24 @@ def test_host_call_over_the_frame_limit_is_counted_as_dropped(make_ext: MakeExt,
     while ext.channel.frame_errors["dropped"] < 1 and time.monotonic() < deadline:  # the supervisor drains it
         time.sleep(0.05)
     assert ext.channel.frame_errors["dropped"] == 1 and ext.info()["frame_errors"]["dropped"] == 1
+
+
+def test_the_reconnect_after_a_cut_is_greeted_while_the_host_sends_nothing(make_ext: MakeExt,
+                                                                          new_host: Callable[..., ExtensionHost]
+                                                                          ) -> None:
+    """The host's events socket is its own ZMTP peer, which accepts only when it is serviced: after it cut a
+    connection (a reply over the limit), the extension's reconnect is accepted and greeted by the supervisor's
+    tick, not left to time out its handshake until the next event."""
+    rogue = make_ext("rogue", "", ["tool_call"], runtime="command",
+                     command=[sys.executable, "rogue_ext.py", "--script", "oversized,ok"], files=ROGUE)
+    host = new_host(HostConfig(limits=replace(Limits(), max_frame=64 * 1024),
+                               deadlines=replace(Deadlines(), shutdown_ms=400)))
+    ext = host.load(rogue)
+    assert [f.kind for f in host.emit("tool_call", tool_call("ls")).failures] == ["disconnected"]
+    assert ext.channel is not None and not ext.channel.events.connected
+    deadline = time.monotonic() + 5
+    while not ext.channel.events.connected and time.monotonic() < deadline:  # no event sent meanwhile
+        time.sleep(0.02)
+    assert ext.channel.events.connected, "the reconnect was not accepted while the host was idle"
+    assert host.emit("tool_call", tool_call("ls", call_id="after")).failures == ()
+    assert ext.channel.frame_errors["dropped"] == 1 and ext.channel.frame_errors["unauthenticated"] == 0

@@ -68,7 +68,7 @@ from zmq.utils.monitor import parse_monitor_message
 from ext_sdk.combine import FailureKind
 from ext_sdk.wire import CONTROL_FRAME, MAC_SIZE, FrameError, Opener, Sealer
 
-from .events_link import EventsLink, LinkCut
+from .events_link import POLLIN, EventsLink, LinkCut
 from .events_zmq import ZmqEvents
 from .launch import Launch
 from .monitors import MONITORED, REFUSED, OpenConnections
@@ -282,6 +282,23 @@ class Channel:
             except LinkCut as exc:
                 self._note_cut(exc)
         return ready
+
+    def awaits_connection(self) -> bool:
+        """Whether the local events socket has no connection and one waits to be accepted (the extension's
+        reconnect after a cut). A plain attribute read unless it has none: no system call on a healthy
+        channel (the supervisor asks at every tick)."""
+        events = self.events
+        return isinstance(events, EventsLink) and not events.connected and events.connection_waiting()
+
+    def accept_waiting(self) -> None:
+        """Accept and greet what waits on the local events socket. The caller holds the extension's
+        exchange lock (no request is in flight)."""
+        events = self.events
+        if isinstance(events, EventsLink):
+            try:
+                events.service(events.listen_fd, POLLIN)
+            except LinkCut as exc:
+                self._note_cut(exc)
 
     def answer_hello(self, kind: str, fields: dict[str, Any]) -> None:
         """Send ``welcome`` or ``reject``."""

@@ -12,6 +12,10 @@ Contract:
 * **Listening**: an ``AF_UNIX`` stream socket at the endpoint's path, mode 0600 (inside the extension's
   private 0700 directory), non-blocking. Nothing happens until the owner polls :meth:`EventsLink.poll_items`
   (zmq poll flags; the items are file descriptors) and hands what is ready to :meth:`EventsLink.service`.
+* **Accepting** happens when the owner services the listener: while it waits for a reply, for the
+  ``hello`` or for a connection, and — for the extension's reconnect after a cut while the host sends
+  nothing — at the supervisor's tick (:meth:`.channel.Channel.accept_waiting`), so the peer gets its
+  greeting within a tick instead of timing out its handshake (the SDK after 10 s, libzmq after 30 s).
 * **Admission**, at ``accept`` (at most 16 connections per call, so a full backlog cannot hold the waiting
   thread): the connection's kernel credentials (``SO_PEERCRED``) go to ``admit`` as a
   ZAP-style address ``localhost:<uid>:<gid>:<pid>`` — :meth:`.peers.PeerGate.decide`, the same rule as for
@@ -138,6 +142,8 @@ class EventsLink:
         #: The admitted connection's descriptor, ``-1`` when there is none.
         self.conn_fd = -1
         self._probe = select.poll()
+        self._listen_probe = select.poll()
+        self._listen_probe.register(self.listen_fd, select.POLLIN)
         self._in = bytearray()
         self._pos = 0
         self._out = bytearray()  # written to the socket as it takes it; at most ``out_limit`` bytes
@@ -164,6 +170,10 @@ class EventsLink:
         if self._conn is not None:
             items.append((self.conn_fd, POLLIN | (POLLOUT if self._out else 0)))
         return items
+
+    def connection_waiting(self) -> bool:
+        """Whether a connection waits in the listener's backlog (a non-blocking look)."""
+        return bool(self._listen_probe.poll(0))
 
     def peer_items(self) -> list[tuple[int, int]]:
         """What to wait on for a connection: the listener (and an open connection, which may turn out cut)."""

@@ -289,6 +289,15 @@ class Exchange:
         finally:
             self._release()
 
+    def accept_reconnect(self, channel: Channel) -> None:
+        """Greet the extension's events reconnect while the host sends it nothing (supervisor tick). Skipped
+        while a request holds the lock: that request's own wait accepts it."""
+        if channel.awaits_connection() and self.lock.acquire(blocking=False):
+            try:
+                channel.accept_waiting()
+            finally:
+                self._release()
+
     # ------------------------------------------------------------------ notify pump
 
     def begin_backlog(self) -> InFlight | None:

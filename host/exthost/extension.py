@@ -937,6 +937,7 @@ class RunningExtension:
                 self.process_gone()  # a restart is then woken by its timer when its backoff is over
                 return
             channel.drain_monitors()
+            self.exchange.accept_reconnect(channel)
             # a remote process's resources are sampled (and limited) on its worker's machine, not here
             pid = process.pid if self.remote is None else None
             confined = self.confined
