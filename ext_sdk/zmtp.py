@@ -47,7 +47,7 @@ import time
 
 __all__ = ["COMMAND", "GREETING", "GREETING_SIZE", "HANDSHAKE_TIMEOUT_S", "LONG", "MORE", "RECONNECT_S",
            "ConnectionLost", "Peer", "Refused", "Reply", "Request", "command_frame", "correlated_body", "frame_header",
-           "greeting_problem", "ipc_path", "metadata_property"]
+           "greeting_problem", "ipc_path", "metadata_property", "split_command"]
 
 #: Between two connection attempts of a REP that lost its connection (libzmq's ``ZMQ_RECONNECT_IVL``).
 RECONNECT_S = 0.1
@@ -77,6 +77,12 @@ def command_frame(name: bytes, data: bytes) -> bytes:
     """A command frame: ``name`` (short string) then ``data``."""
     body = bytes((len(name),)) + name + data
     return frame_header(len(body), COMMAND) + body
+
+
+def split_command(body: bytes) -> tuple[bytes, bytes]:
+    """A command frame's body as ``(name, data)`` (``(b"", b"")`` for an empty one)."""
+    name = bytes(body[1:1 + body[0]]) if body else b""
+    return name, body[1 + len(name):]
 
 
 def frame_header(size: int, flags: int) -> bytes:
@@ -260,8 +266,7 @@ class Peer:
                 return frames
 
     def _on_command(self, body: bytes) -> None:
-        name = body[1:1 + body[0]] if body else b""
-        data = body[1 + len(name):]
+        name, data = split_command(body)
         if name == b"READY":
             self._handshaking = False
         elif name == b"ERROR":

@@ -276,12 +276,17 @@ class Channel:
         for item, flags in poller.poll(timeout_ms):
             if item is sock:
                 ready = True
-                continue
-            try:
-                self.events.service(item, flags)
-            except LinkCut as exc:
-                self._note_cut(exc)
+            else:
+                self._tend_events(item, flags)
         return ready
+
+    def _tend_events(self, item: object, flags: int) -> None:
+        """Connection work on ``events`` outside a request (accepting, greeting, reading a cut): a cut the
+        host made is counted, none fails a request."""
+        try:
+            self.events.service(item, flags)
+        except LinkCut as exc:
+            self._note_cut(exc)
 
     def awaits_connection(self) -> bool:
         """Whether the local events socket has no connection and one waits to be accepted (the extension's
@@ -293,12 +298,8 @@ class Channel:
     def accept_waiting(self) -> None:
         """Accept and greet what waits on the local events socket. The caller holds the extension's
         exchange lock (no request is in flight)."""
-        events = self.events
-        if isinstance(events, EventsLink):
-            try:
-                events.service(events.listen_fd, POLLIN)
-            except LinkCut as exc:
-                self._note_cut(exc)
+        if isinstance(self.events, EventsLink):
+            self._tend_events(self.events.listen_fd, POLLIN)
 
     def answer_hello(self, kind: str, fields: dict[str, Any]) -> None:
         """Send ``welcome`` or ``reject``."""
@@ -349,10 +350,7 @@ class Channel:
             for item, flags in events.peer_items():
                 poller.register(item, flags)
             for item, flags in poller.poll(left_ms):
-                try:
-                    events.service(item, flags)
-                except LinkCut as exc:
-                    self._note_cut(exc)
+                self._tend_events(item, flags)
         return True
 
     def service(self, item: zmq.Socket[bytes] | int, flags: int, on_call: CallHandler) -> dict[str, Any] | None:

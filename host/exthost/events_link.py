@@ -78,6 +78,7 @@ from ext_sdk.zmtp import (
     greeting_problem,
     ipc_path,
     metadata_property,
+    split_command,
 )
 
 __all__ = ["POLLERR", "POLLIN", "POLLOUT", "REFUSED_HOLD_S", "REFUSED_KEPT", "EventsLink", "LinkCut"]
@@ -381,8 +382,7 @@ class EventsLink:
         return reply
 
     def _on_command(self, body: bytes) -> None:
-        name = bytes(body[1:1 + body[0]]) if body else b""
-        data = body[1 + len(name):]
+        name, data = split_command(body)
         if name == b"READY":
             kind = _socket_type(data)
             if kind not in _PEER_TYPES:

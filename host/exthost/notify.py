@@ -34,6 +34,9 @@ from .extension import RunningExtension
 __all__ = ["NotifyPump"]
 
 log = logging.getLogger("kithost.notify")
+#: What a batch polls (zmq flags), and which batch owns each polled item.
+_Items = list[tuple[zmq.Socket[bytes] | int, int]]
+_Owners = dict[zmq.Socket[bytes] | int, InFlight]
 
 
 class NotifyPump(threading.Thread):
@@ -98,15 +101,13 @@ class NotifyPump(threading.Thread):
         """One delivery round; ``True`` if anything was sent (so go again)."""
         in_flight: list[InFlight] = []
         poller = zmq.Poller()
-        owners: dict[zmq.Socket[bytes] | int, InFlight] = {}
+        owners: _Owners = {}
         for ext in self._extensions():
             batch = ext.exchange.begin_backlog()
             if batch is None:
                 continue
             in_flight.append(batch)
-            for item, flags in batch.items:
-                poller.register(item, flags)
-                owners[item] = batch
+            self._watch(batch, batch.items, poller, owners)
         sent = bool(in_flight)
         try:
             while in_flight:
@@ -126,13 +127,8 @@ class NotifyPump(threading.Thread):
                         self._finish(batch, poller, owners, in_flight)
                     elif (change := batch.changed_items()) is not None:
                         old, new = change
-                        for stale, _ in old:
-                            if owners.get(stale) is batch:
-                                poller.unregister(stale)
-                                del owners[stale]
-                        for fresh, fresh_flags in new:
-                            poller.register(fresh, fresh_flags)
-                            owners[fresh] = batch
+                        self._unwatch(batch, old, poller, owners)
+                        self._watch(batch, new, poller, owners)
         finally:
             for batch in list(in_flight):
                 batch.expire()
@@ -140,12 +136,23 @@ class NotifyPump(threading.Thread):
         return sent
 
     @staticmethod
-    def _finish(batch: InFlight, poller: zmq.Poller, owners: dict[zmq.Socket[bytes] | int, InFlight],
-                in_flight: list[InFlight]) -> None:
-        """Stop polling for ``batch``: only what it still owns (a descriptor it closed may be another
-        extension's new connection by now)."""
+    def _finish(batch: InFlight, poller: zmq.Poller, owners: _Owners, in_flight: list[InFlight]) -> None:
+        """Stop polling for ``batch``."""
         in_flight.remove(batch)
-        for item, _ in batch.items:
+        NotifyPump._unwatch(batch, batch.items, poller, owners)
+
+    @staticmethod
+    def _watch(batch: InFlight, items: _Items, poller: zmq.Poller, owners: _Owners) -> None:
+        """Poll ``items`` for ``batch``."""
+        for item, flags in items:
+            poller.register(item, flags)
+            owners[item] = batch
+
+    @staticmethod
+    def _unwatch(batch: InFlight, items: _Items, poller: zmq.Poller, owners: _Owners) -> None:
+        """Stop polling those of ``items`` that ``batch`` still owns (a descriptor it closed may be another
+        extension's new connection by now)."""
+        for item, _ in items:
             if owners.get(item) is batch:
                 poller.unregister(item)
                 del owners[item]
